@@ -1,0 +1,92 @@
+//! One simulated user: a WebSocket session in the waiting room, then a
+//! purchase over HTTP. What it saw is kept in a [`record::UserRecord`].
+
+pub mod purchase;
+pub mod record;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::client::addrs::SourceAddrs;
+use crate::client::http::HttpClient;
+use crate::worker::{Behaviour, WorkerPlan};
+
+/// Live counters a worker reports as progress.
+#[derive(Default)]
+pub struct Counters {
+    /// Users that got their first `queued` or `prequeue`.
+    pub joined: AtomicUsize,
+    /// Users that finished without ever joining (connect failures).
+    pub never_joined: AtomicUsize,
+    /// Users whose session is over.
+    pub finished: AtomicUsize,
+    /// Resumes completed (first frame after a reconnect with ticket).
+    pub resumed: AtomicUsize,
+    /// Users admitted at least once.
+    pub admitted: AtomicUsize,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every user of a worker shares.
+pub struct Ctx {
+    pub activity_id: String,
+    pub jwt_secret: String,
+    pub server: SocketAddr,
+    pub sources: Arc<SourceAddrs>,
+    pub http: Arc<HttpClient>,
+    /// Bounds WebSocket handshakes in flight (the server's backlog is ~1024).
+    pub handshakes: Semaphore,
+    pub deadline: Instant,
+    pub behaviour: Behaviour,
+    /// Storm epoch: each increment asks the selected users to drop and resume.
+    pub control: watch::Receiver<u64>,
+    pub counters: Counters,
+}
+
+impl Ctx {
+    pub fn new(plan: &WorkerPlan, server: SocketAddr, control: watch::Receiver<u64>) -> Self {
+        let sources = Arc::new(SourceAddrs::new(plan.source_first, plan.source_count));
+        let http = Arc::new(HttpClient::new(server, sources.clone(), 256));
+        let left_ms = (plan.deadline_unix_ms - crate::client::now_ms()).max(0.0);
+        Self {
+            activity_id: plan.activity_id.clone(),
+            jwt_secret: plan.jwt_secret.clone(),
+            server,
+            sources,
+            http,
+            handshakes: Semaphore::new(plan.handshakes.max(1)),
+            deadline: Instant::now() + Duration::from_millis(left_ms as u64),
+            behaviour: plan.behaviour.clone(),
+            control,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn past_deadline(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// Percent-encodes a query value (tickets are opaque strings).
+pub fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

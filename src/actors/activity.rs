@@ -1,0 +1,342 @@
+//! `ActivityActor`: the single writer of one activity. It owns the `Activity` state,
+//! the sessions attached to it, and the commits in flight.
+//!
+//! Every handler is the same three steps: call the domain with `now`, hand the
+//! resulting mutations to the store writer, and reply (or push to sessions) only once
+//! that commit is durable. The actor keeps deciding meanwhile (memory runs ahead of
+//! disk) but tells nobody until the disk has caught up. Replies without new mutations
+//! still wait for the latest commit in flight, so nothing read is ever ahead of disk.
+//!
+//! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
+//! `OrderCall`, `OrdersOf`, `Admin`, `Tick`, `Drain`.
+
+use super::messages::*;
+use crate::domain::activity::orders::{PurchaseRequest, Purchased};
+use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, TicketView};
+use crate::domain::clock::{Clock, Millis};
+use crate::domain::ids::{ActivityId, UserId};
+use crate::domain::order::Order;
+use crate::store::{codec, Store};
+use actix::prelude::*;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Durable = Shared<BoxFuture<'static, Result<(), CallError>>>;
+
+struct InFlight {
+    no: u64,
+    done: Option<Result<(), CallError>>,
+    pushes: Vec<Outbound>,
+}
+
+/// Shared by every activity actor of the process.
+#[derive(Clone)]
+pub struct ActorDeps {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub tick: Duration,
+    /// Orders also go to the outbox (a sink is configured).
+    pub outbox: bool,
+}
+
+pub struct ActivityActor {
+    id: ActivityId,
+    activity: Activity,
+    deps: ActorDeps,
+    sessions: HashMap<UserId, SessionHandle>,
+    inflight: VecDeque<InFlight>,
+    next_commit: u64,
+    last: Option<Durable>,
+    draining: bool,
+    last_metrics: Millis,
+}
+
+impl ActivityActor {
+    pub fn new(activity: Activity, deps: ActorDeps) -> Self {
+        Self {
+            id: activity.spec().id.clone(),
+            activity,
+            deps,
+            sessions: HashMap::new(),
+            inflight: VecDeque::new(),
+            next_commit: 0,
+            last: None,
+            draining: false,
+            last_metrics: 0,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.deps.clock.now_ms()
+    }
+
+    /// Sends what the activity decided to the writer; the returned future resolves
+    /// when it (and everything before it) is durable.
+    fn commit(&mut self, ctx: &mut Context<Self>) -> Durable {
+        let fx = self.activity.take_effects();
+        if fx.mutations.is_empty() && !fx.record_dirty {
+            match self.inflight.back_mut() {
+                Some(last) => last.pushes.extend(fx.pushes),
+                None => self.deliver(fx.pushes),
+            }
+            return self.last.clone().unwrap_or_else(|| done_ok());
+        }
+        let record = fx.record_dirty.then(|| self.activity.record());
+        let ops = codec::encode(&self.id, record.as_ref(), &fx.mutations, self.deps.outbox);
+        let ack = match self.deps.store.commit(ops) {
+            Ok(rx) => async move {
+                match rx.await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err(CallError::Unavailable("the store cannot write")),
+                }
+            }
+            .boxed()
+            .shared(),
+            Err(_) => futures_util::future::ready(Err(CallError::Unavailable("the store cannot write")))
+                .boxed()
+                .shared(),
+        };
+        let no = self.next_commit;
+        self.next_commit += 1;
+        self.inflight.push_back(InFlight { no, done: None, pushes: fx.pushes });
+        ctx.spawn(ack.clone().into_actor(self).map(move |res, act, _| act.on_durable(no, res)));
+        self.last = Some(ack.clone());
+        ack
+    }
+
+    /// Commits finish in order; pushes go out in the same order, only when durable.
+    fn on_durable(&mut self, no: u64, res: Result<(), CallError>) {
+        if let Some(f) = self.inflight.iter_mut().find(|f| f.no == no) {
+            f.done = Some(res);
+        }
+        while self.inflight.front().is_some_and(|f| f.done.is_some()) {
+            let f = self.inflight.pop_front().expect("front exists");
+            if matches!(f.done, Some(Ok(()))) {
+                self.deliver(f.pushes);
+            }
+        }
+        if self.inflight.is_empty() {
+            self.last = None;
+        }
+    }
+
+    fn deliver(&mut self, pushes: Vec<Outbound>) {
+        for o in pushes {
+            let Some(s) = self.sessions.get(&o.user) else { continue };
+            let last = o.push.is_final();
+            s.recipient.do_send(ToSession::Push(o.push));
+            if last {
+                self.sessions.remove(&o.user);
+            }
+        }
+    }
+
+    /// Replies with `value` once everything decided so far is durable.
+    fn reply<T: Send + 'static>(&mut self, ctx: &mut Context<Self>, value: CallResult<T>) -> ResponseFuture<CallResult<T>> {
+        let durable = self.commit(ctx);
+        Box::pin(async move {
+            durable.await?;
+            value
+        })
+    }
+
+    fn record_metrics(&mut self, now: Millis) {
+        if now < self.last_metrics + 1000 {
+            return;
+        }
+        self.last_metrics = now;
+        let v = self.activity.view(now, true);
+        let id = self.id.to_string();
+        for (name, value) in [
+            ("sluice_activity_waiting", v.waiting),
+            ("sluice_activity_available", v.available),
+            ("sluice_activity_held", v.held),
+            ("sluice_activity_sold", v.sold),
+            ("sluice_activity_paid", v.paid),
+            ("sluice_activity_cancelled", v.cancelled),
+            ("sluice_activity_admitted_total", v.admitted_total),
+            ("sluice_activity_expired_total", v.expired_total.unwrap_or(0)),
+        ] {
+            metrics::gauge!(name, "activity" => id.clone()).set(value as f64);
+        }
+        metrics::gauge!("sluice_activity_sessions", "activity" => id).set(self.sessions.len() as f64);
+    }
+}
+
+fn done_ok() -> Durable {
+    futures_util::future::ready(Ok(())).boxed().shared()
+}
+
+impl Actor for ActivityActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Bounded: handlers wait (backpressure, then 503 after a timeout) rather than
+        // letting a flood queue without limit.
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(self.deps.tick, |_, ctx| ctx.notify(Tick));
+        // Persist the initial record of a new activity (no-op after recovery).
+        let _ = self.commit(ctx); // tracked by its on_durable future
+        tracing::info!(activity_id = %self.id, "activity started");
+    }
+}
+
+impl Handler<Tick> for ActivityActor {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+        let now = self.now();
+        self.activity.tick(now);
+        let _ = self.commit(ctx); // tracked by its on_durable future
+        self.record_metrics(now);
+    }
+}
+
+impl Handler<Join> for ActivityActor {
+    type Result = ResponseFuture<CallResult<JoinReply>>;
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Box::pin(async { Err(CallError::Unavailable("the server is restarting")) });
+        }
+        let now = self.now();
+        let attach = msg.session.is_some();
+        let result = match &msg.ticket {
+            Some(t) => self.activity.resume(&msg.user, t, now),
+            None => self.activity.join(&msg.user, attach, now),
+        };
+        let value = result.map_err(CallError::from).and_then(|joined| {
+            if let Some(session) = msg.session {
+                if let Some(old) = self.sessions.insert(msg.user.clone(), session.clone()) {
+                    if old.id != session.id {
+                        old.recipient.do_send(ToSession::Superseded);
+                    }
+                }
+            }
+            let ticket = self.activity.ticket(&msg.user, &joined.ticket, now)?;
+            Ok(JoinReply { ticket, existing: joined.existing })
+        });
+        self.reply(ctx, value)
+    }
+}
+
+impl Handler<Detach> for ActivityActor {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
+        if self.sessions.get(&msg.user).is_some_and(|s| s.id == msg.session_id) {
+            self.sessions.remove(&msg.user);
+            let now = self.now();
+            self.activity.detach(&msg.user, now);
+            let _ = self.commit(ctx); // tracked by its on_durable future
+        }
+    }
+}
+
+impl Handler<Leave> for ActivityActor {
+    type Result = ResponseFuture<CallResult<()>>;
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let value = self.activity.leave(&msg.user, now).map_err(CallError::from);
+        self.sessions.remove(&msg.user);
+        self.reply(ctx, value)
+    }
+}
+
+impl Handler<GetTicket> for ActivityActor {
+    type Result = ResponseFuture<CallResult<TicketView>>;
+    fn handle(&mut self, msg: GetTicket, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let value = self.activity.ticket(&msg.user, &msg.ticket, now).map_err(CallError::from);
+        self.reply(ctx, value)
+    }
+}
+
+impl Handler<LeaveTicket> for ActivityActor {
+    type Result = ResponseFuture<CallResult<TicketView>>;
+    fn handle(&mut self, msg: LeaveTicket, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let value = self
+            .activity
+            .leave_ticket(&msg.user, &msg.ticket, now)
+            .map_err(CallError::from);
+        if value.is_ok() {
+            self.sessions.remove(&msg.user);
+        }
+        self.reply(ctx, value)
+    }
+}
+
+impl Handler<Purchase> for ActivityActor {
+    type Result = ResponseFuture<CallResult<Purchased>>;
+    fn handle(&mut self, msg: Purchase, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let req = PurchaseRequest {
+            user: msg.user,
+            claims: msg.claims,
+            quantity: msg.quantity,
+            slot_id: msg.slot_id,
+        };
+        let value = self.activity.purchase(req, now).map_err(CallError::from);
+        self.reply(ctx, value)
+    }
+}
+
+impl Handler<OrderCall> for ActivityActor {
+    type Result = ResponseFuture<CallResult<Order>>;
+    fn handle(&mut self, msg: OrderCall, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let value = match msg {
+            OrderCall::Get { n, user } => match self.activity.order(n) {
+                None => Err(ActivityError::NotFound("no such order".into())),
+                Some(o) if user.as_ref().is_some_and(|u| u != &o.user) => {
+                    Err(ActivityError::Forbidden("that order belongs to someone else".into()))
+                }
+                Some(o) => Ok(o.clone()),
+            },
+            OrderCall::Pay { n, user } => self.activity.pay(n, user.as_ref()),
+            OrderCall::Cancel { n, user } => self.activity.cancel(n, user.as_ref(), now),
+        };
+        self.reply(ctx, value.map_err(CallError::from))
+    }
+}
+
+impl Handler<OrdersOf> for ActivityActor {
+    type Result = ResponseFuture<CallResult<Vec<Order>>>;
+    fn handle(&mut self, msg: OrdersOf, ctx: &mut Self::Context) -> Self::Result {
+        let orders = self.activity.orders_of(&msg.user).cloned().collect();
+        self.reply(ctx, Ok(orders))
+    }
+}
+
+impl Handler<Admin> for ActivityActor {
+    type Result = ResponseFuture<CallResult<ActivityView>>;
+    fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
+        let now = self.now();
+        let a = &mut self.activity;
+        let (res, admin) = match msg {
+            Admin::View { admin } => (Ok(()), admin),
+            Admin::AddStock(n) => (a.add_stock(n, now), true),
+            Admin::AddSlots(slots) => (a.add_slots(&slots, now), true),
+            Admin::Pause => (a.pause(now), true),
+            Admin::Resume => (a.resume_admission(now), true),
+            Admin::Close => (a.close(now), true),
+            Admin::PatchAdmission(p) => (a.patch_admission(&p, now), true),
+        };
+        let value = res.map(|()| self.activity.view(now, admin)).map_err(CallError::from);
+        self.reply(ctx, value)
+    }
+}
+
+impl Handler<Drain> for ActivityActor {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        for s in self.sessions.values() {
+            s.recipient.do_send(ToSession::Restarting);
+        }
+        let durable = self.commit(ctx);
+        Box::pin(async move {
+            let _ = durable.await;
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! The registry: activity id -> running `ActivityActor`. Activities run on their own
+//! arbiter (thread), apart from the HTTP workers; they are started at boot from the
+//! store and on creation by an operator.
+
+use super::activity::{ActivityActor, ActorDeps};
+use super::messages::{Admin, CallError, Drain};
+use crate::domain::activity::{Activity, ActivityError, ActivityView};
+use crate::domain::ids::ActivityId;
+use crate::domain::spec::{ActivitySpec, SlotSpec};
+use crate::domain::token::TokenKey;
+use crate::store::{Store, StoreError};
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+pub struct Registry {
+    actors: RwLock<BTreeMap<ActivityId, Addr<ActivityActor>>>,
+    deps: ActorDeps,
+    key: TokenKey,
+    arbiter: ArbiterHandle,
+    draining: AtomicBool,
+}
+
+impl Registry {
+    pub fn new(deps: ActorDeps, key: TokenKey, arbiter: ArbiterHandle) -> Self {
+        Self {
+            actors: RwLock::new(BTreeMap::new()),
+            deps,
+            key,
+            arbiter,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.deps.store
+    }
+
+    pub fn key(&self) -> &TokenKey {
+        &self.key
+    }
+
+    /// Rebuilds every activity persisted in the store.
+    pub fn restore_all(&self) -> Result<usize, StoreError> {
+        let loaded = self.deps.store.load_activities()?;
+        let now = self.deps.clock.now_ms();
+        let n = loaded.len();
+        for l in loaded {
+            let activity = Activity::restore(l.record, l.data, self.key.clone(), now);
+            self.spawn(activity);
+        }
+        Ok(n)
+    }
+
+    fn spawn(&self, activity: Activity) -> Addr<ActivityActor> {
+        let id = activity.spec().id.clone();
+        let deps = self.deps.clone();
+        let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| ActivityActor::new(activity, deps));
+        self.actors
+            .write()
+            .expect("registry lock is never poisoned")
+            .insert(id, addr.clone());
+        addr
+    }
+
+    /// Creates and starts an activity; answers once its record is durable.
+    pub async fn create(&self, spec: ActivitySpec, slots: Vec<SlotSpec>) -> Result<ActivityView, CallError> {
+        if self.is_draining() {
+            return Err(CallError::Unavailable("the server is restarting"));
+        }
+        let addr = {
+            let mut map = self.actors.write().expect("registry lock is never poisoned");
+            if map.contains_key(&spec.id) {
+                return Err(CallError::Domain(ActivityError::Conflict(format!(
+                    "activity {} already exists",
+                    spec.id
+                ))));
+            }
+            let now = self.deps.clock.now_ms();
+            let activity = Activity::new(spec.clone(), &slots, self.key.clone(), now);
+            let deps = self.deps.clone();
+            let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| ActivityActor::new(activity, deps));
+            map.insert(spec.id.clone(), addr.clone());
+            addr
+        };
+        addr.send(Admin::View { admin: true })
+            .await
+            .map_err(|_| CallError::Unavailable("the activity stopped"))?
+    }
+
+    pub fn get(&self, id: &ActivityId) -> Option<Addr<ActivityActor>> {
+        self.actors.read().expect("registry lock is never poisoned").get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<(ActivityId, Addr<ActivityActor>)> {
+        self.actors
+            .read()
+            .expect("registry lock is never poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Shutdown: refuse new joins and creations, tell sessions to reconnect, and wait
+    /// until every activity's decisions are durable.
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        for (_, addr) in self.all() {
+            let _ = addr.send(Drain).await;
+        }
+    }
+}

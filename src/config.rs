@@ -1,0 +1,308 @@
+//! Typed settings: a TOML file, overridden by `SLUICE__SECTION__KEY` environment
+//! variables, validated once at start with messages that name the bad key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEV_JWT_SECRET: &str = "sluice-dev-jwt-secret-change-me-0123456789";
+pub const DEV_ADMIN_KEY: &str = "sluice-dev-admin-key";
+pub const DEV_TOKEN_SECRET: &str = "sluice-dev-purchase-token-key-change-me";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub env: String,
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub admin: AdminSettings,
+    pub tokens: TokenSettings,
+    pub sink: SinkSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub workers: usize,
+    pub tick_ms: u64,
+    pub actor_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub client_request_timeout_ms: u64,
+    pub max_ws_per_ip: u32,
+    pub ws_messages_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub commit_window_us: u64,
+    pub commit_max_batch: usize,
+    pub commit_queue: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: String,
+    pub token_lifetime_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub api_key: String,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub secret: String,
+}
+
+// Secrets never reach logs, even through `{:?}`.
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), " { .. }"))
+            }
+        }
+    )*};
+}
+redacted_debug!(AuthSettings, AdminSettings, TokenSettings);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    None,
+    Postgres,
+    Redis,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSettings {
+    pub kind: SinkKind,
+    pub url: String,
+    pub batch_size: usize,
+}
+redacted_debug!(SinkSettings);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub join_per_ip_per_sec: u32,
+    pub poll_per_ip_per_sec: u32,
+    pub purchase_per_ip_per_sec: u32,
+    pub login_per_ip_per_sec: u32,
+    pub admin_per_ip_per_sec: u32,
+    pub user_per_sec: u32,
+    pub global_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The file that `cargo run` uses; also the base every other file overrides.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+impl Settings {
+    /// Loads `file` (or the built-in defaults) and applies `SLUICE__*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut value: toml::Value = toml::from_str(DEFAULT_TOML)?;
+        if let Some(f) = file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", f.display()))?;
+            let over: toml::Value = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", f.display()))?;
+            merge(&mut value, over, "")?;
+        }
+        let vars = std::env::vars().filter(|(k, _)| k.starts_with("SLUICE__"));
+        apply_env(&mut value, vars)?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: toml::Value) -> anyhow::Result<Settings> {
+        let text = toml::to_string(&value)?;
+        let s: Settings = toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Defaults as shipped, for tests and tools.
+    pub fn defaults() -> Settings {
+        Self::from_value(toml::from_str(DEFAULT_TOML).expect("default.toml parses"))
+            .expect("default.toml is valid")
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let fail = |key: &str, why: &str| Err(anyhow::anyhow!("invalid configuration: {key} {why}"));
+        if !matches!(self.env.as_str(), "development" | "production") {
+            return fail("env", "must be \"development\" or \"production\"");
+        }
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return fail("server.bind", "must be an address like 127.0.0.1:8080");
+        }
+        if !(5..=1000).contains(&self.server.tick_ms) {
+            return fail("server.tick_ms", "must be between 5 and 1000");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return fail("server.max_body_bytes", "must be between 1024 and 16777216");
+        }
+        if self.store.commit_window_us > 1_000_000 {
+            return fail("store.commit_window_us", "must be at most 1000000");
+        }
+        if self.store.commit_max_batch == 0 || self.store.commit_queue == 0 {
+            return fail("store.commit_max_batch/commit_queue", "must be positive");
+        }
+        if self.sink.kind != SinkKind::None && self.sink.url.is_empty() {
+            return fail("sink.url", "is required when sink.kind is not \"none\"");
+        }
+        if !(1..=10_000).contains(&self.sink.batch_size) {
+            return fail("sink.batch_size", "must be between 1 and 10000");
+        }
+        if !(60..=30 * 86_400).contains(&self.auth.token_lifetime_secs) {
+            return fail("auth.token_lifetime_secs", "must be between 60 and 2592000");
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            return fail("auth.max_concurrent_hashes", "must be positive");
+        }
+        let secrets = [
+            ("auth.jwt_secret", &self.auth.jwt_secret, DEV_JWT_SECRET),
+            ("admin.api_key", &self.admin.api_key, DEV_ADMIN_KEY),
+            ("tokens.secret", &self.tokens.secret, DEV_TOKEN_SECRET),
+        ];
+        for (key, value, dev) in secrets {
+            if value.is_empty() {
+                return fail(key, "must not be empty");
+            }
+            if self.env == "production" {
+                if value == dev {
+                    return fail(key, "still has its development value; set a real secret in production");
+                }
+                if value.len() < 32 {
+                    return fail(key, "must be at least 32 bytes in production");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn commit_window(&self) -> Duration {
+        Duration::from_micros(self.store.commit_window_us)
+    }
+}
+
+/// Overlays `over` onto `base`; every key must already exist in the defaults.
+fn merge(base: &mut toml::Value, over: toml::Value, path: &str) -> anyhow::Result<()> {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let slot = b
+                    .get_mut(&k)
+                    .ok_or_else(|| anyhow::anyhow!("invalid configuration: unknown key {p}"))?;
+                merge(slot, v, &p)?;
+            }
+            Ok(())
+        }
+        (b, o) => {
+            *b = o;
+            Ok(())
+        }
+    }
+}
+
+/// `SLUICE__SERVER__BIND=...` sets `server.bind`; the value is read with the type of
+/// the key it replaces, so a numeric-looking secret stays a string.
+fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    for (k, raw) in vars {
+        let path: Vec<String> = k["SLUICE__".len()..].split("__").map(|s| s.to_lowercase()).collect();
+        let dotted = path.join(".");
+        let mut slot = &mut *value;
+        for part in &path {
+            slot = slot
+                .get_mut(part.as_str())
+                .ok_or_else(|| anyhow::anyhow!("invalid configuration: {k} names unknown key {dotted}"))?;
+        }
+        *slot = match slot {
+            toml::Value::String(_) => toml::Value::String(raw),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be an integer"))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be true or false"))?,
+            ),
+            _ => anyhow::bail!("invalid configuration: {dotted} cannot be set from the environment"),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::defaults();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert_eq!(s.sink.kind, SinkKind::None);
+    }
+
+    #[test]
+    fn env_overrides_keep_types_and_name_bad_keys() {
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        let vars = vec![
+            ("SLUICE__SERVER__BIND".to_string(), "127.0.0.1:9000".to_string()),
+            ("SLUICE__SERVER__TICK_MS".to_string(), "20".to_string()),
+            ("SLUICE__ADMIN__API_KEY".to_string(), "12345".to_string()),
+        ];
+        apply_env(&mut v, vars.into_iter()).expect("applies");
+        let s = Settings::from_value(v).expect("valid");
+        assert_eq!(s.server.bind, "127.0.0.1:9000");
+        assert_eq!(s.server.tick_ms, 20);
+        assert_eq!(s.admin.api_key, "12345");
+
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        let err = apply_env(&mut v, vec![("SLUICE__SERVER__NOPE".into(), "1".into())].into_iter())
+            .expect_err("unknown");
+        assert!(err.to_string().contains("server.nope"), "{err}");
+        let err = apply_env(&mut v, vec![("SLUICE__SERVER__TICK_MS".into(), "x".into())].into_iter())
+            .expect_err("not a number");
+        assert!(err.to_string().contains("server.tick_ms"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_development_secrets() {
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        apply_env(&mut v, vec![("SLUICE__ENV".into(), "production".into())].into_iter()).expect("ok");
+        let err = Settings::from_value(v).expect_err("dev secrets");
+        assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! What an activity decision produces: mutations to persist and pushes to deliver,
+//! both handed to the actor, which makes the first durable before sending the second.
+
+use crate::domain::clock::Millis;
+use crate::domain::ids::UserId;
+use crate::domain::order::Order;
+use serde::{Deserialize, Serialize};
+
+/// A place as persisted (connection state is not: after a restart every place starts
+/// its reconnect grace afresh).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceRecord {
+    pub user: UserId,
+    pub ticket: String,
+    pub joined_at: Millis,
+}
+
+/// Units reserved for one admitted user until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub id: u64,
+    pub user: UserId,
+    pub ticket: String,
+    pub units: u32,
+    pub issued_at: Millis,
+    pub expires_at: Millis,
+    /// The place's sequence number, for the FIFO audit.
+    pub seq: u64,
+}
+
+/// The record of a pre-queue shuffle, so an operator can audit it afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShuffleAudit {
+    pub at: Millis,
+    pub seed_hex: String,
+    pub algorithm: String,
+    /// User ids in their shuffled (admission) order.
+    pub order: Vec<String>,
+}
+
+/// One typed state change; the store maps each to keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    PutPlace { seq: u64, place: PlaceRecord },
+    DelPlace { seq: u64 },
+    PutPre { n: u64, place: PlaceRecord },
+    DelPre { n: u64 },
+    PutHold(Hold),
+    DelHold { id: u64 },
+    PutOrder(Order),
+    PutShuffle(ShuffleAudit),
+}
+
+/// A message for one user's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    Queued {
+        ticket: String,
+        position: u64,
+        eta_secs: u64,
+        seq: u64,
+    },
+    Position {
+        position: u64,
+        eta_secs: u64,
+        waiting_for_returns: bool,
+    },
+    Admitted {
+        token: String,
+        expires_at_ms: Millis,
+        expires_in_secs: u64,
+        issued_at_ms: Millis,
+    },
+    Prequeue {
+        ticket: String,
+        opens_at_ms: Millis,
+    },
+    Paused,
+    Resumed,
+    SoldOut,
+    Closed,
+    /// The user's unspent token expired; the place is gone.
+    Expired,
+}
+
+impl Push {
+    /// Pushes after which the session has nothing more to wait for.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Push::SoldOut | Push::Closed | Push::Expired)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub user: UserId,
+    pub push: Push,
+}
+
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub mutations: Vec<Mutation>,
+    pub pushes: Vec<Outbound>,
+    /// The activity record (spec, flags, counters) changed and must be rewritten.
+    pub record_dirty: bool,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.mutations.is_empty() && self.pushes.is_empty() && !self.record_dirty
+    }
+}

@@ -1,0 +1,177 @@
+//! Read models: the activity view with its counters, and a ticket's status.
+
+use super::{Activity, End, Stage};
+use crate::domain::clock::{rfc3339, Millis};
+use crate::domain::ids::order_id;
+use crate::domain::spec::{Admission, Kind};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Scheduled,
+    Open,
+    Paused,
+    SoldOut,
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotView {
+    pub id: String,
+    pub label: String,
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityView {
+    pub id: String,
+    pub name: String,
+    pub kind: Kind,
+    pub phase: Phase,
+    pub opens_at: Option<String>,
+    pub closes_at: Option<String>,
+    pub price_cents: u64,
+    pub per_user_limit: u32,
+    pub payment_timeout_secs: u32,
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+    pub paid: u64,
+    pub cancelled: u64,
+    pub waiting: u64,
+    pub admitted_total: u64,
+    pub admission: Admission,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Vec<SlotView>>,
+    /// Admin-only: tokens issued and neither spent nor expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_tokens: Option<u64>,
+    /// Admin-only: tokens that expired unspent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired_total: Option<u64>,
+    /// Admin-only: orders awaiting payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_orders: Option<u64>,
+    /// Admin-only: seed of the pre-queue shuffle (the full order is in the audit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shuffle_seed: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TicketView {
+    pub ticket: String,
+    pub status: &'static str,
+    pub position: Option<u64>,
+    pub eta_secs: Option<u64>,
+    pub token: Option<String>,
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+impl Activity {
+    pub fn phase(&self, now: Millis) -> Phase {
+        if self.is_closed(now) {
+            Phase::Closed
+        } else if !self.opened {
+            Phase::Scheduled
+        } else if self.is_sold_out() {
+            Phase::SoldOut
+        } else if self.paused {
+            Phase::Paused
+        } else {
+            Phase::Open
+        }
+    }
+
+    /// The activity view; `admin` adds the operator-only fields.
+    pub fn view(&self, now: Millis, admin: bool) -> ActivityView {
+        let t = self.ledger.total();
+        let slots = (self.spec.kind == Kind::Appointment).then(|| {
+            self.ledger
+                .slots()
+                .iter()
+                .map(|s| SlotView {
+                    id: s.id.to_string(),
+                    label: s.label.clone(),
+                    capacity: s.counts.capacity,
+                    available: s.counts.available,
+                    held: s.counts.held,
+                    sold: s.counts.sold,
+                })
+                .collect()
+        });
+        ActivityView {
+            id: self.spec.id.to_string(),
+            name: self.spec.name.clone(),
+            kind: self.spec.kind,
+            phase: self.phase(now),
+            opens_at: self.spec.opens_at.map(rfc3339),
+            closes_at: self.spec.closes_at.map(rfc3339),
+            price_cents: self.spec.price_cents,
+            per_user_limit: self.spec.per_user_limit,
+            payment_timeout_secs: self.spec.payment_timeout_secs,
+            capacity: t.capacity,
+            available: t.available,
+            held: t.held,
+            sold: t.sold,
+            paid: self.paid_units,
+            cancelled: self.cancelled_units,
+            waiting: self.waiting_count() as u64,
+            admitted_total: self.admitted_total,
+            admission: self.spec.admission.clone(),
+            slots,
+            active_tokens: admin.then_some(self.holds.len() as u64),
+            expired_total: admin.then_some(self.expired_total),
+            pending_orders: admin.then_some(self.pending_orders),
+            shuffle_seed: if admin { self.shuffle_seed.clone() } else { None },
+        }
+    }
+
+    pub(super) fn ticket_view(&mut self, ticket: &str, stage: Option<Stage>, now: Millis) -> TicketView {
+        let mut v = TicketView {
+            ticket: ticket.to_owned(),
+            status: "left",
+            position: None,
+            eta_secs: None,
+            token: None,
+            expires_at: None,
+            opens_at: None,
+            order_id: None,
+        };
+        match stage {
+            Some(Stage::Pre(_)) => {
+                v.status = "prequeue";
+                v.opens_at = self.spec.opens_at.map(rfc3339);
+            }
+            Some(Stage::Waiting(seq)) => {
+                v.status = "waiting";
+                v.position = self.room.position(seq);
+                v.eta_secs = v.position.map(|p| self.eta_secs(p, now));
+            }
+            Some(Stage::Admitted(id)) => {
+                v.status = "admitted";
+                if let Some(h) = self.holds.get(&id) {
+                    v.token = Some(self.token_for(h));
+                    v.expires_at = Some(rfc3339(h.expires_at));
+                }
+            }
+            Some(Stage::Ended(End::Purchased(n))) => {
+                v.status = "admitted";
+                v.order_id = Some(order_id(&self.spec.id, n));
+            }
+            Some(Stage::Ended(End::Expired)) => v.status = "expired",
+            Some(Stage::Ended(End::SoldOut)) => v.status = "sold_out",
+            Some(Stage::Ended(End::Closed)) => v.status = "closed",
+            Some(Stage::Ended(End::Left)) | None => v.status = "left",
+        }
+        v
+    }
+}

@@ -1,0 +1,171 @@
+//! Orders and their lifecycle: `pending_payment` -> `paid` | `cancelled`.
+
+use super::clock::{rfc3339, Millis};
+use super::ids::{order_id, ActivityId, SlotId, UserId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why an order was cancelled; kept for operators and the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    User,
+    PaymentTimeout,
+}
+
+/// An order as stored; `version` rises by one on every status change so sinks can
+/// ignore replays and reordering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub activity: ActivityId,
+    pub n: u64,
+    /// Slot index in the ledger, and its id for readers.
+    pub slot: usize,
+    pub slot_id: Option<SlotId>,
+    pub user: UserId,
+    pub quantity: u32,
+    pub amount_cents: u64,
+    pub status: OrderStatus,
+    pub created_at: Millis,
+    pub pay_by: Millis,
+    pub hold: u64,
+    pub version: u64,
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+}
+
+/// The contract's ORDER object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderView {
+    pub id: String,
+    pub activity_id: String,
+    pub slot_id: Option<String>,
+    pub user_id: String,
+    pub quantity: u32,
+    pub amount_cents: u64,
+    pub status: String,
+    pub created_at: String,
+    pub pay_by: String,
+    pub version: u64,
+}
+
+impl Order {
+    pub fn id(&self) -> String {
+        order_id(&self.activity, self.n)
+    }
+
+    pub fn view(&self) -> OrderView {
+        OrderView {
+            id: self.id(),
+            activity_id: self.activity.to_string(),
+            slot_id: self.slot_id.as_ref().map(ToString::to_string),
+            user_id: self.user.to_string(),
+            quantity: self.quantity,
+            amount_cents: self.amount_cents,
+            status: self.status.as_str().to_owned(),
+            created_at: rfc3339(self.created_at),
+            pay_by: rfc3339(self.pay_by),
+            version: self.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("a paid order cannot be cancelled")]
+    AlreadyPaid,
+    #[error("the order was cancelled; its units may already be sold again")]
+    AlreadyCancelled,
+}
+
+/// What a transition did: `Changed` must be persisted; `Unchanged` is an idempotent repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Changed,
+    Unchanged,
+}
+
+impl Order {
+    pub fn pay(&mut self) -> Result<Transition, TransitionError> {
+        match self.status {
+            OrderStatus::Paid => Ok(Transition::Unchanged),
+            OrderStatus::Cancelled => Err(TransitionError::AlreadyCancelled),
+            OrderStatus::PendingPayment => {
+                self.status = OrderStatus::Paid;
+                self.version += 1;
+                Ok(Transition::Changed)
+            }
+        }
+    }
+
+    pub fn cancel(&mut self, reason: CancelReason) -> Result<Transition, TransitionError> {
+        match self.status {
+            OrderStatus::Cancelled => Ok(Transition::Unchanged),
+            OrderStatus::Paid => Err(TransitionError::AlreadyPaid),
+            OrderStatus::PendingPayment => {
+                self.status = OrderStatus::Cancelled;
+                self.cancel_reason = Some(reason);
+                self.version += 1;
+                Ok(Transition::Changed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> Order {
+        Order {
+            activity: ActivityId::parse("a").expect("valid"),
+            n: 1,
+            slot: 0,
+            slot_id: None,
+            user: UserId::parse("u").expect("valid"),
+            quantity: 1,
+            amount_cents: 10,
+            status: OrderStatus::PendingPayment,
+            created_at: 0,
+            pay_by: 1000,
+            hold: 1,
+            version: 1,
+            cancel_reason: None,
+        }
+    }
+
+    #[test]
+    fn pay_is_idempotent_and_final() {
+        let mut o = order();
+        assert_eq!(o.pay(), Ok(Transition::Changed));
+        assert_eq!(o.pay(), Ok(Transition::Unchanged));
+        assert_eq!(o.version, 2);
+        assert_eq!(o.cancel(CancelReason::User), Err(TransitionError::AlreadyPaid));
+    }
+
+    #[test]
+    fn a_late_payment_never_resurrects_a_cancelled_order() {
+        let mut o = order();
+        assert_eq!(o.cancel(CancelReason::PaymentTimeout), Ok(Transition::Changed));
+        assert_eq!(o.pay(), Err(TransitionError::AlreadyCancelled));
+        assert_eq!(o.status, OrderStatus::Cancelled);
+        assert_eq!(o.cancel(CancelReason::User), Ok(Transition::Unchanged));
+    }
+}

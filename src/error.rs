@@ -1,0 +1,166 @@
+//! The contract's errors: one `ErrorCode` table giving status and code, and `ApiError`,
+//! the only error type handlers return. WebSocket `error` frames use the same codes.
+
+use crate::actors::messages::CallError;
+use crate::domain::activity::ActivityError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    SoldOut,
+    LimitReached,
+    NotOpen,
+    TokenExpired,
+    TokenInvalid,
+    PayloadTooLarge,
+    RateLimited,
+    QueueFull,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The table of API.md "Errors", in one exhaustive match.
+    pub fn status_and_code(self) -> (StatusCode, &'static str) {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Conflict => (StatusCode::CONFLICT, "conflict"),
+            SoldOut => (StatusCode::CONFLICT, "sold_out"),
+            LimitReached => (StatusCode::CONFLICT, "limit_reached"),
+            NotOpen => (StatusCode::CONFLICT, "not_open"),
+            TokenExpired => (StatusCode::GONE, "token_expired"),
+            TokenInvalid => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.status_and_code().1
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Seconds, for the `Retry-After` header of 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let retry_after = matches!(code, ErrorCode::Unavailable | ErrorCode::QueueFull | ErrorCode::RateLimited)
+            .then_some(1);
+        Self {
+            code,
+            message: message.into(),
+            retry_after,
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status_and_code().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.code.status_and_code();
+        let mut res = HttpResponse::build(status);
+        if let Some(s) = self.retry_after {
+            res.insert_header(("Retry-After", s.to_string()));
+        }
+        res.json(Body {
+            error: Inner {
+                code,
+                message: &self.message,
+            },
+        })
+    }
+}
+
+impl From<ActivityError> for ApiError {
+    fn from(e: ActivityError) -> Self {
+        let code = match &e {
+            ActivityError::Invalid(_) => ErrorCode::InvalidRequest,
+            ActivityError::NotFound(_) => ErrorCode::NotFound,
+            ActivityError::Forbidden(_) => ErrorCode::Forbidden,
+            ActivityError::SoldOut(_) => ErrorCode::SoldOut,
+            ActivityError::LimitReached => ErrorCode::LimitReached,
+            ActivityError::NotOpen(_) => ErrorCode::NotOpen,
+            ActivityError::QueueFull => ErrorCode::QueueFull,
+            ActivityError::TokenExpired => ErrorCode::TokenExpired,
+            ActivityError::TokenInvalid(_) => ErrorCode::TokenInvalid,
+            ActivityError::Conflict(_) => ErrorCode::Conflict,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Domain(d) => d.into(),
+            CallError::Unavailable(m) => ApiError::new(ErrorCode::Unavailable, m),
+            CallError::Busy => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_contract_table() {
+        assert_eq!(ErrorCode::TokenExpired.status_and_code(), (StatusCode::GONE, "token_expired"));
+        assert_eq!(ErrorCode::TokenInvalid.status_and_code().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(ErrorCode::QueueFull.status_and_code().0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ApiError::new(ErrorCode::RateLimited, "x").retry_after, Some(1));
+    }
+}

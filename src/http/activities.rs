@@ -1,0 +1,124 @@
+//! Public activity endpoints: list and view, HTTP-polling join/ticket/leave, purchase.
+
+use crate::actors::messages::{Admin as AdminCall, GetTicket, Join, LeaveTicket, Purchase};
+use crate::domain::ids::{is_ticket_shaped, SlotId};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::calls::call_id;
+use crate::http::identity::User;
+use crate::http::state::AppState;
+use actix_web::web::{self, Data, Json, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/activities")
+            .route("", web::get().to(list))
+            .route("/{id}", web::get().to(get))
+            .route("/{id}/join", web::post().to(join))
+            .route("/{id}/tickets/{ticket}", web::get().to(ticket))
+            .route("/{id}/tickets/{ticket}", web::delete().to(leave))
+            .route("/{id}/purchase", web::post().to(purchase)),
+    );
+}
+
+async fn list(st: Data<AppState>) -> HttpResponse {
+    let views = crate::http::admin::all_views(&st, false).await;
+    HttpResponse::Ok().json(serde_json::json!({ "activities": views }))
+}
+
+async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::View { admin: false }).await?))
+}
+
+async fn join(req: HttpRequest, user: User, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    st.limits.check_join(&req, &user.0)?;
+    if st.registry.is_draining() {
+        return Err(ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5));
+    }
+    let reply = call_id(
+        &st,
+        &id,
+        Join {
+            user: user.0,
+            ticket: None,
+            session: None,
+        },
+    )
+    .await?;
+    // 201 for a new place; 200 when the user already had one (same ticket).
+    let mut res = if reply.existing {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Created()
+    };
+    Ok(res.json(reply.ticket))
+}
+
+fn ticket_param(raw: &str) -> Result<String, ApiError> {
+    if is_ticket_shaped(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::not_found("no such ticket"))
+    }
+}
+
+async fn ticket(req: HttpRequest, user: User, st: Data<AppState>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    st.limits.check_poll(&req)?;
+    let (id, t) = path.into_inner();
+    let ticket = ticket_param(&t)?;
+    let v = call_id(&st, &id, GetTicket { user: user.0, ticket }).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn leave(user: User, st: Data<AppState>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (id, t) = path.into_inner();
+    let ticket = ticket_param(&t)?;
+    let v = call_id(&st, &id, LeaveTicket { user: user.0, ticket }).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurchaseBody {
+    token: String,
+    quantity: Option<u32>,
+    slot_id: Option<String>,
+}
+
+async fn purchase(
+    req: HttpRequest,
+    user: User,
+    st: Data<AppState>,
+    id: Path<String>,
+    body: Json<PurchaseBody>,
+) -> Result<HttpResponse, ApiError> {
+    st.limits.check_purchase(&req, &user.0)?;
+    let body = body.into_inner();
+    let claims = st
+        .registry
+        .key()
+        .verify(&body.token)
+        .map_err(|e| ApiError::new(ErrorCode::TokenInvalid, e.to_string()))?;
+    let slot_id = body
+        .slot_id
+        .map(|s| SlotId::parse(&s).map_err(|e| ApiError::invalid(e.0)))
+        .transpose()?;
+    let p = call_id(
+        &st,
+        &id,
+        Purchase {
+            user: user.0,
+            claims,
+            quantity: body.quantity.unwrap_or(1),
+            slot_id,
+        },
+    )
+    .await?;
+    let mut res = if p.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(res.json(serde_json::json!({ "order": p.order.view() })))
+}

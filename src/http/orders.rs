@@ -1,0 +1,51 @@
+//! Order endpoints: read (owner or operator), list the caller's, pay, cancel.
+
+use crate::actors::messages::{OrderCall, OrdersOf};
+use crate::domain::ids::parse_order_id;
+use crate::error::ApiError;
+use crate::http::calls::{actor, call};
+use crate::http::identity::{Caller, User};
+use crate::http::state::AppState;
+use actix_web::web::{self, Data, Path};
+use actix_web::HttpResponse;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/orders")
+            .route("", web::get().to(list))
+            .route("/{id}", web::get().to(get))
+            .route("/{id}/pay", web::post().to(pay))
+            .route("/{id}/cancel", web::post().to(cancel)),
+    );
+}
+
+async fn list(user: User, st: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut orders = Vec::new();
+    for (_, addr) in st.registry.all() {
+        let mine = call(&st, &addr, OrdersOf { user: user.0.clone() }).await?;
+        orders.extend(mine.into_iter().map(|o| o.view()));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
+}
+
+async fn order_call(st: &AppState, raw: &str, make: impl FnOnce(u64) -> OrderCall) -> Result<HttpResponse, ApiError> {
+    let (activity, n) = parse_order_id(raw).ok_or_else(|| ApiError::not_found("no such order"))?;
+    let addr = actor(st, &activity).map_err(|_| ApiError::not_found("no such order"))?;
+    let order = call(st, &addr, make(n)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "order": order.view() })))
+}
+
+async fn get(caller: Caller, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    let user = caller.user();
+    order_call(&st, &id, |n| OrderCall::Get { n, user }).await
+}
+
+async fn pay(caller: Caller, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    let user = caller.user();
+    order_call(&st, &id, |n| OrderCall::Pay { n, user }).await
+}
+
+async fn cancel(caller: Caller, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    let user = caller.user();
+    order_call(&st, &id, |n| OrderCall::Cancel { n, user }).await
+}

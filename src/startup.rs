@@ -1,0 +1,270 @@
+//! Builds the application: store, sink, activity actors, every route in one place,
+//! and shutdown as an input (signals, or `Application::shutdown` in tests).
+
+use crate::actors::activity::ActorDeps;
+use crate::actors::flusher::OrderFlusher;
+use crate::actors::registry::Registry;
+use crate::config::{Settings, SinkKind};
+use crate::domain::clock::Clock;
+use crate::domain::jwt::JwtKey;
+use crate::domain::token::TokenKey;
+use crate::error::ApiError;
+use crate::http::limits::RateLimits;
+use crate::http::state::{AppState, WsLimits};
+use crate::http::{activities, admin, auth, ops, orders, pages, ws_route};
+use crate::store::sink::Sink;
+use crate::store::{CommitSettings, Store};
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, App, HttpRequest, HttpServer};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: ServerHandle,
+    state: web::Data<AppState>,
+    flusher_stop: Arc<AtomicBool>,
+    flusher: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let secs = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &secs)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("sluice_commit_jobs".into()), &sizes))
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+        })
+        .clone()
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let e = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(crate::error::ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
+        JsonPayloadError::ContentType => ApiError::invalid("the body must be JSON (Content-Type: application/json)"),
+        JsonPayloadError::Deserialize(d) => ApiError::invalid(format!("invalid JSON body: {d}")),
+        other => ApiError::invalid(format!("invalid body: {other}")),
+    };
+    e.into()
+}
+
+fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::not_found(format!("no such resource: {err}")).into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid(format!("invalid query string: {err}")).into()
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such endpoint"))
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let store = Store::open(
+            &settings.store.path,
+            CommitSettings {
+                window: settings.commit_window(),
+                max_batch: settings.store.commit_max_batch,
+                queue: settings.store.commit_queue,
+            },
+        )?;
+        let sink = match settings.sink.kind {
+            SinkKind::None => None,
+            kind => {
+                let name = if kind == SinkKind::Postgres { "postgres" } else { "redis" };
+                Some(Arc::new(
+                    Sink::connect(name, &settings.sink.url)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot reach sink.url ({name}): {e:#}"))?,
+                ))
+            }
+        };
+        let deps = ActorDeps {
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            tick: Duration::from_millis(settings.server.tick_ms),
+            outbox: sink.is_some(),
+        };
+        let arbiter = actix::Arbiter::new();
+        let registry = Arc::new(Registry::new(
+            deps,
+            TokenKey::new(settings.tokens.secret.as_bytes()),
+            arbiter.handle(),
+        ));
+        let restored = registry.restore_all()?;
+        tracing::info!(activities = restored, path = %settings.store.path.display(), "store opened");
+
+        let flusher_stop = Arc::new(AtomicBool::new(false));
+        let sink_reachable = Arc::new(AtomicBool::new(true));
+        let flusher = sink.as_ref().map(|s| {
+            let f = OrderFlusher::new(store.clone(), Arc::clone(s), settings.sink.batch_size);
+            let reachable = Arc::clone(&f.reachable);
+            let stop = Arc::clone(&flusher_stop);
+            let h = actix_web::rt::spawn(f.run(stop));
+            (h, reachable)
+        });
+        let (flusher, sink_reachable) = match flusher {
+            Some((h, r)) => (Some(h), r),
+            None => (None, sink_reachable),
+        };
+
+        let state = web::Data::new(AppState {
+            registry,
+            store,
+            jwt: JwtKey::new(settings.auth.jwt_secret.as_bytes()),
+            admin_key_hash: AppState::hash_key(&settings.admin.api_key),
+            clock,
+            actor_timeout: Duration::from_millis(settings.server.actor_timeout_ms),
+            sink,
+            sink_reachable,
+            metrics: metrics_handle(),
+            ws: WsLimits::new(settings.server.max_ws_per_ip, settings.server.ws_messages_per_sec),
+            limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
+            accounts: crate::http::auth::Accounts::new(&settings.auth)?,
+            session_ids: AtomicU64::new(1),
+        });
+
+        let trim = state.clone();
+        actix_web::rt::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                trim.limits.trim();
+            }
+        });
+
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|e| anyhow::anyhow!("cannot bind server.bind {}: {e}", settings.server.bind))?;
+        let port = listener.local_addr()?.port();
+        let max_body = settings.server.max_body_bytes;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PayloadConfig::default().limit(max_body))
+                .wrap_fn(|req, srv| {
+                    let started = Instant::now();
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let request_id = format!("{:016x}", rand::random::<u64>());
+                    let span = tracing::info_span!("request", %request_id, method = %req.method(), route = %route);
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        let status = res.status().as_u16().to_string();
+                        metrics::counter!("sluice_http_requests_total", "route" => route.clone(), "status" => status.clone())
+                            .increment(1);
+                        metrics::histogram!("sluice_http_request_seconds", "route" => route, "status" => status)
+                            .record(started.elapsed().as_secs_f64());
+                        Ok(res)
+                    }
+                    .instrument(span)
+                })
+                .configure(ops::routes)
+                .configure(auth::routes)
+                .configure(admin::routes)
+                .configure(activities::routes)
+                .configure(orders::routes)
+                .configure(ws_route::routes)
+                .configure(pages::routes)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+        .shutdown_timeout(5)
+        .backlog(4096)
+        .max_connections(50_000);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.run();
+        let handle = server.handle();
+        Ok(Application {
+            port,
+            server,
+            handle,
+            state,
+            flusher_stop,
+            flusher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle that stops the application gracefully from anywhere.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            handle: self.handle.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves until stopped, then drains the outbox a last time and closes the store.
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let res = self.server.await;
+        self.flusher_stop.store(true, Ordering::Release);
+        if let Some(f) = self.flusher.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
+        }
+        self.state.store.shutdown();
+        tracing::info!("stopped; all state durable");
+        res
+    }
+}
+
+/// Graceful stop: no new joins, sessions told `restarting`, everything decided made
+/// durable, then the server stops.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: ServerHandle,
+    state: web::Data<AppState>,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        tracing::info!("shutting down");
+        self.state.registry.drain().await;
+        self.handle.stop(true).await;
+    }
+
+    /// Stops on SIGTERM or SIGINT.
+    pub async fn on_signals(self) {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        self.stop().await;
+    }
+}

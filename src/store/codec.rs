@@ -1,0 +1,69 @@
+//! Turns an activity's typed mutations into key/value operations on the layout.
+
+use super::layout::{activity_key, numbered};
+use super::sink::OrderRecord;
+use crate::domain::activity::{ActivityRecord, Mutation};
+use crate::domain::clock::rfc3339;
+use crate::domain::ids::ActivityId;
+use crate::domain::order::Order;
+
+/// One write of a commit. Outbox entries get their key from the writer, which owns
+/// the outbox sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    Put(Vec<u8>, Vec<u8>),
+    Del(Vec<u8>),
+    Outbox(Vec<u8>),
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store types serialize")
+}
+
+pub fn order_record(o: &Order) -> OrderRecord {
+    let v = o.view();
+    OrderRecord {
+        id: v.id,
+        activity_id: v.activity_id,
+        slot_id: v.slot_id,
+        user_id: v.user_id,
+        quantity: o.quantity,
+        amount_cents: o.amount_cents,
+        status: v.status,
+        created_at: rfc3339(o.created_at),
+        pay_by: rfc3339(o.pay_by),
+        version: o.version,
+    }
+}
+
+/// Encodes mutations (and the activity record, when it changed). With `outbox`, every
+/// order write also queues the order for the sink in the same commit.
+pub fn encode(
+    id: &ActivityId,
+    record: Option<&ActivityRecord>,
+    mutations: &[Mutation],
+    outbox: bool,
+) -> Vec<KvOp> {
+    let mut ops = Vec::with_capacity(mutations.len() + 1);
+    for m in mutations {
+        match m {
+            Mutation::PutPlace { seq, place } => ops.push(KvOp::Put(numbered(id, 'p', *seq), json(place))),
+            Mutation::DelPlace { seq } => ops.push(KvOp::Del(numbered(id, 'p', *seq))),
+            Mutation::PutPre { n, place } => ops.push(KvOp::Put(numbered(id, 'q', *n), json(place))),
+            Mutation::DelPre { n } => ops.push(KvOp::Del(numbered(id, 'q', *n))),
+            Mutation::PutHold(h) => ops.push(KvOp::Put(numbered(id, 'h', h.id), json(h))),
+            Mutation::DelHold { id: h } => ops.push(KvOp::Del(numbered(id, 'h', *h))),
+            Mutation::PutOrder(o) => {
+                ops.push(KvOp::Put(numbered(id, 'o', o.n), json(o)));
+                if outbox {
+                    ops.push(KvOp::Outbox(json(&order_record(o))));
+                }
+            }
+            Mutation::PutShuffle(s) => ops.push(KvOp::Put(activity_key(id, "shuffle"), json(s))),
+        }
+    }
+    if let Some(r) = record {
+        ops.push(KvOp::Put(activity_key(id, "rec"), json(r)));
+    }
+    ops
+}

@@ -1,0 +1,93 @@
+//! The sled layout: one tree, keys grouped by prefix, values as JSON.
+//!
+//! One tree (not one per kind) because a `sled::Batch` is atomic only within a tree,
+//! and a commit must land whole: an order, the hold it consumed and its outbox entry
+//! together or not at all.
+//!
+//! | key                          | value                                  |
+//! |------------------------------|----------------------------------------|
+//! | `meta/schema`                | schema version, decimal                |
+//! | `a/{activity}/rec`           | `ActivityRecord` (spec, flags, counters) |
+//! | `a/{activity}/p/{seq:016x}`  | `PlaceRecord` in the waiting room      |
+//! | `a/{activity}/q/{n:016x}`    | `PlaceRecord` in the pre-queue         |
+//! | `a/{activity}/h/{id:016x}`   | `Hold` (an unspent purchase token)     |
+//! | `a/{activity}/o/{n:016x}`    | `Order`                                |
+//! | `a/{activity}/shuffle`       | `ShuffleAudit` of the pre-queue        |
+//! | `o/{seq:016x}`               | `OrderRecord` waiting for the sink     |
+//! | `u/{username}`               | account (username, user id, password hash) |
+//!
+//! Hex numbers are fixed width so lexicographic order is numeric order.
+
+use crate::domain::ids::ActivityId;
+
+pub const SCHEMA_KEY: &[u8] = b"meta/schema";
+pub const SCHEMA_VERSION: u32 = 1;
+pub const ACTIVITY_PREFIX: &[u8] = b"a/";
+pub const OUTBOX_PREFIX: &[u8] = b"o/";
+pub const ACCOUNT_PREFIX: &[u8] = b"u/";
+
+pub fn activity_key(a: &ActivityId, rest: &str) -> Vec<u8> {
+    format!("a/{a}/{rest}").into_bytes()
+}
+
+pub fn numbered(a: &ActivityId, kind: char, n: u64) -> Vec<u8> {
+    format!("a/{a}/{kind}/{n:016x}").into_bytes()
+}
+
+pub fn outbox_key(seq: u64) -> Vec<u8> {
+    format!("o/{seq:016x}").into_bytes()
+}
+
+pub fn account_key(username: &str) -> Vec<u8> {
+    let mut k = ACCOUNT_PREFIX.to_vec();
+    k.extend_from_slice(username.as_bytes());
+    k
+}
+
+/// What an `a/...` key names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ActivityKey<'a> {
+    Record(&'a str),
+    Shuffle(&'a str),
+    Numbered(&'a str, char, u64),
+}
+
+pub fn parse_activity_key(key: &[u8]) -> Option<ActivityKey<'_>> {
+    let s = std::str::from_utf8(key).ok()?.strip_prefix("a/")?;
+    let (id, rest) = s.split_once('/')?;
+    match rest {
+        "rec" => Some(ActivityKey::Record(id)),
+        "shuffle" => Some(ActivityKey::Shuffle(id)),
+        _ => {
+            let (kind, n) = rest.split_once('/')?;
+            let mut chars = kind.chars();
+            let k = chars.next()?;
+            if chars.next().is_some() || n.len() != 16 {
+                return None;
+            }
+            Some(ActivityKey::Numbered(id, k, u64::from_str_radix(n, 16).ok()?))
+        }
+    }
+}
+
+pub fn parse_outbox_seq(key: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(key).ok()?.strip_prefix("o/")?;
+    u64::from_str_radix(s, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back() {
+        let a = ActivityId::parse("drop-1").expect("valid");
+        assert_eq!(parse_activity_key(&activity_key(&a, "rec")), Some(ActivityKey::Record("drop-1")));
+        assert_eq!(
+            parse_activity_key(&numbered(&a, 'p', 255)),
+            Some(ActivityKey::Numbered("drop-1", 'p', 255))
+        );
+        assert_eq!(parse_activity_key(b"a/x/p/zz"), None);
+        assert_eq!(parse_outbox_seq(&outbox_key(7)), Some(7));
+    }
+}

@@ -1,0 +1,64 @@
+//! Reading every activity back from the store at start-up.
+
+use super::layout::{parse_activity_key, ActivityKey, ACTIVITY_PREFIX};
+use super::StoreError;
+use crate::domain::activity::{ActivityRecord, Restored};
+use std::collections::BTreeMap;
+
+pub struct LoadedActivity {
+    pub record: ActivityRecord,
+    pub data: Restored,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(path: &str, key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        path: path.into(),
+        detail: format!("entry {}: {e}", String::from_utf8_lossy(key)),
+    })
+}
+
+pub(super) fn load(db: &sled::Db, path: &str) -> Result<Vec<LoadedActivity>, StoreError> {
+    let mut records: BTreeMap<String, ActivityRecord> = BTreeMap::new();
+    let mut data: BTreeMap<String, Restored> = BTreeMap::new();
+    for kv in db.scan_prefix(ACTIVITY_PREFIX) {
+        let (k, v) = kv?;
+        let key = parse_activity_key(&k).ok_or_else(|| StoreError::Corrupt {
+            path: path.into(),
+            detail: format!("unknown key {}", String::from_utf8_lossy(&k)),
+        })?;
+        match key {
+            ActivityKey::Record(id) => {
+                records.insert(id.to_owned(), decode(path, &k, &v)?);
+            }
+            ActivityKey::Shuffle(_) => {}
+            ActivityKey::Numbered(id, kind, n) => {
+                let d = data.entry(id.to_owned()).or_default();
+                match kind {
+                    'p' => d.places.push((n, decode(path, &k, &v)?)),
+                    'q' => d.pre.push((n, decode(path, &k, &v)?)),
+                    'h' => d.holds.push(decode(path, &k, &v)?),
+                    'o' => d.orders.push(decode(path, &k, &v)?),
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            path: path.into(),
+                            detail: format!("unknown key {}", String::from_utf8_lossy(&k)),
+                        })
+                    }
+                }
+            }
+        }
+    }
+    if let Some(orphan) = data.keys().find(|id| !records.contains_key(*id)) {
+        return Err(StoreError::Corrupt {
+            path: path.into(),
+            detail: format!("entries for activity {orphan} without its record"),
+        });
+    }
+    Ok(records
+        .into_iter()
+        .map(|(id, record)| LoadedActivity {
+            record,
+            data: data.remove(&id).unwrap_or_default(),
+        })
+        .collect())
+}
