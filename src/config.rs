@@ -145,7 +145,8 @@ impl Settings {
 
     pub fn from_value(value: toml::Value) -> anyhow::Result<Settings> {
         let text = toml::to_string(&value)?;
-        let s: Settings = toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let s: Settings =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         s.validate()?;
         Ok(s)
     }
@@ -157,7 +158,8 @@ impl Settings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        let fail = |key: &str, why: &str| Err(anyhow::anyhow!("invalid configuration: {key} {why}"));
+        let fail =
+            |key: &str, why: &str| Err(anyhow::anyhow!("invalid configuration: {key} {why}"));
         if !matches!(self.env.as_str(), "development" | "production") {
             return fail("env", "must be \"development\" or \"production\"");
         }
@@ -199,7 +201,10 @@ impl Settings {
             }
             if self.env == "production" {
                 if value == dev {
-                    return fail(key, "still has its development value; set a real secret in production");
+                    return fail(
+                        key,
+                        "still has its development value; set a real secret in production",
+                    );
                 }
                 if value.len() < 32 {
                     return fail(key, "must be at least 32 bytes in production");
@@ -219,7 +224,11 @@ fn merge(base: &mut toml::Value, over: toml::Value, path: &str) -> anyhow::Resul
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 let slot = b
                     .get_mut(&k)
                     .ok_or_else(|| anyhow::anyhow!("invalid configuration: unknown key {p}"))?;
@@ -236,29 +245,33 @@ fn merge(base: &mut toml::Value, over: toml::Value, path: &str) -> anyhow::Resul
 
 /// `SLUICE__SERVER__BIND=...` sets `server.bind`; the value is read with the type of
 /// the key it replaces, so a numeric-looking secret stays a string.
-fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+fn apply_env(
+    value: &mut toml::Value,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
     for (k, raw) in vars {
-        let path: Vec<String> = k["SLUICE__".len()..].split("__").map(|s| s.to_lowercase()).collect();
+        let path: Vec<String> = k["SLUICE__".len()..]
+            .split("__")
+            .map(|s| s.to_lowercase())
+            .collect();
         let dotted = path.join(".");
         let mut slot = &mut *value;
         for part in &path {
-            slot = slot
-                .get_mut(part.as_str())
-                .ok_or_else(|| anyhow::anyhow!("invalid configuration: {k} names unknown key {dotted}"))?;
+            slot = slot.get_mut(part.as_str()).ok_or_else(|| {
+                anyhow::anyhow!("invalid configuration: {k} names unknown key {dotted}")
+            })?;
         }
         *slot = match slot {
             toml::Value::String(_) => toml::Value::String(raw),
-            toml::Value::Integer(_) => toml::Value::Integer(
-                raw.trim()
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be an integer"))?,
-            ),
-            toml::Value::Boolean(_) => toml::Value::Boolean(
-                raw.trim()
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be true or false"))?,
-            ),
-            _ => anyhow::bail!("invalid configuration: {dotted} cannot be set from the environment"),
+            toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be an integer")
+            })?),
+            toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
+                anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be true or false")
+            })?),
+            _ => {
+                anyhow::bail!("invalid configuration: {dotted} cannot be set from the environment")
+            }
         };
     }
     Ok(())
@@ -279,7 +292,10 @@ mod tests {
     fn env_overrides_keep_types_and_name_bad_keys() {
         let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
         let vars = vec![
-            ("SLUICE__SERVER__BIND".to_string(), "127.0.0.1:9000".to_string()),
+            (
+                "SLUICE__SERVER__BIND".to_string(),
+                "127.0.0.1:9000".to_string(),
+            ),
             ("SLUICE__SERVER__TICK_MS".to_string(), "20".to_string()),
             ("SLUICE__ADMIN__API_KEY".to_string(), "12345".to_string()),
         ];
@@ -290,18 +306,28 @@ mod tests {
         assert_eq!(s.admin.api_key, "12345");
 
         let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
-        let err = apply_env(&mut v, vec![("SLUICE__SERVER__NOPE".into(), "1".into())].into_iter())
-            .expect_err("unknown");
+        let err = apply_env(
+            &mut v,
+            vec![("SLUICE__SERVER__NOPE".into(), "1".into())].into_iter(),
+        )
+        .expect_err("unknown");
         assert!(err.to_string().contains("server.nope"), "{err}");
-        let err = apply_env(&mut v, vec![("SLUICE__SERVER__TICK_MS".into(), "x".into())].into_iter())
-            .expect_err("not a number");
+        let err = apply_env(
+            &mut v,
+            vec![("SLUICE__SERVER__TICK_MS".into(), "x".into())].into_iter(),
+        )
+        .expect_err("not a number");
         assert!(err.to_string().contains("server.tick_ms"), "{err}");
     }
 
     #[test]
     fn production_refuses_development_secrets() {
         let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
-        apply_env(&mut v, vec![("SLUICE__ENV".into(), "production".into())].into_iter()).expect("ok");
+        apply_env(
+            &mut v,
+            vec![("SLUICE__ENV".into(), "production".into())].into_iter(),
+        )
+        .expect("ok");
         let err = Settings::from_value(v).expect_err("dev secrets");
         assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
     }

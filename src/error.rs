@@ -81,8 +81,11 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let retry_after = matches!(code, ErrorCode::Unavailable | ErrorCode::QueueFull | ErrorCode::RateLimited)
-            .then_some(1);
+        let retry_after = matches!(
+            code,
+            ErrorCode::Unavailable | ErrorCode::QueueFull | ErrorCode::RateLimited
+        )
+        .then_some(1);
         Self {
             code,
             message: message.into(),
@@ -97,6 +100,9 @@ impl ApiError {
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unauthorized, message)
+    }
+    pub fn into_response(self) -> HttpResponse {
+        self.error_response()
     }
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
@@ -158,9 +164,21 @@ mod tests {
 
     #[test]
     fn codes_match_the_contract_table() {
-        assert_eq!(ErrorCode::TokenExpired.status_and_code(), (StatusCode::GONE, "token_expired"));
-        assert_eq!(ErrorCode::TokenInvalid.status_and_code().0, StatusCode::UNAUTHORIZED);
-        assert_eq!(ErrorCode::QueueFull.status_and_code().0, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(ApiError::new(ErrorCode::RateLimited, "x").retry_after, Some(1));
+        assert_eq!(
+            ErrorCode::TokenExpired.status_and_code(),
+            (StatusCode::GONE, "token_expired")
+        );
+        assert_eq!(
+            ErrorCode::TokenInvalid.status_and_code().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ErrorCode::QueueFull.status_and_code().0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::new(ErrorCode::RateLimited, "x").retry_after,
+            Some(1)
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - `http`: routes, identity, errors, WebSocket sessions.
 //! - `startup`: builds the application; `config` and `telemetry` set it up.
 
+pub mod actors;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -13,4 +14,3 @@ pub mod http;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod actors;

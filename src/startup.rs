@@ -38,11 +38,17 @@ fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let secs = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0];
+            let secs = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ];
+            let sizes = [
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+            ];
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &secs)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("sluice_commit_jobs".into()), &sizes))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("sluice_commit_jobs".into()), &sizes)
+                })
                 .ok()
                 .and_then(|b| b.install_recorder().ok())
         })
@@ -52,9 +58,14 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let e = match &err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::new(crate::error::ErrorCode::PayloadTooLarge, "the request body is too large")
+            ApiError::new(
+                crate::error::ErrorCode::PayloadTooLarge,
+                "the request body is too large",
+            )
         }
-        JsonPayloadError::ContentType => ApiError::invalid("the body must be JSON (Content-Type: application/json)"),
+        JsonPayloadError::ContentType => {
+            ApiError::invalid("the body must be JSON (Content-Type: application/json)")
+        }
         JsonPayloadError::Deserialize(d) => ApiError::invalid(format!("invalid JSON body: {d}")),
         other => ApiError::invalid(format!("invalid body: {other}")),
     };
@@ -86,7 +97,11 @@ impl Application {
         let sink = match settings.sink.kind {
             SinkKind::None => None,
             kind => {
-                let name = if kind == SinkKind::Postgres { "postgres" } else { "redis" };
+                let name = if kind == SinkKind::Postgres {
+                    "postgres"
+                } else {
+                    "redis"
+                };
                 Some(Arc::new(
                     Sink::connect(name, &settings.sink.url)
                         .await
@@ -133,7 +148,10 @@ impl Application {
             sink,
             sink_reachable,
             metrics: metrics_handle(),
-            ws: WsLimits::new(settings.server.max_ws_per_ip, settings.server.ws_messages_per_sec),
+            ws: WsLimits::new(
+                settings.server.max_ws_per_ip,
+                settings.server.ws_messages_per_sec,
+            ),
             limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
             accounts: crate::http::auth::Accounts::new(&settings.auth)?,
             session_ids: AtomicU64::new(1),
@@ -148,8 +166,9 @@ impl Application {
             }
         });
 
-        let listener = TcpListener::bind(&settings.server.bind)
-            .map_err(|e| anyhow::anyhow!("cannot bind server.bind {}: {e}", settings.server.bind))?;
+        let listener = TcpListener::bind(&settings.server.bind).map_err(|e| {
+            anyhow::anyhow!("cannot bind server.bind {}: {e}", settings.server.bind)
+        })?;
         let port = listener.local_addr()?.port();
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();

@@ -94,14 +94,24 @@ impl ActivityActor {
             }
             .boxed()
             .shared(),
-            Err(_) => futures_util::future::ready(Err(CallError::Unavailable("the store cannot write")))
-                .boxed()
-                .shared(),
+            Err(_) => {
+                futures_util::future::ready(Err(CallError::Unavailable("the store cannot write")))
+                    .boxed()
+                    .shared()
+            }
         };
         let no = self.next_commit;
         self.next_commit += 1;
-        self.inflight.push_back(InFlight { no, done: None, pushes: fx.pushes });
-        ctx.spawn(ack.clone().into_actor(self).map(move |res, act, _| act.on_durable(no, res)));
+        self.inflight.push_back(InFlight {
+            no,
+            done: None,
+            pushes: fx.pushes,
+        });
+        ctx.spawn(
+            ack.clone()
+                .into_actor(self)
+                .map(move |res, act, _| act.on_durable(no, res)),
+        );
         self.last = Some(ack.clone());
         ack
     }
@@ -124,7 +134,9 @@ impl ActivityActor {
 
     fn deliver(&mut self, pushes: Vec<Outbound>) {
         for o in pushes {
-            let Some(s) = self.sessions.get(&o.user) else { continue };
+            let Some(s) = self.sessions.get(&o.user) else {
+                continue;
+            };
             let last = o.push.is_final();
             s.recipient.do_send(ToSession::Push(o.push));
             if last {
@@ -134,7 +146,11 @@ impl ActivityActor {
     }
 
     /// Replies with `value` once everything decided so far is durable.
-    fn reply<T: Send + 'static>(&mut self, ctx: &mut Context<Self>, value: CallResult<T>) -> ResponseFuture<CallResult<T>> {
+    fn reply<T: Send + 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        value: CallResult<T>,
+    ) -> ResponseFuture<CallResult<T>> {
         let durable = self.commit(ctx);
         Box::pin(async move {
             durable.await?;
@@ -157,11 +173,15 @@ impl ActivityActor {
             ("sluice_activity_paid", v.paid),
             ("sluice_activity_cancelled", v.cancelled),
             ("sluice_activity_admitted_total", v.admitted_total),
-            ("sluice_activity_expired_total", v.expired_total.unwrap_or(0)),
+            (
+                "sluice_activity_expired_total",
+                v.expired_total.unwrap_or(0),
+            ),
         ] {
             metrics::gauge!(name, "activity" => id.clone()).set(value as f64);
         }
-        metrics::gauge!("sluice_activity_sessions", "activity" => id).set(self.sessions.len() as f64);
+        metrics::gauge!("sluice_activity_sessions", "activity" => id)
+            .set(self.sessions.len() as f64);
     }
 }
 
@@ -214,7 +234,10 @@ impl Handler<Join> for ActivityActor {
                 }
             }
             let ticket = self.activity.ticket(&msg.user, &joined.ticket, now)?;
-            Ok(JoinReply { ticket, existing: joined.existing })
+            Ok(JoinReply {
+                ticket,
+                existing: joined.existing,
+            })
         });
         self.reply(ctx, value)
     }
@@ -223,7 +246,11 @@ impl Handler<Join> for ActivityActor {
 impl Handler<Detach> for ActivityActor {
     type Result = ();
     fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
-        if self.sessions.get(&msg.user).is_some_and(|s| s.id == msg.session_id) {
+        if self
+            .sessions
+            .get(&msg.user)
+            .is_some_and(|s| s.id == msg.session_id)
+        {
             self.sessions.remove(&msg.user);
             let now = self.now();
             self.activity.detach(&msg.user, now);
@@ -246,7 +273,10 @@ impl Handler<GetTicket> for ActivityActor {
     type Result = ResponseFuture<CallResult<TicketView>>;
     fn handle(&mut self, msg: GetTicket, ctx: &mut Self::Context) -> Self::Result {
         let now = self.now();
-        let value = self.activity.ticket(&msg.user, &msg.ticket, now).map_err(CallError::from);
+        let value = self
+            .activity
+            .ticket(&msg.user, &msg.ticket, now)
+            .map_err(CallError::from);
         self.reply(ctx, value)
     }
 }
@@ -288,9 +318,9 @@ impl Handler<OrderCall> for ActivityActor {
         let value = match msg {
             OrderCall::Get { n, user } => match self.activity.order(n) {
                 None => Err(ActivityError::NotFound("no such order".into())),
-                Some(o) if user.as_ref().is_some_and(|u| u != &o.user) => {
-                    Err(ActivityError::Forbidden("that order belongs to someone else".into()))
-                }
+                Some(o) if user.as_ref().is_some_and(|u| u != &o.user) => Err(
+                    ActivityError::Forbidden("that order belongs to someone else".into()),
+                ),
                 Some(o) => Ok(o.clone()),
             },
             OrderCall::Pay { n, user } => self.activity.pay(n, user.as_ref()),
@@ -322,7 +352,9 @@ impl Handler<Admin> for ActivityActor {
             Admin::Close => (a.close(now), true),
             Admin::PatchAdmission(p) => (a.patch_admission(&p, now), true),
         };
-        let value = res.map(|()| self.activity.view(now, admin)).map_err(CallError::from);
+        let value = res
+            .map(|()| self.activity.view(now, admin))
+            .map_err(CallError::from);
         self.reply(ctx, value)
     }
 }

@@ -65,7 +65,10 @@ impl OrderFlusher {
                     tracing::error!(error = %e, "cannot trim the outbox");
                 }
                 if self.failing {
-                    tracing::info!(backlog = self.store.outbox_len(), "order sink reachable again");
+                    tracing::info!(
+                        backlog = self.store.outbox_len(),
+                        "order sink reachable again"
+                    );
                 }
                 self.failing = false;
                 self.reachable.store(true, Ordering::Release);
@@ -92,7 +95,11 @@ impl OrderFlusher {
             match self.step().await {
                 Step::Flushed(_) => {}
                 Step::Idle => {
-                    let _ = tokio::time::timeout(Duration::from_millis(500), self.store.outbox_changed()).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        self.store.outbox_changed(),
+                    )
+                    .await;
                 }
                 Step::Failed => {
                     let jitter = rand::thread_rng().gen_range(0.5..1.5);

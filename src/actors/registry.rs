@@ -56,7 +56,9 @@ impl Registry {
     fn spawn(&self, activity: Activity) -> Addr<ActivityActor> {
         let id = activity.spec().id.clone();
         let deps = self.deps.clone();
-        let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| ActivityActor::new(activity, deps));
+        let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
+            ActivityActor::new(activity, deps)
+        });
         self.actors
             .write()
             .expect("registry lock is never poisoned")
@@ -65,12 +67,19 @@ impl Registry {
     }
 
     /// Creates and starts an activity; answers once its record is durable.
-    pub async fn create(&self, spec: ActivitySpec, slots: Vec<SlotSpec>) -> Result<ActivityView, CallError> {
+    pub async fn create(
+        &self,
+        spec: ActivitySpec,
+        slots: Vec<SlotSpec>,
+    ) -> Result<ActivityView, CallError> {
         if self.is_draining() {
             return Err(CallError::Unavailable("the server is restarting"));
         }
         let addr = {
-            let mut map = self.actors.write().expect("registry lock is never poisoned");
+            let mut map = self
+                .actors
+                .write()
+                .expect("registry lock is never poisoned");
             if map.contains_key(&spec.id) {
                 return Err(CallError::Domain(ActivityError::Conflict(format!(
                     "activity {} already exists",
@@ -80,7 +89,9 @@ impl Registry {
             let now = self.deps.clock.now_ms();
             let activity = Activity::new(spec.clone(), &slots, self.key.clone(), now);
             let deps = self.deps.clone();
-            let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| ActivityActor::new(activity, deps));
+            let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
+                ActivityActor::new(activity, deps)
+            });
             map.insert(spec.id.clone(), addr.clone());
             addr
         };
@@ -90,7 +101,11 @@ impl Registry {
     }
 
     pub fn get(&self, id: &ActivityId) -> Option<Addr<ActivityActor>> {
-        self.actors.read().expect("registry lock is never poisoned").get(id).cloned()
+        self.actors
+            .read()
+            .expect("registry lock is never poisoned")
+            .get(id)
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<(ActivityId, Addr<ActivityActor>)> {

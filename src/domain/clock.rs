@@ -55,8 +55,7 @@ pub fn rfc3339(ms: Millis) -> String {
 
 /// Parses RFC 3339 with any offset; `None` if malformed or before 1970.
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
-    let t =
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     let ms = t.unix_timestamp_nanos() / 1_000_000;
     u64::try_from(ms).ok()
 }

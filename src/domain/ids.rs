@@ -14,8 +14,7 @@ fn is_slug(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
@@ -141,8 +140,7 @@ pub fn new_ticket() -> String {
 /// Tickets are checked for shape before any lookup so junk never reaches a map.
 pub fn is_ticket_shaped(s: &str) -> bool {
     s.len() == 22
-        && s
-            .bytes()
+        && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
@@ -166,7 +164,15 @@ mod tests {
         for n in [0, 1, 35, 36, u64::MAX] {
             assert_eq!(parse_order_id(&order_id(&a, n)), Some((a.clone(), n)));
         }
-        for bad in ["", ".", "drop-1.", "drop-1.00", "DROP.1", "x.zzzzzzzzzzzzzz", "a.-1"] {
+        for bad in [
+            "",
+            ".",
+            "drop-1.",
+            "drop-1.00",
+            "DROP.1",
+            "x.zzzzzzzzzzzzzz",
+            "a.-1",
+        ] {
             assert_eq!(parse_order_id(bad), None, "{bad:?}");
         }
     }

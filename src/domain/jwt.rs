@@ -118,7 +118,10 @@ mod tests {
             B64.encode(br#"{"alg":"none"}"#),
             B64.encode(br#"{"sub":"alice","exp":100}"#)
         );
-        assert_eq!(JwtKey::new(b"s").verify(&none, 0), Err(JwtError::BadSignature));
+        assert_eq!(
+            JwtKey::new(b"s").verify(&none, 0),
+            Err(JwtError::BadSignature)
+        );
         for junk in ["", "a.b", "a.b.c.d", "..", "x.y.z"] {
             assert!(JwtKey::new(b"s").verify(junk, 0).is_err());
         }

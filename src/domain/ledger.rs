@@ -227,7 +227,7 @@ mod tests {
         let mut l = two_slots();
         assert_eq!(l.hold(1), 1); // parked in a
         assert_eq!(l.hold(1), 1); // parked in b
-        // the holder parked in a buys b: the other hold moves to a.
+                                  // the holder parked in a buys b: the other hold moves to a.
         l.sell(1, 1, 1).expect("b has an unsold unit");
         assert_eq!(l.slots()[0].counts.held, 1);
         assert_eq!(l.slots()[1].counts.sold, 1);
@@ -252,7 +252,15 @@ mod tests {
         l.add(&sid("s"), "s", 5).expect("add");
         assert_eq!(l.hold(3), 3);
         l.sell(0, 3, 1).expect("sell");
-        assert_eq!(l.total(), Counts { capacity: 5, available: 4, held: 0, sold: 1 });
+        assert_eq!(
+            l.total(),
+            Counts {
+                capacity: 5,
+                available: 4,
+                held: 0,
+                sold: 1
+            }
+        );
         l.unsell(0, 1);
         assert_eq!(l.available(), 5);
     }

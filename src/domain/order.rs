@@ -157,13 +157,19 @@ mod tests {
         assert_eq!(o.pay(), Ok(Transition::Changed));
         assert_eq!(o.pay(), Ok(Transition::Unchanged));
         assert_eq!(o.version, 2);
-        assert_eq!(o.cancel(CancelReason::User), Err(TransitionError::AlreadyPaid));
+        assert_eq!(
+            o.cancel(CancelReason::User),
+            Err(TransitionError::AlreadyPaid)
+        );
     }
 
     #[test]
     fn a_late_payment_never_resurrects_a_cancelled_order() {
         let mut o = order();
-        assert_eq!(o.cancel(CancelReason::PaymentTimeout), Ok(Transition::Changed));
+        assert_eq!(
+            o.cancel(CancelReason::PaymentTimeout),
+            Ok(Transition::Changed)
+        );
         assert_eq!(o.pay(), Err(TransitionError::AlreadyCancelled));
         assert_eq!(o.status, OrderStatus::Cancelled);
         assert_eq!(o.cancel(CancelReason::User), Ok(Transition::Unchanged));

@@ -165,14 +165,18 @@ impl CreateActivity {
         let id = ActivityId::parse(&self.id).map_err(|e| bad(e.0))?;
         let n = self.name.chars().count();
         if !(1..=200).contains(&n) || self.name.chars().any(char::is_control) {
-            return Err(bad("name must be 1-200 characters without control characters"));
+            return Err(bad(
+                "name must be 1-200 characters without control characters",
+            ));
         }
         let slots = match self.kind {
             Kind::Sale => {
                 if self.slots.is_some() {
                     return Err(bad("a sale takes stock, not slots"));
                 }
-                let stock = self.stock.ok_or_else(|| bad("stock is required for a sale"))?;
+                let stock = self
+                    .stock
+                    .ok_or_else(|| bad("stock is required for a sale"))?;
                 in_range("stock", stock, 0, MAX_CAPACITY)?;
                 vec![SlotSpec {
                     id: SlotId::parse(SALE_SLOT).expect("constant is a valid slot id"),
@@ -279,14 +283,29 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         for (json, needle) in [
-            (r#"{"id":"Bad","name":"x","kind":"sale","stock":1}"#, "activity id"),
+            (
+                r#"{"id":"Bad","name":"x","kind":"sale","stock":1}"#,
+                "activity id",
+            ),
             (r#"{"id":"a","name":"","kind":"sale","stock":1}"#, "name"),
             (r#"{"id":"a","name":"x","kind":"sale"}"#, "stock"),
             (r#"{"id":"a","name":"x","kind":"appointment"}"#, "slots"),
-            (r#"{"id":"a","name":"x","kind":"sale","stock":1,"per_user_limit":0}"#, "per_user_limit"),
-            (r#"{"id":"a","name":"x","kind":"sale","stock":1,"admission":{"rate_per_sec":0}}"#, "rate_per_sec"),
-            (r#"{"id":"a","name":"x","kind":"sale","stock":1,"opens_at":"soon"}"#, "opens_at"),
-            (r#"{"id":"a","name":"x","kind":"appointment","slots":[{"id":"s","label":"a","capacity":1},{"id":"s","label":"b","capacity":1}]}"#, "twice"),
+            (
+                r#"{"id":"a","name":"x","kind":"sale","stock":1,"per_user_limit":0}"#,
+                "per_user_limit",
+            ),
+            (
+                r#"{"id":"a","name":"x","kind":"sale","stock":1,"admission":{"rate_per_sec":0}}"#,
+                "rate_per_sec",
+            ),
+            (
+                r#"{"id":"a","name":"x","kind":"sale","stock":1,"opens_at":"soon"}"#,
+                "opens_at",
+            ),
+            (
+                r#"{"id":"a","name":"x","kind":"appointment","slots":[{"id":"s","label":"a","capacity":1},{"id":"s","label":"b","capacity":1}]}"#,
+                "twice",
+            ),
         ] {
             let err = body(json).validate(0).expect_err(json);
             assert!(err.0.contains(needle), "{json}: {err}");

@@ -31,10 +31,17 @@ async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiEr
     Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::View { admin: false }).await?))
 }
 
-async fn join(req: HttpRequest, user: User, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn join(
+    req: HttpRequest,
+    user: User,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     st.limits.check_join(&req, &user.0)?;
     if st.registry.is_draining() {
-        return Err(ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5));
+        return Err(
+            ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),
+        );
     }
     let reply = call_id(
         &st,
@@ -63,18 +70,43 @@ fn ticket_param(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-async fn ticket(req: HttpRequest, user: User, st: Data<AppState>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn ticket(
+    req: HttpRequest,
+    user: User,
+    st: Data<AppState>,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     st.limits.check_poll(&req)?;
     let (id, t) = path.into_inner();
     let ticket = ticket_param(&t)?;
-    let v = call_id(&st, &id, GetTicket { user: user.0, ticket }).await?;
+    let v = call_id(
+        &st,
+        &id,
+        GetTicket {
+            user: user.0,
+            ticket,
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(v))
 }
 
-async fn leave(user: User, st: Data<AppState>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn leave(
+    user: User,
+    st: Data<AppState>,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (id, t) = path.into_inner();
     let ticket = ticket_param(&t)?;
-    let v = call_id(&st, &id, LeaveTicket { user: user.0, ticket }).await?;
+    let v = call_id(
+        &st,
+        &id,
+        LeaveTicket {
+            user: user.0,
+            ticket,
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(v))
 }
 

@@ -24,13 +24,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/activities/{id}/pause", web::post().to(pause))
             .route("/activities/{id}/resume", web::post().to(resume))
             .route("/activities/{id}/close", web::post().to(close))
-            .route("/activities/{id}/admission", web::patch().to(patch_admission))
+            .route(
+                "/activities/{id}/admission",
+                web::patch().to(patch_admission),
+            )
             .route("/activities/{id}/shuffle", web::get().to(shuffle)),
     );
 }
 
-async fn create(_: Admin, st: Data<AppState>, body: Json<CreateActivity>) -> Result<HttpResponse, ApiError> {
-    let (spec, slots) = body.into_inner().validate(st.clock.now_ms()).map_err(|e| ApiError::invalid(e.0))?;
+async fn create(
+    _: Admin,
+    st: Data<AppState>,
+    body: Json<CreateActivity>,
+) -> Result<HttpResponse, ApiError> {
+    let (spec, slots) = body
+        .into_inner()
+        .validate(st.clock.now_ms())
+        .map_err(|e| ApiError::invalid(e.0))?;
     tracing::info!(activity_id = %spec.id, kind = ?spec.kind, "creating activity");
     let view = st.registry.create(spec, slots).await?;
     Ok(HttpResponse::Created().json(view))
@@ -62,7 +72,12 @@ struct AddStock {
     add: u32,
 }
 
-async fn add_stock(_: Admin, st: Data<AppState>, id: Path<String>, body: Json<AddStock>) -> Result<HttpResponse, ApiError> {
+async fn add_stock(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+    body: Json<AddStock>,
+) -> Result<HttpResponse, ApiError> {
     if body.add == 0 || body.add > crate::domain::spec::MAX_CAPACITY {
         return Err(ApiError::invalid(format!(
             "add must be between 1 and {}",
@@ -79,7 +94,12 @@ struct AddSlots {
     slots: Vec<SlotSpec>,
 }
 
-async fn add_slots(_: Admin, st: Data<AppState>, id: Path<String>, body: Json<AddSlots>) -> Result<HttpResponse, ApiError> {
+async fn add_slots(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+    body: Json<AddSlots>,
+) -> Result<HttpResponse, ApiError> {
     let v = call_id(&st, &id, AdminCall::AddSlots(body.into_inner().slots)).await?;
     Ok(HttpResponse::Ok().json(v))
 }
@@ -102,7 +122,8 @@ async fn patch_admission(
     id: Path<String>,
     body: Json<AdmissionPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::PatchAdmission(body.into_inner())).await?))
+    Ok(HttpResponse::Ok()
+        .json(call_id(&st, &id, AdminCall::PatchAdmission(body.into_inner())).await?))
 }
 
 /// The audit of the pre-queue shuffle: seed, algorithm and resulting order.
@@ -112,10 +133,15 @@ async fn shuffle(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpR
     let key = crate::store::layout::activity_key(&id, "shuffle");
     match st.store.get(&key) {
         Ok(Some(v)) => Ok(HttpResponse::Ok().content_type("application/json").body(v)),
-        Ok(None) => Err(ApiError::not_found("this activity has not shuffled a pre-queue")),
+        Ok(None) => Err(ApiError::not_found(
+            "this activity has not shuffled a pre-queue",
+        )),
         Err(e) => {
             tracing::error!(error = %e, "cannot read shuffle audit");
-            Err(ApiError::new(crate::error::ErrorCode::Unavailable, "the store cannot be read"))
+            Err(ApiError::new(
+                crate::error::ErrorCode::Unavailable,
+                "the store cannot be read",
+            ))
         }
     }
 }

@@ -43,8 +43,13 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(s: &AuthSettings) -> anyhow::Result<Self> {
-        let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
-            .map_err(|e| anyhow::anyhow!("invalid configuration: auth.argon2_*: {e}"))?;
+        let params = Params::new(
+            s.argon2_memory_kib,
+            s.argon2_iterations,
+            s.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid configuration: auth.argon2_*: {e}"))?;
         let dummy_hash = hash_with(&params, "sluice-dummy-password")?;
         Ok(Self {
             params,
@@ -55,7 +60,10 @@ impl Accounts {
         })
     }
 
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let _permit = self
             .hashing
             .acquire()
@@ -81,7 +89,11 @@ fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
 
 fn verify_with(params: &Params, password: &str, stored: &str) -> bool {
     PasswordHash::new(stored)
-        .map(|h| hasher(params).verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            hasher(params)
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -96,7 +108,9 @@ impl Credentials {
     fn validate(&self) -> Result<(), ApiError> {
         let u = &self.username;
         if !(3..=64).contains(&u.len())
-            || !u.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+            || !u
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
         {
             return Err(ApiError::invalid(
                 "username must be 3-64 characters of letters, digits, '_', '.' or '-'",
@@ -119,7 +133,11 @@ fn load(st: &AppState, username: &str) -> Result<Option<Account>, ApiError> {
     }
 }
 
-async fn register(req: HttpRequest, st: Data<AppState>, body: Json<Credentials>) -> Result<HttpResponse, ApiError> {
+async fn register(
+    req: HttpRequest,
+    st: Data<AppState>,
+    body: Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
     st.limits.check_login(&req)?;
     let creds = body.into_inner();
     creds.validate()?;
@@ -147,17 +165,25 @@ async fn register(req: HttpRequest, st: Data<AppState>, body: Json<Credentials>)
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the store cannot write"))?;
     match ack.await {
         Ok(Ok(())) => Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id }))),
-        _ => Err(ApiError::new(ErrorCode::Unavailable, "the store cannot write")),
+        _ => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the store cannot write",
+        )),
     }
 }
 
-async fn login(req: HttpRequest, st: Data<AppState>, body: Json<Credentials>) -> Result<HttpResponse, ApiError> {
+async fn login(
+    req: HttpRequest,
+    st: Data<AppState>,
+    body: Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
     st.limits.check_login(&req)?;
     let creds = body.into_inner();
     let account = load(&st, &creds.username)?;
-    let stored = account
-        .as_ref()
-        .map_or_else(|| st.accounts.dummy_hash.clone(), |a| a.password_hash.clone());
+    let stored = account.as_ref().map_or_else(
+        || st.accounts.dummy_hash.clone(),
+        |a| a.password_hash.clone(),
+    );
     let params = st.accounts.params.clone();
     let password = creds.password;
     let ok = st
@@ -168,7 +194,8 @@ async fn login(req: HttpRequest, st: Data<AppState>, body: Json<Credentials>) ->
         (true, Some(a)) => a,
         _ => return Err(ApiError::unauthorized("invalid username or password")),
     };
-    let user = UserId::parse(&account.user_id).map_err(|_| ApiError::new(ErrorCode::Internal, "bad user id"))?;
+    let user = UserId::parse(&account.user_id)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "bad user id"))?;
     let lifetime = st.accounts.lifetime_secs;
     let exp = st.clock.now_ms() / 1000 + lifetime;
     let token = st.jwt.issue(&user, exp);

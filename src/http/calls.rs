@@ -29,10 +29,15 @@ where
 {
     match addr.send(msg).timeout(st.actor_timeout).await {
         Ok(r) => r.map_err(ApiError::from),
-        Err(MailboxError::Timeout) => {
-            Err(ApiError::new(ErrorCode::Unavailable, "the activity is busy; retry shortly").retry_after(1))
-        }
-        Err(MailboxError::Closed) => Err(ApiError::new(ErrorCode::Unavailable, "the activity is not running")),
+        Err(MailboxError::Timeout) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the activity is busy; retry shortly",
+        )
+        .retry_after(1)),
+        Err(MailboxError::Closed) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the activity is not running",
+        )),
     }
 }
 

@@ -41,13 +41,20 @@ struct TokenQuery {
 fn state(req: &HttpRequest) -> Result<&AppState, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .map(|d| d.get_ref())
-        .ok_or_else(|| ApiError::new(crate::error::ErrorCode::Internal, "application state missing"))
+        .ok_or_else(|| {
+            ApiError::new(
+                crate::error::ErrorCode::Internal,
+                "application state missing",
+            )
+        })
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
     let h = req.headers().get("authorization")?.to_str().ok()?;
     let (scheme, token) = h.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn query(req: &HttpRequest) -> TokenQuery {
@@ -67,7 +74,9 @@ fn user_from(req: &HttpRequest) -> Result<UserId, ApiError> {
     let st = state(req)?;
     let token = bearer(req)
         .or_else(|| query(req).access_token)
-        .ok_or_else(|| ApiError::unauthorized("an identity token is required (Authorization: Bearer <jwt>)"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("an identity token is required (Authorization: Bearer <jwt>)")
+        })?;
     st.jwt
         .verify(&token, st.clock.now_ms())
         .map_err(|e| ApiError::unauthorized(e.to_string()))
@@ -75,9 +84,9 @@ fn user_from(req: &HttpRequest) -> Result<UserId, ApiError> {
 
 fn admin_from(req: &HttpRequest) -> Result<(), ApiError> {
     let st = state(req)?;
-    let key = bearer(req)
-        .or_else(|| query(req).api_key)
-        .ok_or_else(|| ApiError::unauthorized("the admin key is required (Authorization: Bearer <key>)"))?;
+    let key = bearer(req).or_else(|| query(req).api_key).ok_or_else(|| {
+        ApiError::unauthorized("the admin key is required (Authorization: Bearer <key>)")
+    })?;
     if is_admin(st, &key) {
         Ok(())
     } else {

@@ -24,8 +24,13 @@ pub struct Keyed<K: Hash + Eq + Clone, C: Clock> {
 
 impl<K: Hash + Eq + Clone, C: Clock + Clone> Keyed<K, C> {
     pub fn new(per_sec: u32, clock: C) -> Self {
-        let limiter = NonZeroU32::new(per_sec)
-            .map(|n| RateLimiter::new(Quota::per_second(n), HashMapStateStore::default(), clock.clone()));
+        let limiter = NonZeroU32::new(per_sec).map(|n| {
+            RateLimiter::new(
+                Quota::per_second(n),
+                HashMapStateStore::default(),
+                clock.clone(),
+            )
+        });
         Self { limiter, clock }
     }
 
@@ -33,9 +38,12 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Keyed<K, C> {
     pub fn check(&self, key: &K) -> Result<(), u64> {
         match &self.limiter {
             None => Ok(()),
-            Some(l) => l
-                .check_key(key)
-                .map_err(|nu| nu.wait_time_from(self.clock.now()).as_secs_f64().ceil().max(1.0) as u64),
+            Some(l) => l.check_key(key).map_err(|nu| {
+                nu.wait_time_from(self.clock.now())
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64
+            }),
         }
     }
 
@@ -72,7 +80,8 @@ fn limited(secs: u64) -> ApiError {
 }
 
 fn ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    req.peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
@@ -94,12 +103,22 @@ impl<C: Clock + Clone> RateLimits<C> {
         match &self.global {
             None => Ok(()),
             Some(g) => g.check().map_err(|nu| {
-                limited(nu.wait_time_from(self.clock.now()).as_secs_f64().ceil().max(1.0) as u64)
+                limited(
+                    nu.wait_time_from(self.clock.now())
+                        .as_secs_f64()
+                        .ceil()
+                        .max(1.0) as u64,
+                )
             }),
         }
     }
 
-    pub fn check_ip_user(&self, ip_limit: &Keyed<IpAddr, C>, addr: IpAddr, user: Option<&UserId>) -> Result<(), ApiError> {
+    pub fn check_ip_user(
+        &self,
+        ip_limit: &Keyed<IpAddr, C>,
+        addr: IpAddr,
+        user: Option<&UserId>,
+    ) -> Result<(), ApiError> {
         self.global()?;
         ip_limit.check(&addr).map_err(limited)?;
         if let Some(u) = user {
@@ -126,17 +145,29 @@ impl<C: Clock + Clone> RateLimits<C> {
 
     /// Drops replenished keys from every keyed limiter.
     pub fn trim(&self) {
-        for k in [&self.join_ip, &self.poll_ip, &self.purchase_ip, &self.login_ip, &self.admin_ip] {
+        for k in [
+            &self.join_ip,
+            &self.poll_ip,
+            &self.purchase_ip,
+            &self.login_ip,
+            &self.admin_ip,
+        ] {
             k.trim();
         }
         self.user.trim();
     }
 
     pub fn tracked_keys(&self) -> usize {
-        [&self.join_ip, &self.poll_ip, &self.purchase_ip, &self.login_ip, &self.admin_ip]
-            .iter()
-            .map(|k| k.len())
-            .sum::<usize>()
+        [
+            &self.join_ip,
+            &self.poll_ip,
+            &self.purchase_ip,
+            &self.login_ip,
+            &self.admin_ip,
+        ]
+        .iter()
+        .map(|k| k.len())
+        .sum::<usize>()
             + self.user.len()
     }
 }
@@ -160,7 +191,10 @@ mod tests {
         assert_eq!(k.check(&ipn(1)), Err(1));
         assert!(k.check(&ipn(2)).is_ok(), "other keys are independent");
         clock.advance(Duration::from_millis(500));
-        assert!(k.check(&ipn(1)).is_ok(), "one cell replenished after 1/rate");
+        assert!(
+            k.check(&ipn(1)).is_ok(),
+            "one cell replenished after 1/rate"
+        );
     }
 
     #[test]

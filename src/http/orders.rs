@@ -22,30 +22,53 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn list(user: User, st: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut orders = Vec::new();
     for (_, addr) in st.registry.all() {
-        let mine = call(&st, &addr, OrdersOf { user: user.0.clone() }).await?;
+        let mine = call(
+            &st,
+            &addr,
+            OrdersOf {
+                user: user.0.clone(),
+            },
+        )
+        .await?;
         orders.extend(mine.into_iter().map(|o| o.view()));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
 }
 
-async fn order_call(st: &AppState, raw: &str, make: impl FnOnce(u64) -> OrderCall) -> Result<HttpResponse, ApiError> {
+async fn order_call(
+    st: &AppState,
+    raw: &str,
+    make: impl FnOnce(u64) -> OrderCall,
+) -> Result<HttpResponse, ApiError> {
     let (activity, n) = parse_order_id(raw).ok_or_else(|| ApiError::not_found("no such order"))?;
     let addr = actor(st, &activity).map_err(|_| ApiError::not_found("no such order"))?;
     let order = call(st, &addr, make(n)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "order": order.view() })))
 }
 
-async fn get(caller: Caller, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    caller: Caller,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user = caller.user();
     order_call(&st, &id, |n| OrderCall::Get { n, user }).await
 }
 
-async fn pay(caller: Caller, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn pay(
+    caller: Caller,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user = caller.user();
     order_call(&st, &id, |n| OrderCall::Pay { n, user }).await
 }
 
-async fn cancel(caller: Caller, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn cancel(
+    caller: Caller,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user = caller.user();
     order_call(&st, &id, |n| OrderCall::Cancel { n, user }).await
 }

@@ -1,13 +1,49 @@
 //! The waiting-room page (`/a/{id}`) and the operator dashboard (`/admin`), embedded
-//! in the binary: no CDN, nothing fetched at run time.
+//! in the binary with `include_str!`: no CDN, nothing fetched at run time.
 
-use actix_web::web;
+use actix_web::web::{self, Path};
 use actix_web::HttpResponse;
 
+const WAITING_HTML: &str = include_str!("assets/waiting.html");
+const WAITING_JS: &str = include_str!("assets/waiting.js");
+const ADMIN_HTML: &str = include_str!("assets/admin.html");
+const ADMIN_JS: &str = include_str!("assets/admin.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index));
+    cfg.route("/", web::get().to(index))
+        .route("/a/{id}", web::get().to(waiting))
+        .route("/admin", web::get().to(admin))
+        .route("/assets/{file}", web::get().to(asset));
+}
+
+fn page(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(body)
 }
 
 async fn index() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("sluice: see /admin and /a/{activity_id}\n")
+    HttpResponse::Found()
+        .insert_header(("Location", "/admin"))
+        .finish()
+}
+
+async fn waiting(_id: Path<String>) -> HttpResponse {
+    page("text/html; charset=utf-8", WAITING_HTML)
+}
+
+async fn admin() -> HttpResponse {
+    page("text/html; charset=utf-8", ADMIN_HTML)
+}
+
+async fn asset(file: Path<String>) -> HttpResponse {
+    match file.as_str() {
+        "waiting.js" => page("text/javascript; charset=utf-8", WAITING_JS),
+        "admin.js" => page("text/javascript; charset=utf-8", ADMIN_JS),
+        "style.css" => page("text/css; charset=utf-8", STYLE_CSS),
+        _ => crate::error::ApiError::not_found("no such asset").into_response(),
+    }
 }

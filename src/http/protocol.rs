@@ -100,7 +100,10 @@ pub fn encode(msg: &ToSession) -> String {
                 expires_in_secs: *expires_in_secs,
                 issued_at_ms: *issued_at_ms,
             },
-            Push::Prequeue { ticket, opens_at_ms } => ServerFrame::Prequeue {
+            Push::Prequeue {
+                ticket,
+                opens_at_ms,
+            } => ServerFrame::Prequeue {
                 opens_at: rfc3339(*opens_at_ms),
                 ticket,
             },
@@ -121,7 +124,9 @@ pub fn encode(msg: &ToSession) -> String {
 
 /// Parses a client text frame; `Err` carries the message for the `error` frame.
 pub fn parse_client(text: &str) -> Result<ClientFrame, String> {
-    serde_json::from_str(text).map_err(|e| format!("unsupported message: {e}; the only message is {{\"type\":\"leave\"}}"))
+    serde_json::from_str(text).map_err(|e| {
+        format!("unsupported message: {e}; the only message is {{\"type\":\"leave\"}}")
+    })
 }
 
 #[cfg(test)]
@@ -137,14 +142,24 @@ mod tests {
             waiting_for_returns: false,
         }));
         assert_eq!(f, r#"{"type":"position","position":3,"eta_secs":1}"#);
-        assert_eq!(encode(&ToSession::Push(Push::SoldOut)), r#"{"type":"sold_out"}"#);
+        assert_eq!(
+            encode(&ToSession::Push(Push::SoldOut)),
+            r#"{"type":"sold_out"}"#
+        );
         assert!(encode(&ToSession::Push(Push::Expired)).contains(r#""code":"token_expired""#));
     }
 
     #[test]
     fn only_leave_is_accepted() {
         assert_eq!(parse_client(r#"{"type":"leave"}"#), Ok(ClientFrame::Leave));
-        for bad in ["", "{", "[]", r#"{"type":"join"}"#, r#"{"type":"leave","x":1}"#, "null"] {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"type":"join"}"#,
+            r#"{"type":"leave","x":1}"#,
+            "null",
+        ] {
             assert!(parse_client(bad).is_err(), "{bad}");
         }
     }

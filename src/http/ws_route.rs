@@ -31,7 +31,11 @@ async fn upgrade(
     let id = activity_id(&id)?;
     let addr = actor(&st, &id)?;
     if st.registry.is_draining() {
-        return Err(ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5).into());
+        return Err(
+            ApiError::new(ErrorCode::Unavailable, "the server is restarting")
+                .retry_after(5)
+                .into(),
+        );
     }
     let q = web::Query::<WsQuery>::from_query(req.query_string())
         .map_err(|_| ApiError::invalid("bad query string"))?
@@ -42,11 +46,16 @@ async fn upgrade(
         }
     }
     st.limits.check_join(&req, &user.0)?;
-    let ip = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let ip = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     if !st.ws.try_open(ip) {
-        return Err(ApiError::new(ErrorCode::RateLimited, "too many open connections from this address")
-            .retry_after(10)
-            .into());
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many open connections from this address",
+        )
+        .retry_after(10)
+        .into());
     }
     let session = WsSession::new(user.0, q.ticket, addr, st.clone(), ip);
     let res = ws_session::start(session, &req, stream);

@@ -127,7 +127,10 @@ impl Actor for WsSession {
                     Self::close(ctx, ws::CloseCode::Policy, e.code.as_str());
                 }
                 Err(_) => {
-                    ctx.text(error_frame(ErrorCode::Unavailable, "the activity is busy; reconnect shortly"));
+                    ctx.text(error_frame(
+                        ErrorCode::Unavailable,
+                        "the activity is busy; reconnect shortly",
+                    ));
                     Self::close(ctx, ws::CloseCode::Again, "busy");
                 }
             })
@@ -178,16 +181,23 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
             }
             ws::Message::Text(text) => {
                 match self.over_budget() {
-                    Some(true) => return Self::close(ctx, ws::CloseCode::Policy, "too many messages"),
+                    Some(true) => {
+                        return Self::close(ctx, ws::CloseCode::Policy, "too many messages")
+                    }
                     Some(false) => {
-                        ctx.text(error_frame(ErrorCode::RateLimited, "too many messages; slow down"));
+                        ctx.text(error_frame(
+                            ErrorCode::RateLimited,
+                            "too many messages; slow down",
+                        ));
                         return;
                     }
                     None => {}
                 }
                 match parse_client(&text) {
                     Ok(ClientFrame::Leave) => {
-                        let leave = Leave { user: self.user.clone() };
+                        let leave = Leave {
+                            user: self.user.clone(),
+                        };
                         self.activity
                             .send(leave)
                             .into_actor(self)
@@ -198,7 +208,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 }
             }
             ws::Message::Binary(_) | ws::Message::Continuation(_) => {
-                ctx.text(error_frame(ErrorCode::InvalidRequest, "only JSON text frames are accepted"));
+                ctx.text(error_frame(
+                    ErrorCode::InvalidRequest,
+                    "only JSON text frames are accepted",
+                ));
             }
             ws::Message::Nop => {}
         }

@@ -47,9 +47,13 @@ pub fn encode(
     let mut ops = Vec::with_capacity(mutations.len() + 1);
     for m in mutations {
         match m {
-            Mutation::PutPlace { seq, place } => ops.push(KvOp::Put(numbered(id, 'p', *seq), json(place))),
+            Mutation::PutPlace { seq, place } => {
+                ops.push(KvOp::Put(numbered(id, 'p', *seq), json(place)))
+            }
             Mutation::DelPlace { seq } => ops.push(KvOp::Del(numbered(id, 'p', *seq))),
-            Mutation::PutPre { n, place } => ops.push(KvOp::Put(numbered(id, 'q', *n), json(place))),
+            Mutation::PutPre { n, place } => {
+                ops.push(KvOp::Put(numbered(id, 'q', *n), json(place)))
+            }
             Mutation::DelPre { n } => ops.push(KvOp::Del(numbered(id, 'q', *n))),
             Mutation::PutHold(h) => ops.push(KvOp::Put(numbered(id, 'h', h.id), json(h))),
             Mutation::DelHold { id: h } => ops.push(KvOp::Del(numbered(id, 'h', *h))),

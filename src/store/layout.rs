@@ -65,7 +65,11 @@ pub fn parse_activity_key(key: &[u8]) -> Option<ActivityKey<'_>> {
             if chars.next().is_some() || n.len() != 16 {
                 return None;
             }
-            Some(ActivityKey::Numbered(id, k, u64::from_str_radix(n, 16).ok()?))
+            Some(ActivityKey::Numbered(
+                id,
+                k,
+                u64::from_str_radix(n, 16).ok()?,
+            ))
         }
     }
 }
@@ -82,7 +86,10 @@ mod tests {
     #[test]
     fn keys_parse_back() {
         let a = ActivityId::parse("drop-1").expect("valid");
-        assert_eq!(parse_activity_key(&activity_key(&a, "rec")), Some(ActivityKey::Record("drop-1")));
+        assert_eq!(
+            parse_activity_key(&activity_key(&a, "rec")),
+            Some(ActivityKey::Record("drop-1"))
+        );
         assert_eq!(
             parse_activity_key(&numbered(&a, 'p', 255)),
             Some(ActivityKey::Numbered("drop-1", 'p', 255))

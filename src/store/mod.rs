@@ -60,7 +60,9 @@ struct Job {
 }
 
 struct Inner {
-    db: sled::Db,
+    /// Taken out at shutdown so the database (and its file lock) is released even
+    /// while actors still hold `Store` clones.
+    db: std::sync::RwLock<Option<sled::Db>>,
     path: String,
     tx: Mutex<Option<SyncSender<Job>>>,
     healthy: AtomicBool,
@@ -89,8 +91,9 @@ impl Store {
             .and_then(|(k, _)| layout::parse_outbox_seq(&k))
             .map_or(0, |s| s + 1);
         let (tx, rx) = sync_channel(settings.queue.max(1));
+        let writer_db = db.clone();
         let inner = Arc::new(Inner {
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             path: path_s,
             tx: Mutex::new(Some(tx)),
             healthy: AtomicBool::new(true),
@@ -101,7 +104,7 @@ impl Store {
         let w = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("sluice-store-writer".into())
-            .spawn(move || writer::run(w, rx, settings, next_outbox))
+            .spawn(move || writer::run(w, writer_db, rx, settings, next_outbox))
             .map_err(|e| StoreError::Corrupt {
                 path: inner.path.clone(),
                 detail: format!("cannot start the writer thread: {e}"),
@@ -122,8 +125,11 @@ impl Store {
         let tx = guard.as_ref().ok_or(StoreError::Unavailable)?;
         let tx = tx.clone();
         drop(guard);
-        tx.send(Job { ops, ack: Some(ack) })
-            .map_err(|_| StoreError::Unavailable)?;
+        tx.send(Job {
+            ops,
+            ack: Some(ack),
+        })
+        .map_err(|_| StoreError::Unavailable)?;
         Ok(rx)
     }
 
@@ -137,13 +143,21 @@ impl Store {
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&sled::Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self.inner.db.read().expect("db lock is never poisoned");
+        f(guard.as_ref().ok_or(StoreError::Unavailable)?)
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.db.get(key)?.map(|v| v.to_vec()))
+        self.with_db(|db| Ok(db.get(key)?.map(|v| v.to_vec())))
     }
 
     /// Loads every activity for recovery; any undecodable entry stops start-up.
     pub fn load_activities(&self) -> Result<Vec<LoadedActivity>, StoreError> {
-        recovery::load(&self.inner.db, &self.inner.path)
+        self.with_db(|db| recovery::load(db, &self.inner.path))
     }
 
     pub fn outbox_len(&self) -> u64 {
@@ -157,16 +171,18 @@ impl Store {
 
     /// The oldest `limit` outbox entries, in commit order.
     pub fn outbox_batch(&self, limit: usize) -> Result<Vec<(Vec<u8>, OrderRecord)>, StoreError> {
-        let mut out = Vec::with_capacity(limit);
-        for kv in self.inner.db.scan_prefix(OUTBOX_PREFIX).take(limit) {
-            let (k, v) = kv?;
-            let rec = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                path: self.inner.path.clone(),
-                detail: format!("outbox entry {}: {e}", String::from_utf8_lossy(&k)),
-            })?;
-            out.push((k.to_vec(), rec));
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let mut out = Vec::with_capacity(limit);
+            for kv in db.scan_prefix(OUTBOX_PREFIX).take(limit) {
+                let (k, v) = kv?;
+                let rec = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    path: self.inner.path.clone(),
+                    detail: format!("outbox entry {}: {e}", String::from_utf8_lossy(&k)),
+                })?;
+                out.push((k.to_vec(), rec));
+            }
+            Ok(out)
+        })
     }
 
     /// Drops entries the sink confirmed. Not flushed here: the next commit flushes
@@ -176,7 +192,7 @@ impl Store {
         for k in keys {
             batch.remove(k.as_slice());
         }
-        self.inner.db.apply_batch(batch)?;
+        self.with_db(|db| Ok(db.apply_batch(batch)?))?;
         self.inner
             .outbox_len
             .fetch_sub(keys.len() as u64, Ordering::Relaxed);
@@ -185,11 +201,29 @@ impl Store {
 
     /// Stops the writer after it committed everything queued, then flushes.
     pub fn shutdown(&self) {
-        self.inner.tx.lock().expect("sender lock is never poisoned").take();
-        if let Some(h) = self.inner.writer.lock().expect("writer lock is never poisoned").take() {
+        self.inner
+            .tx
+            .lock()
+            .expect("sender lock is never poisoned")
+            .take();
+        if let Some(h) = self
+            .inner
+            .writer
+            .lock()
+            .expect("writer lock is never poisoned")
+            .take()
+        {
             let _ = h.join();
         }
-        let _ = self.inner.db.flush();
+        if let Some(db) = self
+            .inner
+            .db
+            .write()
+            .expect("db lock is never poisoned")
+            .take()
+        {
+            let _ = db.flush();
+        }
     }
 }
 

@@ -10,7 +10,11 @@ pub struct LoadedActivity {
     pub data: Restored,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(path: &str, key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    path: &str,
+    key: &[u8],
+    v: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
         path: path.into(),
         detail: format!("entry {}: {e}", String::from_utf8_lossy(key)),

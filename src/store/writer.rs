@@ -1,13 +1,19 @@
 //! The group-commit writer thread: the only place that flushes sled.
 
-use super::{Inner, Job, KvOp, StoreError};
 use super::layout::outbox_key;
+use super::{Inner, Job, KvOp, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Job>, settings: super::CommitSettings, mut next_outbox: u64) {
+pub(super) fn run(
+    inner: Arc<Inner>,
+    db: sled::Db,
+    rx: Receiver<Job>,
+    settings: super::CommitSettings,
+    mut next_outbox: u64,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let deadline = Instant::now() + settings.window;
@@ -23,7 +29,7 @@ pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Job>, settings: super::CommitS
         }
         let started = Instant::now();
         let result = if inner.healthy.load(Ordering::Acquire) {
-            apply(&inner, &jobs, &mut next_outbox)
+            apply(&db, &jobs, &mut next_outbox)
         } else {
             Err(StoreError::Unavailable)
         };
@@ -55,10 +61,10 @@ pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Job>, settings: super::CommitS
             }
         }
     }
-    let _ = inner.db.flush();
+    let _ = db.flush();
 }
 
-fn apply(inner: &Inner, jobs: &[Job], next_outbox: &mut u64) -> Result<u64, StoreError> {
+fn apply(db: &sled::Db, jobs: &[Job], next_outbox: &mut u64) -> Result<u64, StoreError> {
     let mut batch = sled::Batch::default();
     let mut outboxed = 0;
     for job in jobs {
@@ -74,7 +80,7 @@ fn apply(inner: &Inner, jobs: &[Job], next_outbox: &mut u64) -> Result<u64, Stor
             }
         }
     }
-    inner.db.apply_batch(batch)?;
-    inner.db.flush()?;
+    db.apply_batch(batch)?;
+    db.flush()?;
     Ok(outboxed)
 }

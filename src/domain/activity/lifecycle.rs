@@ -34,7 +34,8 @@ impl Activity {
         self.fx.record_dirty = true;
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
-        let mut entries: Vec<(u64, super::Place)> = std::mem::take(&mut self.pre).into_iter().collect();
+        let mut entries: Vec<(u64, super::Place)> =
+            std::mem::take(&mut self.pre).into_iter().collect();
         entries.shuffle(&mut rand::rngs::StdRng::from_seed(seed));
         let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         self.shuffle_seed = Some(seed_hex.clone());
@@ -55,7 +56,9 @@ impl Activity {
             let record = place.record();
             place.deadline = None;
             let seq = self.room.push(place);
-            self.fx.mutations.push(Mutation::PutPlace { seq, place: record });
+            self.fx
+                .mutations
+                .push(Mutation::PutPlace { seq, place: record });
             if let Some(e) = self.users.get_mut(&user) {
                 e.stage = Stage::Waiting(seq);
             }
@@ -84,7 +87,11 @@ impl Activity {
                 self.finish(&p.user, End::Closed, Push::Closed);
             }
         }
-        let holds: Vec<(u64, UserId)> = self.holds.values().map(|h| (h.id, h.user.clone())).collect();
+        let holds: Vec<(u64, UserId)> = self
+            .holds
+            .values()
+            .map(|h| (h.id, h.user.clone()))
+            .collect();
         for (id, user) in holds {
             self.release_hold(id);
             self.finish(&user, End::Closed, Push::Closed);
@@ -182,8 +189,12 @@ impl Activity {
             && !self.room.is_empty()
             && self.pacer.try_take()
         {
-            let Some((seq, _)) = self.room.front() else { break };
-            let Some(place) = self.take_place(seq) else { break };
+            let Some((seq, _)) = self.room.front() else {
+                break;
+            };
+            let Some(place) = self.take_place(seq) else {
+                break;
+            };
             let bought = self.users.get(&place.user).map_or(0, |e| e.bought);
             let want = self.spec.per_user_limit.saturating_sub(bought).max(1);
             let units = self.ledger.hold(u64::from(want)) as u32;
@@ -270,7 +281,9 @@ impl Activity {
     pub fn add_stock(&mut self, add: u32, now: Millis) -> Result<(), ActivityError> {
         self.require_not_closed(now)?;
         if self.spec.kind != Kind::Sale {
-            return Err(ActivityError::Invalid("an appointment takes slots, not stock".into()));
+            return Err(ActivityError::Invalid(
+                "an appointment takes slots, not stock".into(),
+            ));
         }
         let id = self.ledger.slots()[0].id.clone();
         self.ledger
@@ -285,17 +298,24 @@ impl Activity {
     pub fn add_slots(&mut self, slots: &[SlotSpec], now: Millis) -> Result<(), ActivityError> {
         self.require_not_closed(now)?;
         if self.spec.kind != Kind::Appointment {
-            return Err(ActivityError::Invalid("a sale takes stock, not slots".into()));
+            return Err(ActivityError::Invalid(
+                "a sale takes stock, not slots".into(),
+            ));
         }
         let existing: Vec<SlotSpec> = Vec::new();
         validate_new_slots(slots, &existing).map_err(|e| ActivityError::Invalid(e.0))?;
-        let new_ids = slots.iter().filter(|s| self.ledger.slot_index(&s.id).is_none()).count();
+        let new_ids = slots
+            .iter()
+            .filter(|s| self.ledger.slot_index(&s.id).is_none())
+            .count();
         if self.ledger.slots().len() + new_ids > crate::domain::spec::MAX_SLOTS {
             return Err(ActivityError::Invalid("too many slots".into()));
         }
         let extra: u64 = slots.iter().map(|s| u64::from(s.capacity)).sum();
         if self.ledger.total().capacity + extra > crate::domain::ledger::MAX_TOTAL {
-            return Err(ActivityError::Invalid("capacity would exceed the limit".into()));
+            return Err(ActivityError::Invalid(
+                "capacity would exceed the limit".into(),
+            ));
         }
         for s in slots {
             self.ledger
@@ -307,7 +327,11 @@ impl Activity {
         Ok(())
     }
 
-    pub fn patch_admission(&mut self, patch: &AdmissionPatch, now: Millis) -> Result<(), ActivityError> {
+    pub fn patch_admission(
+        &mut self,
+        patch: &AdmissionPatch,
+        now: Millis,
+    ) -> Result<(), ActivityError> {
         self.require_not_closed(now)?;
         self.spec.admission = self
             .spec

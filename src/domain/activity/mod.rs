@@ -227,7 +227,12 @@ impl Activity {
     /// Joins the waiting room, or finds the user's existing place. `attach` says a
     /// WebSocket session is taking the place (it gets the current state pushed);
     /// otherwise the place is kept alive by polling.
-    pub fn join(&mut self, user: &UserId, attach: bool, now: Millis) -> Result<Joined, ActivityError> {
+    pub fn join(
+        &mut self,
+        user: &UserId,
+        attach: bool,
+        now: Millis,
+    ) -> Result<Joined, ActivityError> {
         if self.is_closed(now) {
             return Err(ActivityError::NotOpen("the activity is closed".into()));
         }
@@ -235,7 +240,10 @@ impl Activity {
             let (ticket, stage, bought) = (entry.ticket.clone(), entry.stage, entry.bought);
             if !matches!(stage, Stage::Ended(_)) {
                 self.reattach(user, stage, attach, now);
-                return Ok(Joined { ticket, existing: true });
+                return Ok(Joined {
+                    ticket,
+                    existing: true,
+                });
             }
             if bought >= self.spec.per_user_limit {
                 return Err(ActivityError::LimitReached);
@@ -262,13 +270,17 @@ impl Activity {
         let record = place.record();
         let stage = if self.opened {
             let seq = self.room.push(place);
-            self.fx.mutations.push(Mutation::PutPlace { seq, place: record });
+            self.fx
+                .mutations
+                .push(Mutation::PutPlace { seq, place: record });
             Stage::Waiting(seq)
         } else {
             let n = self.next_pre;
             self.next_pre += 1;
             self.pre.insert(n, place);
-            self.fx.mutations.push(Mutation::PutPre { n, place: record });
+            self.fx
+                .mutations
+                .push(Mutation::PutPre { n, place: record });
             Stage::Pre(n)
         };
         self.fx.record_dirty = true;
@@ -291,10 +303,17 @@ impl Activity {
     }
 
     /// Resumes by ticket: the ticket must be this user's live place.
-    pub fn resume(&mut self, user: &UserId, ticket: &str, now: Millis) -> Result<Joined, ActivityError> {
+    pub fn resume(
+        &mut self,
+        user: &UserId,
+        ticket: &str,
+        now: Millis,
+    ) -> Result<Joined, ActivityError> {
         match self.tickets.get(ticket) {
             Some(owner) if owner == user => self.join(user, true, now),
-            Some(_) => Err(ActivityError::Forbidden("that ticket belongs to someone else".into())),
+            Some(_) => Err(ActivityError::Forbidden(
+                "that ticket belongs to someone else".into(),
+            )),
             None => Err(ActivityError::NotFound("no such ticket".into())),
         }
     }
@@ -302,14 +321,26 @@ impl Activity {
     /// Marks the place attached or polled and tells an attaching session where it stands.
     fn reattach(&mut self, user: &UserId, stage: Stage, attach: bool, now: Millis) {
         let grace = self.grace_ms();
-        let ticket = self.users.get(user).map(|e| e.ticket.clone()).unwrap_or_default();
+        let ticket = self
+            .users
+            .get(user)
+            .map(|e| e.ticket.clone())
+            .unwrap_or_default();
         match stage {
             Stage::Waiting(seq) => {
                 self.set_attached(Some(seq), None, attach, now + grace);
                 if attach {
                     let position = self.room.position(seq).unwrap_or(1);
                     let eta_secs = self.eta_secs(position, now);
-                    self.push(user, Push::Queued { ticket, position, eta_secs, seq });
+                    self.push(
+                        user,
+                        Push::Queued {
+                            ticket,
+                            position,
+                            eta_secs,
+                            seq,
+                        },
+                    );
                     if self.paused {
                         self.push(user, Push::Paused);
                     }
@@ -320,7 +351,13 @@ impl Activity {
                 self.set_attached(None, Some(n), attach, now + grace);
                 if attach {
                     let opens_at_ms = self.spec.opens_at.unwrap_or(now);
-                    self.push(user, Push::Prequeue { ticket, opens_at_ms });
+                    self.push(
+                        user,
+                        Push::Prequeue {
+                            ticket,
+                            opens_at_ms,
+                        },
+                    );
                 }
             }
             Stage::Admitted(id) => {
@@ -354,7 +391,9 @@ impl Activity {
 
     /// A WebSocket session went away: the place is kept for `reconnect_grace_secs`.
     pub fn detach(&mut self, user: &UserId, now: Millis) {
-        let Some(stage) = self.users.get(user).map(|e| e.stage) else { return };
+        let Some(stage) = self.users.get(user).map(|e| e.stage) else {
+            return;
+        };
         let (seq, pre) = match stage {
             Stage::Waiting(s) => (Some(s), None),
             Stage::Pre(n) => (None, Some(n)),
@@ -435,7 +474,9 @@ impl Activity {
 
     /// An HTTP-polling client showed it is still there.
     pub fn touch(&mut self, user: &UserId, now: Millis) {
-        let Some(stage) = self.users.get(user).map(|e| e.stage) else { return };
+        let Some(stage) = self.users.get(user).map(|e| e.stage) else {
+            return;
+        };
         let deadline = now + self.grace_ms();
         match stage {
             Stage::Waiting(s) => self.set_attached(Some(s), None, false, deadline),
@@ -445,10 +486,19 @@ impl Activity {
     }
 
     /// The state of a ticket for HTTP polling; only its owner may read it.
-    pub fn ticket(&mut self, user: &UserId, ticket: &str, now: Millis) -> Result<TicketView, ActivityError> {
+    pub fn ticket(
+        &mut self,
+        user: &UserId,
+        ticket: &str,
+        now: Millis,
+    ) -> Result<TicketView, ActivityError> {
         match self.tickets.get(ticket) {
             Some(owner) if owner == user => {}
-            Some(_) => return Err(ActivityError::Forbidden("that ticket belongs to someone else".into())),
+            Some(_) => {
+                return Err(ActivityError::Forbidden(
+                    "that ticket belongs to someone else".into(),
+                ))
+            }
             None => return Err(ActivityError::NotFound("no such ticket".into())),
         }
         self.touch(user, now);
@@ -457,7 +507,12 @@ impl Activity {
     }
 
     /// Leaves by ticket (HTTP `DELETE`).
-    pub fn leave_ticket(&mut self, user: &UserId, ticket: &str, now: Millis) -> Result<TicketView, ActivityError> {
+    pub fn leave_ticket(
+        &mut self,
+        user: &UserId,
+        ticket: &str,
+        now: Millis,
+    ) -> Result<TicketView, ActivityError> {
         self.ticket(user, ticket, now)?;
         self.leave(user, now)?;
         let stage = self.users.get(user).map(|e| e.stage);
@@ -475,7 +530,10 @@ impl Activity {
         }
         let held: u64 = self.holds.values().map(|h| u64::from(h.units)).sum();
         if held != self.ledger.held() {
-            return Err(format!("holds {held} != ledger held {}", self.ledger.held()));
+            return Err(format!(
+                "holds {held} != ledger held {}",
+                self.ledger.held()
+            ));
         }
         let sold: u64 = self
             .orders
@@ -484,7 +542,10 @@ impl Activity {
             .map(|o| u64::from(o.quantity))
             .sum();
         if sold != self.ledger.total().sold {
-            return Err(format!("orders {sold} != ledger sold {}", self.ledger.total().sold));
+            return Err(format!(
+                "orders {sold} != ledger sold {}",
+                self.ledger.total().sold
+            ));
         }
         for e in self.users.values() {
             if e.bought > self.spec.per_user_limit {

@@ -87,8 +87,12 @@ impl Activity {
         });
         let waiting_for_returns = self.ledger.available() == 0;
         for (seq, by_time) in fired {
-            let Some(position) = self.room.position(seq) else { continue };
-            let Some(place) = self.room.get(seq) else { continue };
+            let Some(position) = self.room.position(seq) else {
+                continue;
+            };
+            let Some(place) = self.room.get(seq) else {
+                continue;
+            };
             if !place.attached {
                 continue;
             }

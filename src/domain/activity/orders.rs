@@ -26,7 +26,11 @@ pub struct Purchased {
 }
 
 impl Activity {
-    pub fn purchase(&mut self, req: PurchaseRequest, now: Millis) -> Result<Purchased, ActivityError> {
+    pub fn purchase(
+        &mut self,
+        req: PurchaseRequest,
+        now: Millis,
+    ) -> Result<Purchased, ActivityError> {
         if req.claims.activity != self.spec.id.as_str() {
             return Err(ActivityError::TokenInvalid(
                 "the purchase token is for another activity".into(),
@@ -38,7 +42,11 @@ impl Activity {
             ));
         }
         // Idempotency first: a spent token returns its order, even after expiry.
-        if let Some(order) = self.by_hold.get(&req.claims.hold).and_then(|n| self.orders.get(n)) {
+        if let Some(order) = self
+            .by_hold
+            .get(&req.claims.hold)
+            .and_then(|n| self.orders.get(n))
+        {
             return Ok(Purchased {
                 order: order.clone(),
                 created: false,
@@ -70,7 +78,10 @@ impl Activity {
             )));
         }
         let slot = self.pick_slot(req.slot_id.as_ref())?;
-        match self.ledger.sell(slot, u64::from(hold.units), u64::from(req.quantity)) {
+        match self
+            .ledger
+            .sell(slot, u64::from(hold.units), u64::from(req.quantity))
+        {
             Ok(()) => {}
             Err(LedgerError::SlotFull) => return Err(self.slot_full(slot)),
             Err(e) => return Err(ActivityError::Invalid(e.to_string())),
@@ -88,7 +99,10 @@ impl Activity {
                 .then(|| self.ledger.slots()[slot].id.clone()),
             user: req.user.clone(),
             quantity: req.quantity,
-            amount_cents: self.spec.price_cents.saturating_mul(u64::from(req.quantity)),
+            amount_cents: self
+                .spec
+                .price_cents
+                .saturating_mul(u64::from(req.quantity)),
             status: OrderStatus::PendingPayment,
             created_at: now,
             pay_by: now + u64::from(self.spec.payment_timeout_secs) * 1000,
@@ -109,16 +123,19 @@ impl Activity {
         // Units a smaller purchase returned go to whoever waits.
         self.settle(now);
         self.admit(now);
-        Ok(Purchased { order, created: true })
+        Ok(Purchased {
+            order,
+            created: true,
+        })
     }
 
     fn pick_slot(&self, slot_id: Option<&SlotId>) -> Result<usize, ActivityError> {
         match (self.spec.kind, slot_id) {
             (Kind::Sale, None) => Ok(0),
             (Kind::Sale, Some(_)) => Err(ActivityError::Invalid("a sale has no slots".into())),
-            (Kind::Appointment, None) => {
-                Err(ActivityError::Invalid("slot_id is required for an appointment".into()))
-            }
+            (Kind::Appointment, None) => Err(ActivityError::Invalid(
+                "slot_id is required for an appointment".into(),
+            )),
             (Kind::Appointment, Some(id)) => self
                 .ledger
                 .slot_index(id)
@@ -178,7 +195,12 @@ impl Activity {
     }
 
     /// The owner (or an operator) cancels a pending order; its units go back.
-    pub fn cancel(&mut self, n: u64, user: Option<&UserId>, now: Millis) -> Result<Order, ActivityError> {
+    pub fn cancel(
+        &mut self,
+        n: u64,
+        user: Option<&UserId>,
+        now: Millis,
+    ) -> Result<Order, ActivityError> {
         self.owned_order_mut(n, user)?;
         let order = self.cancel_order(n, CancelReason::User)?;
         self.settle(now);
@@ -186,7 +208,11 @@ impl Activity {
         Ok(order)
     }
 
-    pub(super) fn cancel_order(&mut self, n: u64, reason: CancelReason) -> Result<Order, ActivityError> {
+    pub(super) fn cancel_order(
+        &mut self,
+        n: u64,
+        reason: CancelReason,
+    ) -> Result<Order, ActivityError> {
         let order = self
             .orders
             .get_mut(&n)
@@ -210,15 +236,19 @@ impl Activity {
         }
     }
 
-    fn owned_order_mut(&mut self, n: u64, user: Option<&UserId>) -> Result<&mut Order, ActivityError> {
+    fn owned_order_mut(
+        &mut self,
+        n: u64,
+        user: Option<&UserId>,
+    ) -> Result<&mut Order, ActivityError> {
         let order = self
             .orders
             .get_mut(&n)
             .ok_or_else(|| ActivityError::NotFound("no such order".into()))?;
         match user {
-            Some(u) if &order.user != u => {
-                Err(ActivityError::Forbidden("that order belongs to someone else".into()))
-            }
+            Some(u) if &order.user != u => Err(ActivityError::Forbidden(
+                "that order belongs to someone else".into(),
+            )),
             _ => Ok(order),
         }
     }

@@ -1,7 +1,7 @@
 //! Persistence shapes: the activity record (spec, flags, counters) and rebuilding a
 //! whole `Activity` from what the store holds after a restart or crash.
 
-use super::{Activity, End, Hold, PlaceRecord, Place, Stage, UserEntry};
+use super::{Activity, End, Hold, Place, PlaceRecord, Stage, UserEntry};
 use crate::domain::clock::Millis;
 use crate::domain::order::{Order, OrderStatus};
 use crate::domain::spec::{ActivitySpec, SlotSpec};
@@ -111,7 +111,10 @@ impl Activity {
         for h in data.holds {
             a.next_hold = a.next_hold.max(h.id + 1);
             let granted = a.ledger.hold(u64::from(h.units));
-            let h = Hold { units: granted as u32, ..h };
+            let h = Hold {
+                units: granted as u32,
+                ..h
+            };
             a.hold_expiry.insert((h.expires_at, h.id));
             a.set_user(&h.user, &h.ticket, Stage::Admitted(h.id));
             a.holds.insert(h.id, h);

@@ -23,7 +23,11 @@ fn u(i: usize) -> UserId {
 }
 
 fn pushes_for(fx: &Effects, user: &UserId) -> Vec<Push> {
-    fx.pushes.iter().filter(|o| &o.user == user).map(|o| o.push.clone()).collect()
+    fx.pushes
+        .iter()
+        .filter(|o| &o.user == user)
+        .map(|o| o.push.clone())
+        .collect()
 }
 
 fn token_of(fx: &Effects, user: &UserId) -> Option<String> {
@@ -33,10 +37,20 @@ fn token_of(fx: &Effects, user: &UserId) -> Option<String> {
     })
 }
 
-fn buy(a: &mut Activity, user: &UserId, token: &str, now: Millis) -> Result<Purchased, ActivityError> {
+fn buy(
+    a: &mut Activity,
+    user: &UserId,
+    token: &str,
+    now: Millis,
+) -> Result<Purchased, ActivityError> {
     let claims = key().verify(token).expect("our token");
     a.purchase(
-        PurchaseRequest { user: user.clone(), claims, quantity: 1, slot_id: None },
+        PurchaseRequest {
+            user: user.clone(),
+            claims,
+            quantity: 1,
+            slot_id: None,
+        },
         now,
     )
 }
@@ -45,7 +59,9 @@ use super::orders::Purchased;
 
 #[test]
 fn admits_in_join_order_at_the_configured_pace() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":3,"admission":{"rate_per_sec":10,"max_active":100}}"#);
+    let mut a = sale(
+        r#"{"id":"s","name":"S","kind":"sale","stock":3,"admission":{"rate_per_sec":10,"max_active":100}}"#,
+    );
     for i in 0..5 {
         a.join(&u(i), true, T0).expect("join");
     }
@@ -65,7 +81,8 @@ fn admits_in_join_order_at_the_configured_pace() {
 
 #[test]
 fn everyone_waiting_hears_sold_out_once_nothing_is_left() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"rate_per_sec":100}}"#);
+    let mut a =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"rate_per_sec":100}}"#);
     for i in 0..3 {
         a.join(&u(i), true, T0).expect("join");
     }
@@ -77,12 +94,17 @@ fn everyone_waiting_hears_sold_out_once_nothing_is_left() {
     assert_eq!(pushes_for(&fx, &u(1)), vec![Push::SoldOut]);
     assert_eq!(pushes_for(&fx, &u(2)), vec![Push::SoldOut]);
     assert_eq!(a.view(T0, false).phase, Phase::SoldOut);
-    assert!(matches!(a.join(&u(9), true, T0 + 300), Err(ActivityError::SoldOut(_))));
+    assert!(matches!(
+        a.join(&u(9), true, T0 + 300),
+        Err(ActivityError::SoldOut(_))
+    ));
 }
 
 #[test]
 fn expired_hold_returns_unit_and_admits_next() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"rate_per_sec":100,"token_ttl_secs":2}}"#);
+    let mut a = sale(
+        r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"rate_per_sec":100,"token_ttl_secs":2}}"#,
+    );
     a.join(&u(0), true, T0).expect("join");
     a.join(&u(1), true, T0).expect("join");
     a.tick(T0 + 100);
@@ -91,7 +113,10 @@ fn expired_hold_returns_unit_and_admits_next() {
     let fx = a.take_effects();
     assert!(pushes_for(&fx, &u(0)).contains(&Push::Expired));
     assert!(token_of(&fx, &u(1)).is_some(), "next user admitted");
-    assert_eq!(buy(&mut a, &u(0), &first, T0 + 2_300).err(), Some(ActivityError::TokenExpired));
+    assert_eq!(
+        buy(&mut a, &u(0), &first, T0 + 2_300).err(),
+        Some(ActivityError::TokenExpired)
+    );
     a.check_invariants().expect("invariants");
 }
 
@@ -106,16 +131,23 @@ fn purchase_is_idempotent_and_bound_to_its_user() {
     let again = buy(&mut a, &u(0), &token, T0 + 999_999).expect("replay");
     assert!(!again.created);
     assert_eq!(again.order.n, first.order.n);
-    assert!(matches!(buy(&mut a, &u(1), &token, T0 + 2), Err(ActivityError::Forbidden(_))));
+    assert!(matches!(
+        buy(&mut a, &u(1), &token, T0 + 2),
+        Err(ActivityError::Forbidden(_))
+    ));
     assert_eq!(a.view(T0, false).sold, 1);
-    assert!(matches!(a.join(&u(0), true, T0 + 3), Err(ActivityError::LimitReached)));
+    assert!(matches!(
+        a.join(&u(0), true, T0 + 3),
+        Err(ActivityError::LimitReached)
+    ));
 }
 
 #[test]
 fn one_place_per_user() {
     let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":0}"#);
     a.add_stock(0, T0).expect("no-op add");
-    let mut b = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"max_active":1}}"#);
+    let mut b =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"max_active":1}}"#);
     b.join(&u(0), true, T0).expect("join");
     let j1 = b.join(&u(1), true, T0).expect("join");
     let j2 = b.join(&u(1), false, T0).expect("rejoin");
@@ -136,10 +168,17 @@ fn a_smaller_purchase_returns_the_rest_at_once() {
 }
 
 fn appointment() -> Activity {
-    sale(r#"{"id":"h","name":"H","kind":"appointment","slots":[{"id":"a","label":"A","capacity":1},{"id":"b","label":"B","capacity":1}],"admission":{"rate_per_sec":100}}"#)
+    sale(
+        r#"{"id":"h","name":"H","kind":"appointment","slots":[{"id":"a","label":"A","capacity":1},{"id":"b","label":"B","capacity":1}],"admission":{"rate_per_sec":100}}"#,
+    )
 }
 
-fn buy_slot(a: &mut Activity, user: &UserId, token: &str, slot: &str) -> Result<Purchased, ActivityError> {
+fn buy_slot(
+    a: &mut Activity,
+    user: &UserId,
+    token: &str,
+    slot: &str,
+) -> Result<Purchased, ActivityError> {
     let claims = key().verify(token).expect("our token");
     a.purchase(
         PurchaseRequest {
@@ -158,7 +197,10 @@ fn a_full_slot_names_the_slots_left_and_the_token_still_buys_another() {
     a.join(&u(0), true, T0).expect("join");
     a.join(&u(1), true, T0).expect("join");
     let fx = a.take_effects();
-    let (t0, t1) = (token_of(&fx, &u(0)).expect("t0"), token_of(&fx, &u(1)).expect("t1"));
+    let (t0, t1) = (
+        token_of(&fx, &u(0)).expect("t0"),
+        token_of(&fx, &u(1)).expect("t1"),
+    );
     buy_slot(&mut a, &u(0), &t0, "b").expect("b free");
     let err = buy_slot(&mut a, &u(1), &t1, "b").expect_err("b full");
     match err {
@@ -175,7 +217,9 @@ fn a_full_slot_names_the_slots_left_and_the_token_still_buys_another() {
 
 #[test]
 fn prequeue_is_shuffled_at_opening_and_ahead_of_later_joins() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":100,"opens_at":"2100-01-01T00:00:00Z","admission":{"rate_per_sec":1}}"#);
+    let mut a = sale(
+        r#"{"id":"s","name":"S","kind":"sale","stock":100,"opens_at":"2100-01-01T00:00:00Z","admission":{"rate_per_sec":1}}"#,
+    );
     for i in 0..50 {
         a.join(&u(i), true, T0).expect("prejoin");
     }
@@ -198,7 +242,10 @@ fn prequeue_is_shuffled_at_opening_and_ahead_of_later_joins() {
     assert_eq!(seqs.last().map(|s| s.1), Some(99), "late joiner is last");
     let order: Vec<usize> = seqs.iter().map(|s| s.1).take(50).collect();
     assert_ne!(order, (0..50).collect::<Vec<_>>(), "shuffled");
-    assert!(fx.mutations.iter().any(|m| matches!(m, Mutation::PutShuffle(_))));
+    assert!(fx
+        .mutations
+        .iter()
+        .any(|m| matches!(m, Mutation::PutShuffle(_))));
 }
 
 #[test]
@@ -209,7 +256,9 @@ fn shuffle_is_uniform_enough() {
     let trials = 2000;
     let mut counts = [0u32; 10];
     for _ in 0..trials {
-        let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"opens_at":"2100-01-01T00:00:00Z"}"#);
+        let mut a = sale(
+            r#"{"id":"s","name":"S","kind":"sale","stock":1,"opens_at":"2100-01-01T00:00:00Z"}"#,
+        );
         for i in 0..10 {
             a.join(&u(i), false, T0).expect("prejoin");
         }
@@ -224,7 +273,11 @@ fn shuffle_is_uniform_enough() {
                 _ => None,
             })
             .expect("audit");
-        let pos = audit.order.iter().position(|x| x == "user-0").expect("present");
+        let pos = audit
+            .order
+            .iter()
+            .position(|x| x == "user-0")
+            .expect("present");
         counts[pos] += 1;
     }
     let e = f64::from(trials) / 10.0;
@@ -234,7 +287,8 @@ fn shuffle_is_uniform_enough() {
 
 #[test]
 fn pause_stops_admission_and_resume_restarts_it() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":5,"admission":{"max_active":1}}"#);
+    let mut a =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":5,"admission":{"max_active":1}}"#);
     a.join(&u(0), true, T0).expect("join");
     a.join(&u(1), true, T0).expect("join");
     a.pause(T0).expect("pause");
@@ -253,7 +307,9 @@ fn pause_stops_admission_and_resume_restarts_it() {
 
 #[test]
 fn wait_for_returns_keeps_places_until_every_unit_is_paid() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"payment_timeout_secs":10,"admission":{"wait_for_returns":true}}"#);
+    let mut a = sale(
+        r#"{"id":"s","name":"S","kind":"sale","stock":1,"payment_timeout_secs":10,"admission":{"wait_for_returns":true}}"#,
+    );
     a.join(&u(0), true, T0).expect("join");
     a.join(&u(1), true, T0).expect("join");
     let t = token_of(&a.take_effects(), &u(0)).expect("admitted");
@@ -273,20 +329,35 @@ fn cancelled_orders_cannot_be_paid_and_paid_cannot_be_cancelled() {
     a.join(&u(0), true, T0).expect("join");
     a.join(&u(1), true, T0).expect("join");
     let fx = a.take_effects();
-    let o0 = buy(&mut a, &u(0), &token_of(&fx, &u(0)).expect("t"), T0).expect("buy").order;
-    let o1 = buy(&mut a, &u(1), &token_of(&fx, &u(1)).expect("t"), T0).expect("buy").order;
+    let o0 = buy(&mut a, &u(0), &token_of(&fx, &u(0)).expect("t"), T0)
+        .expect("buy")
+        .order;
+    let o1 = buy(&mut a, &u(1), &token_of(&fx, &u(1)).expect("t"), T0)
+        .expect("buy")
+        .order;
     a.cancel(o0.n, Some(&u(0)), T0).expect("cancel");
-    assert!(matches!(a.pay(o0.n, Some(&u(0))), Err(ActivityError::Conflict(_))));
+    assert!(matches!(
+        a.pay(o0.n, Some(&u(0))),
+        Err(ActivityError::Conflict(_))
+    ));
     a.pay(o1.n, Some(&u(1))).expect("pay");
-    assert!(matches!(a.cancel(o1.n, Some(&u(1)), T0), Err(ActivityError::Conflict(_))));
-    assert!(matches!(a.pay(o1.n, Some(&u(0))), Err(ActivityError::Forbidden(_))));
+    assert!(matches!(
+        a.cancel(o1.n, Some(&u(1)), T0),
+        Err(ActivityError::Conflict(_))
+    ));
+    assert!(matches!(
+        a.pay(o1.n, Some(&u(0))),
+        Err(ActivityError::Forbidden(_))
+    ));
     let v = a.view(T0, false);
     assert_eq!((v.available, v.sold, v.paid, v.cancelled), (1, 1, 1, 1));
 }
 
 #[test]
 fn positions_are_pushed_as_the_queue_moves_and_never_rise() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1000,"admission":{"rate_per_sec":20,"max_active":1000}}"#);
+    let mut a = sale(
+        r#"{"id":"s","name":"S","kind":"sale","stock":1000,"admission":{"rate_per_sec":20,"max_active":1000}}"#,
+    );
     for i in 0..300 {
         a.join(&u(i), true, T0).expect("join");
     }
@@ -315,13 +386,16 @@ fn positions_are_pushed_as_the_queue_moves_and_never_rise() {
 
 #[test]
 fn detached_places_are_dropped_after_the_grace() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"max_active":1,"reconnect_grace_secs":5}}"#);
+    let mut a = sale(
+        r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"max_active":1,"reconnect_grace_secs":5}}"#,
+    );
     a.join(&u(0), true, T0).expect("join");
     let j = a.join(&u(1), true, T0).expect("join");
     a.detach(&u(1), T0);
     a.tick(T0 + 4_000);
     assert_eq!(a.view(T0, false).waiting, 1);
-    a.resume(&u(1), &j.ticket, T0 + 4_500).expect("resume within grace");
+    a.resume(&u(1), &j.ticket, T0 + 4_500)
+        .expect("resume within grace");
     a.detach(&u(1), T0 + 4_600);
     a.tick(T0 + 9_700);
     assert_eq!(a.view(T0, false).waiting, 0);
@@ -329,7 +403,8 @@ fn detached_places_are_dropped_after_the_grace() {
 
 #[test]
 fn restore_rebuilds_places_holds_and_orders() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":3,"admission":{"max_active":2}}"#);
+    let mut a =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":3,"admission":{"max_active":2}}"#);
     let mut data = Restored::default();
     for i in 0..4 {
         a.join(&u(i), true, T0).expect("join");
@@ -345,11 +420,21 @@ fn restore_rebuilds_places_holds_and_orders() {
     let mut orders = std::collections::BTreeMap::new();
     for m in all {
         match m {
-            Mutation::PutPlace { seq, place } => { places.insert(seq, place); }
-            Mutation::DelPlace { seq } => { places.remove(&seq); }
-            Mutation::PutHold(h) => { holds.insert(h.id, h); }
-            Mutation::DelHold { id } => { holds.remove(&id); }
-            Mutation::PutOrder(o) => { orders.insert(o.n, o); }
+            Mutation::PutPlace { seq, place } => {
+                places.insert(seq, place);
+            }
+            Mutation::DelPlace { seq } => {
+                places.remove(&seq);
+            }
+            Mutation::PutHold(h) => {
+                holds.insert(h.id, h);
+            }
+            Mutation::DelHold { id } => {
+                holds.remove(&id);
+            }
+            Mutation::PutOrder(o) => {
+                orders.insert(o.n, o);
+            }
             _ => {}
         }
     }
@@ -376,15 +461,25 @@ fn fx_with_admitted(a: &mut Activity, user: &UserId) -> Effects {
 
 #[test]
 fn live_admission_changes_apply_at_once() {
-    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":10,"admission":{"max_active":1}}"#);
+    let mut a =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":10,"admission":{"max_active":1}}"#);
     a.join(&u(0), true, T0).expect("join");
     a.join(&u(1), true, T0).expect("join");
     a.take_effects();
-    let patch = AdmissionPatch { max_active: Some(2), ..Default::default() };
+    let patch = AdmissionPatch {
+        max_active: Some(2),
+        ..Default::default()
+    };
     a.patch_admission(&patch, T0 + 200).expect("patch");
     assert!(token_of(&a.take_effects(), &u(1)).is_some());
-    let bad = AdmissionPatch { rate_per_sec: Some(0), ..Default::default() };
-    assert!(matches!(a.patch_admission(&bad, T0), Err(ActivityError::Invalid(_))));
+    let bad = AdmissionPatch {
+        rate_per_sec: Some(0),
+        ..Default::default()
+    };
+    assert!(matches!(
+        a.patch_admission(&bad, T0),
+        Err(ActivityError::Invalid(_))
+    ));
 }
 
 #[derive(Debug, Clone)]

@@ -131,11 +131,20 @@ impl Activity {
             active_tokens: admin.then_some(self.holds.len() as u64),
             expired_total: admin.then_some(self.expired_total),
             pending_orders: admin.then_some(self.pending_orders),
-            shuffle_seed: if admin { self.shuffle_seed.clone() } else { None },
+            shuffle_seed: if admin {
+                self.shuffle_seed.clone()
+            } else {
+                None
+            },
         }
     }
 
-    pub(super) fn ticket_view(&mut self, ticket: &str, stage: Option<Stage>, now: Millis) -> TicketView {
+    pub(super) fn ticket_view(
+        &mut self,
+        ticket: &str,
+        stage: Option<Stage>,
+        now: Millis,
+    ) -> TicketView {
         let mut v = TicketView {
             ticket: ticket.to_owned(),
             status: "left",

@@ -1,0 +1,505 @@
+// sluice waiting room: identity, WebSocket queue (HTTP polling fallback), purchase and order, en/zh texts.
+'use strict';
+(function () {
+  const I18N = {
+    en: {
+      loading: 'Loading…', price: 'Price', unitsLeft: 'Units left', perUser: 'Limit per person', opensAt: 'Opens',
+      signInTitle: 'Sign in to join the line', username: 'Username', password: 'Password', signIn: 'Sign in',
+      register: 'Create account', leave: 'Leave the line', rejoin: 'Join the line', useHere: 'Continue here',
+      yourTurn: "It's your turn!", timeLeft: 'Time left to buy:', slot: 'Time slot', quantity: 'Quantity', buy: 'Buy',
+      orderTitle: 'Your order', orderId: 'Order', amount: 'Amount', status: 'Status', payBy: 'Pay by',
+      payNow: 'Pay now', cancelOrder: 'Cancel', signedInAs: 'Signed in as', signOut: 'Sign out',
+      langButton: '中文', langLabel: 'Switch to Chinese',
+      phase_scheduled: 'Not open yet', phase_open: 'Open', phase_paused: 'Paused', phase_sold_out: 'Sold out', phase_closed: 'Ended',
+      st_connecting: 'Connecting to the waiting room…', st_waiting: 'You are in line. Keep this page open.',
+      st_prequeue: 'Not open yet: you are in the pre-queue.', st_paused: 'The sale is paused. You keep your place.',
+      st_sold_out: 'Sold out. Sorry, everything has been sold.', st_closed: 'This sale has ended.',
+      st_superseded: 'You opened this line in another tab or device; this page stopped following it.',
+      st_restarting: 'The server is restarting. Your place is kept; reconnecting…', st_left: 'You left the line.',
+      st_expired: 'Your time to buy ran out; the units went to the next person.', st_admitted: "It's your turn! Buy before the timer runs out.",
+      st_ordered: 'Order placed.', st_idle: 'Sign in to join the line.',
+      position: 'You are number {n} in line', ahead0: 'You are next!', ahead1: '1 person ahead of you', aheadN: '{n} people ahead of you',
+      eta: 'Estimated wait: {t}', etaSoon: 'less than a minute', etaMin: 'about {m} min', etaHour: 'about {h} h {m} min',
+      progress: '{p}% of the way to the front',
+      wfr: 'Everything is held by other buyers right now. You keep your place: units that are not paid for come back to the line, in order.',
+      prequeueNote: 'At opening the pre-queue is shuffled fairly: everyone in it gets a random place ahead of later arrivals, so arriving earlier does not help.',
+      opensIn: 'Opens in {t}', pausedNote: 'Admission is paused by the organiser; it resumes automatically and your place is kept.',
+      resumed: 'The sale has resumed.', live: 'Live connection', polling: 'Live connection unavailable: checking every 2 seconds.',
+      reconnecting: 'Connection lost. Reconnecting in {s} s; your place is kept.', offline: 'You are offline; your place is kept for a while.',
+      bought: 'Thank you! Pay before the deadline to keep your order.', paid: 'Paid. See you there!', cancelled: 'Order cancelled.',
+      os_pending_payment: 'Waiting for payment', os_paid: 'Paid', os_cancelled: 'Cancelled',
+      slotLeft: '{label} ({n} left)', slotFull: '{label} (full)', pickSlot: 'Pick another time slot, then Buy again.',
+      needCreds: 'Enter a username and a password.', registered: 'Account created.',
+    },
+    zh: {
+      loading: '加载中…', price: '价格', unitsLeft: '剩余数量', perUser: '每人限购', opensAt: '开始时间',
+      signInTitle: '登录后排队', username: '用户名', password: '密码', signIn: '登录',
+      register: '注册账号', leave: '离开队列', rejoin: '加入排队', useHere: '在此页面继续',
+      yourTurn: '轮到您了！', timeLeft: '剩余购买时间：', slot: '时段', quantity: '数量', buy: '购买',
+      orderTitle: '您的订单', orderId: '订单号', amount: '金额', status: '状态', payBy: '付款截止',
+      payNow: '立即付款', cancelOrder: '取消', signedInAs: '当前用户', signOut: '退出登录',
+      langButton: 'English', langLabel: '切换到英文',
+      phase_scheduled: '未开始', phase_open: '进行中', phase_paused: '已暂停', phase_sold_out: '已售罄', phase_closed: '已结束',
+      st_connecting: '正在连接排队系统…', st_waiting: '您正在排队，请保持此页面打开。',
+      st_prequeue: '尚未开始：您已进入预排队。', st_paused: '活动已暂停，您的位置会保留。',
+      st_sold_out: '已售罄，很抱歉。', st_closed: '本次活动已结束。',
+      st_superseded: '您在另一个标签页或设备上打开了此队列，本页面已停止跟踪。',
+      st_restarting: '服务器正在重启，您的位置会保留，正在重新连接…', st_left: '您已离开队列。',
+      st_expired: '购买时间已过，名额已转给下一位。', st_admitted: '轮到您了！请在倒计时结束前购买。',
+      st_ordered: '已下单。', st_idle: '登录后即可排队。',
+      position: '您是队列中的第 {n} 位', ahead0: '下一位就是您！', ahead1: '您前面还有 1 人', aheadN: '您前面还有 {n} 人',
+      eta: '预计等待：{t}', etaSoon: '不到 1 分钟', etaMin: '约 {m} 分钟', etaHour: '约 {h} 小时 {m} 分钟',
+      progress: '已前进 {p}%',
+      wfr: '目前所有名额都被其他买家占用。您的位置会保留：未付款的名额会按顺序退回给排队的人。',
+      prequeueNote: '开始时预排队会被公平地随机打乱：预排队中的每个人都会排在之后到达的人之前，提前到达并没有优势。',
+      opensIn: '距离开始还有 {t}', pausedNote: '主办方暂停了放行，稍后会自动恢复，您的位置会保留。',
+      resumed: '活动已恢复。', live: '实时连接', polling: '实时连接不可用：每 2 秒刷新一次。',
+      reconnecting: '连接已断开，{s} 秒后重连；您的位置会保留。', offline: '您已离线，位置会保留一段时间。',
+      bought: '谢谢！请在截止时间前付款。', paid: '已付款。', cancelled: '订单已取消。',
+      os_pending_payment: '待付款', os_paid: '已付款', os_cancelled: '已取消',
+      slotLeft: '{label}（剩 {n} 个）', slotFull: '{label}（已满）', pickSlot: '请选择其他时段，然后再次购买。',
+      needCreds: '请输入用户名和密码。', registered: '账号已创建。',
+    },
+  };
+  let lang = localStorage.getItem('sluice:lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
+  const t = (k, v) => String((I18N[lang] && I18N[lang][k]) || I18N.en[k] || k).replace(/\{(\w+)\}/g, (_, n) => (v && n in v ? v[n] : ''));
+  const $ = (id) => document.getElementById(id);
+  const show = (id, on) => { $(id).hidden = !on; };
+
+  const parts = location.pathname.split('/').filter(Boolean);
+  const ID = decodeURIComponent(parts[parts.indexOf('a') + 1] || new URLSearchParams(location.search).get('activity') || '');
+  const S = {
+    act: null, jwt: null, sub: null, ticket: null, first: 0, pos: 0, eta: null, wfr: false, paused: false,
+    state: 'idle', final: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
+    pollTimer: null, token: null, deadline: 0, opensAt: 0, order: null, note: '', online: true,
+  };
+
+  // ---------- HTTP ----------
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = { Accept: 'application/json' };
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    if (opts.auth !== false && S.jwt) headers.Authorization = 'Bearer ' + S.jwt;
+    let res;
+    try {
+      res = await fetch(path, { method: opts.method || 'GET', headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    } catch (e) {
+      throw Object.assign(new Error(e.message || 'network error'), { code: 'network', status: 0 });
+    }
+    let data = null;
+    try { data = await res.json(); } catch (_) { /* empty body */ }
+    if (!res.ok) {
+      const err = (data && data.error) || {};
+      throw Object.assign(new Error(err.message || res.status + ' ' + res.statusText), { code: err.code || 'http_' + res.status, status: res.status });
+    }
+    return data;
+  }
+  const actPath = (suffix) => '/api/activities/' + encodeURIComponent(ID) + (suffix || '');
+  function showError(msg) { $('error').textContent = msg; show('error', !!msg); }
+
+  // ---------- formatting ----------
+  const money = (c) => new Intl.NumberFormat(lang === 'zh' ? 'zh-CN' : 'en', { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format((c || 0) / 100);
+  const when = (s) => (s ? new Date(s).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en') : '–');
+  function clock(secs) {
+    secs = Math.max(0, Math.floor(secs));
+    const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60), s = secs % 60;
+    const p = (x) => String(x).padStart(2, '0');
+    return (h ? h + ':' + p(m) : m) + ':' + p(s);
+  }
+  function etaText(secs) {
+    if (secs < 60) return t('etaSoon');
+    const m = Math.ceil(secs / 60);
+    return m < 60 ? t('etaMin', { m }) : t('etaHour', { h: Math.floor(m / 60), m: m % 60 });
+  }
+
+  // ---------- rendering ----------
+  function applyStatic() {
+    document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+    document.querySelectorAll('[data-i18n]').forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    $('lang-toggle').textContent = t('langButton');
+    $('lang-toggle').setAttribute('aria-label', t('langLabel'));
+  }
+  function renderActivity() {
+    const a = S.act;
+    if (!a) return;
+    $('activity-name').textContent = a.name;
+    document.title = a.name + ' · sluice';
+    $('phase').textContent = t('phase_' + a.phase);
+    $('phase').className = 'badge ' + a.phase;
+    $('price').textContent = money(a.price_cents);
+    $('units-left').textContent = a.available + ' / ' + a.capacity;
+    $('per-user').textContent = a.per_user_limit;
+    show('opens-wrap', !!a.opens_at);
+    $('opens-at').textContent = when(a.opens_at);
+    renderSlots();
+  }
+  function renderSlots() {
+    const a = S.act;
+    const appt = !!(a && a.kind === 'appointment');
+    show('slot-wrap', appt);
+    const q = $('quantity');
+    q.max = String((a && a.per_user_limit) || 1);
+    if (+q.value > +q.max) q.value = q.max;
+    if (!appt) return;
+    const sel = $('slot'), keep = sel.value;
+    sel.textContent = '';
+    const anyFree = (a.slots || []).some((s) => s.available > 0);
+    for (const s of a.slots || []) {
+      const o = document.createElement('option');
+      o.value = s.id;
+      o.textContent = s.available > 0 ? t('slotLeft', { label: s.label, n: s.available }) : t('slotFull', { label: s.label });
+      o.disabled = anyFree && s.available <= 0;
+      sel.appendChild(o);
+    }
+    const first = (a.slots || []).find((s) => s.id === keep && (s.available > 0 || !anyFree)) || (a.slots || []).find((s) => s.available > 0);
+    if (first) sel.value = first.id;
+  }
+  function render() {
+    const st = S.state, waiting = st === 'waiting' || st === 'restarting';
+    show('login', st === 'idle' && !S.jwt);
+    show('queue', st !== 'idle' || !!S.jwt);
+    show('who', !!S.sub);
+    $('user-id').textContent = S.sub || '';
+    let status = t('st_' + st);
+    if (st === 'waiting' && S.paused) status = t('st_paused');
+    $('status').textContent = status;
+    const hasPos = waiting && S.pos > 0;
+    show('position', hasPos); show('ahead', hasPos); show('eta', hasPos && S.eta != null);
+    show('progress-wrap', hasPos); show('progress-label', hasPos);
+    if (hasPos) {
+      $('position').textContent = t('position', { n: S.pos });
+      const ahead = S.pos - 1;
+      $('ahead').textContent = ahead === 0 ? t('ahead0') : ahead === 1 ? t('ahead1') : t('aheadN', { n: ahead });
+      $('eta').textContent = t('eta', { t: etaText(S.eta || 0) });
+      const p = S.first > 0 ? Math.max(0, Math.min(100, Math.round((1 - S.pos / S.first) * 100))) : 0;
+      $('progress-bar').style.width = p + '%';
+      $('progress-wrap').setAttribute('aria-valuenow', String(p));
+      $('progress-label').textContent = t('progress', { p });
+    }
+    let note = S.note;
+    if (waiting && S.wfr) note = t('wfr');
+    if (waiting && S.paused) note = t('pausedNote');
+    if (st === 'prequeue') note = t('prequeueNote');
+    $('note').textContent = note;
+    show('note', !!note);
+    show('prequeue-countdown', st === 'prequeue' && S.opensAt > 0);
+    show('leave', ['waiting', 'prequeue', 'restarting', 'connecting'].includes(st) && !!S.jwt);
+    const rejoin = ['left', 'expired', 'superseded'].includes(st) || (st === 'ordered' && S.order && S.order.status === 'cancelled');
+    show('rejoin', rejoin);
+    $('rejoin').textContent = st === 'superseded' ? t('useHere') : t('rejoin');
+    show('admitted', st === 'admitted');
+    show('order', !!S.order);
+    if (S.order) renderOrder();
+    renderConn();
+    tick();
+  }
+  function renderOrder() {
+    const o = S.order;
+    $('order-id').textContent = o.id;
+    $('order-amount').textContent = money(o.amount_cents) + (o.quantity > 1 ? ' (×' + o.quantity + ')' : '');
+    $('order-status').textContent = t('os_' + o.status);
+    $('order-pay-by').textContent = when(o.pay_by);
+    show('pay-by-wrap', o.status === 'pending_payment');
+    show('order-slot-wrap', !!o.slot_id);
+    $('order-slot').textContent = o.slot_id || '';
+    show('pay', o.status === 'pending_payment');
+    show('cancel', o.status === 'pending_payment');
+  }
+  function renderConn() {
+    let c = '';
+    if (!S.online) c = t('offline');
+    else if (S.retryTimer) c = t('reconnecting', { s: Math.max(1, Math.ceil((S.retryAt - Date.now()) / 1000)) });
+    else if (S.mode === 'poll' && S.pollTimer) c = t('polling');
+    else if (S.ws && S.ws.readyState === 1) c = '● ' + t('live');
+    $('conn').textContent = c;
+  }
+  function tick() {
+    if (S.state === 'admitted') $('token-countdown').textContent = clock((S.deadline - Date.now()) / 1000);
+    if (S.state === 'prequeue') $('prequeue-countdown').textContent = t('opensIn', { t: clock((S.opensAt - Date.now()) / 1000) });
+    if (S.retryTimer) renderConn();
+  }
+  setInterval(tick, 1000);
+
+  // ---------- place storage ----------
+  const key = (kind) => 'sluice:' + kind + ':' + ID + ':' + S.sub;
+  function saveTicket(ticket) {
+    if (ticket !== S.ticket) S.first = 0;
+    S.ticket = ticket;
+    localStorage.setItem(key('ticket'), JSON.stringify({ ticket, first: S.first }));
+  }
+  function dropTicket() { S.ticket = null; S.first = 0; localStorage.removeItem(key('ticket')); }
+  function setPos(pos, eta) {
+    S.pos = pos;
+    S.eta = eta;
+    if (!S.first || pos > S.first) { S.first = pos; if (S.ticket) saveTicket(S.ticket); }
+  }
+
+  // ---------- frames (WebSocket, or synthesized from polling) ----------
+  function onFrame(m) {
+    switch (m.type) {
+      case 'queued': saveTicket(m.ticket); setPos(m.position, m.eta_secs); S.state = 'waiting'; S.note = ''; break;
+      case 'position': setPos(m.position, m.eta_secs); S.wfr = !!m.waiting_for_returns; if (S.state !== 'admitted') S.state = 'waiting'; break;
+      case 'prequeue': if (m.ticket) saveTicket(m.ticket); S.opensAt = Date.parse(m.opens_at) || 0; S.state = 'prequeue'; break;
+      case 'admitted':
+        S.token = m.token;
+        S.deadline = m.expires_in_secs != null ? Date.now() + m.expires_in_secs * 1000 : Date.parse(m.expires_at);
+        S.state = 'admitted'; S.note = ''; S.paused = false;
+        loadActivity().then(() => $('buy').focus());
+        break;
+      case 'paused': S.paused = true; break;
+      case 'resumed': S.paused = false; S.note = t('resumed'); break;
+      case 'sold_out': S.final = true; if (S.state !== 'admitted') { S.state = 'sold_out'; dropTicket(); } loadActivity(); break;
+      case 'closed': S.final = true; S.state = 'closed'; dropTicket(); loadActivity(); break;
+      case 'superseded': S.final = true; S.state = 'superseded'; break;
+      case 'restarting': S.state = S.state === 'waiting' ? 'restarting' : S.state; S.attempt = 0; break;
+      case 'error': onErrorFrame(m); break;
+      default: break;
+    }
+    render();
+  }
+  function onErrorFrame(m) {
+    if (m.code === 'not_found' && S.ticket) { dropTicket(); S.attempt = 0; return; } // stale place: join afresh
+    if (m.code === 'token_expired') { S.final = true; S.state = 'expired'; S.token = null; dropTicket(); return; }
+    if (m.code === 'unauthorized') { S.final = true; logout(); }
+    showError(m.message || m.code);
+  }
+
+  // ---------- WebSocket ----------
+  function connect() {
+    clearRetry();
+    if (S.final || !S.jwt) return;
+    if (S.mode === 'poll') { startPolling(); return; }
+    const q = new URLSearchParams({ access_token: S.jwt });
+    if (S.ticket) q.set('ticket', S.ticket);
+    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/activities/' + encodeURIComponent(ID) + '?' + q;
+    let ws, heard = false;
+    try { ws = new WebSocket(url); } catch (_) { S.wsFails = 2; S.mode = 'poll'; startPolling(); return; }
+    S.ws = ws;
+    if (S.state === 'idle') S.state = 'connecting';
+    ws.onopen = () => { S.attempt = 0; renderConn(); };
+    ws.onmessage = (e) => {
+      heard = true; S.wsFails = 0;
+      let m;
+      try { m = JSON.parse(e.data); } catch (_) { return; }
+      onFrame(m);
+    };
+    ws.onclose = () => {
+      if (S.ws !== ws) return;
+      S.ws = null;
+      if (!heard) S.wsFails++;
+      if (S.final) { render(); return; }
+      if (!heard) probe().then(() => { if (S.final) return; if (S.wsFails >= 2) { S.mode = 'poll'; startPolling(); } else retryLater(); });
+      else retryLater();
+    };
+  }
+  // A socket that never spoke: find out over HTTP whether identity or ticket is the reason.
+  async function probe() {
+    try {
+      if (S.ticket) {
+        const r = await api(actPath('/tickets/' + encodeURIComponent(S.ticket)));
+        if (['expired', 'left', 'sold_out', 'closed'].includes(r.status)) { dropTicket(); S.wsFails = 0; }
+      } else {
+        await api('/api/orders');
+      }
+    } catch (e) {
+      if (e.status === 401) { S.final = true; logout(); showError(e.message); } else if (e.status === 404) { dropTicket(); S.wsFails = 0; }
+    }
+  }
+  function retryLater() {
+    const base = S.state === 'restarting' ? 1500 : Math.min(30000, 1000 * 2 ** S.attempt);
+    const delay = Math.round(base * (0.6 + Math.random() * 0.8));
+    S.attempt = Math.min(S.attempt + 1, 10);
+    S.retryAt = Date.now() + delay;
+    S.retryTimer = setTimeout(() => { S.retryTimer = null; connect(); }, delay);
+    render();
+  }
+  function clearRetry() { if (S.retryTimer) clearTimeout(S.retryTimer); S.retryTimer = null; }
+  window.addEventListener('online', () => { S.online = true; if (S.retryTimer) { S.attempt = 0; connect(); } renderConn(); });
+  window.addEventListener('offline', () => { S.online = false; renderConn(); });
+
+  // ---------- HTTP polling fallback ----------
+  async function startPolling() {
+    stopPolling();
+    S.mode = 'poll';
+    if (S.state === 'idle') S.state = 'connecting';
+    try {
+      if (!S.ticket) { const r = await api(actPath('/join'), { method: 'POST' }); onTicket(r); }
+      showError('');
+    } catch (e) { if (e.status === 401) { logout(); } showError(e.message); }
+    if (!S.final && S.state !== 'admitted') S.pollTimer = setTimeout(poll, 2000);
+    render();
+  }
+  async function poll() {
+    S.pollTimer = null;
+    if (S.final || S.state === 'admitted' || !S.jwt) return;
+    try {
+      if (!S.ticket) { onTicket(await api(actPath('/join'), { method: 'POST' })); } else { onTicket(await api(actPath('/tickets/' + encodeURIComponent(S.ticket)))); }
+    } catch (e) {
+      if (e.status === 404) dropTicket(); else if (e.status === 401) { logout(); showError(e.message); return; } else showError(e.message);
+    }
+    if (!S.final && S.state !== 'admitted') S.pollTimer = setTimeout(poll, 2000);
+    renderConn();
+  }
+  function stopPolling() { if (S.pollTimer) clearTimeout(S.pollTimer); S.pollTimer = null; }
+  function onTicket(r) {
+    const fresh = r.ticket && r.ticket !== S.ticket;
+    if (r.ticket) saveTicket(r.ticket);
+    switch (r.status) {
+      case 'waiting': onFrame({ type: fresh || S.state !== 'waiting' ? 'queued' : 'position', ticket: r.ticket, position: r.position, eta_secs: r.eta_secs }); break;
+      case 'prequeue': onFrame({ type: 'prequeue', opens_at: (S.act && S.act.opens_at) || '' }); break;
+      case 'admitted': if (r.token !== S.token) onFrame({ type: 'admitted', token: r.token, expires_at: r.expires_at }); break;
+      case 'expired': onFrame({ type: 'error', code: 'token_expired' }); break;
+      case 'sold_out': case 'closed': onFrame({ type: r.status }); break;
+      case 'left': S.final = true; S.state = 'left'; dropTicket(); render(); break;
+      default: break;
+    }
+  }
+
+  // ---------- actions ----------
+  async function loadActivity() {
+    try { S.act = await api(actPath(), { auth: false }); renderActivity(); } catch (e) { showError(e.message); }
+  }
+  function leave() {
+    S.final = true;
+    clearRetry(); stopPolling();
+    if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: 'leave' }));
+    else if (S.ticket) api(actPath('/tickets/' + encodeURIComponent(S.ticket)), { method: 'DELETE' }).catch((e) => showError(e.message));
+    dropTicket();
+    S.state = 'left'; S.pos = 0;
+    render();
+    $('rejoin').focus();
+  }
+  function rejoin() {
+    showError('');
+    if (S.order && S.order.status === 'cancelled') { S.order = null; localStorage.removeItem(key('order')); }
+    S.final = false; S.wsFails = 0; S.attempt = 0; S.state = 'connecting'; S.pos = 0; S.note = '';
+    if (S.ws) { const w = S.ws; S.ws = null; w.close(); }
+    S.mode = 'ws';
+    connect();
+    render();
+  }
+  async function buy() {
+    showError('');
+    const body = { token: S.token, quantity: Math.max(1, parseInt($('quantity').value, 10) || 1) };
+    if (S.act && S.act.kind === 'appointment') body.slot_id = $('slot').value;
+    $('buy').disabled = true;
+    try {
+      const r = await api(actPath('/purchase'), { method: 'POST', body });
+      S.order = r.order; S.final = true; S.state = 'ordered'; S.note = t('bought');
+      localStorage.setItem(key('order'), r.order.id);
+      dropTicket(); stopPolling();
+      if (S.ws) { const w = S.ws; S.ws = null; w.close(); }
+      render();
+      loadActivity();
+      $('pay').focus();
+    } catch (e) {
+      if (e.code === 'sold_out' && S.act && S.act.kind === 'appointment') { await loadActivity(); showError(e.message + ' ' + t('pickSlot')); $('slot').focus(); } else if (e.code === 'token_expired') { onFrame({ type: 'error', code: 'token_expired' }); showError(e.message); } else showError(e.message);
+    } finally { $('buy').disabled = false; }
+  }
+  async function orderAction(what) {
+    showError('');
+    try {
+      const r = await api('/api/orders/' + encodeURIComponent(S.order.id) + '/' + what, { method: 'POST' });
+      S.order = r.order;
+      S.note = t(r.order.status === 'paid' ? 'paid' : 'cancelled');
+      if (r.order.status === 'cancelled') localStorage.removeItem(key('order'));
+      render(); loadActivity();
+    } catch (e) { showError(e.message); }
+  }
+
+  // ---------- identity ----------
+  function claims(jwt) {
+    try {
+      const p = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(decodeURIComponent(escape(atob(p + '==='.slice((p.length + 3) % 4)))));
+    } catch (_) { return null; }
+  }
+  function useToken(jwt) {
+    const c = claims(jwt);
+    if (!c || !c.sub || (c.exp && c.exp * 1000 < Date.now())) return false;
+    if (S.jwt === jwt) return true;
+    if (S.ws) { const w = S.ws; S.ws = null; w.close(); }
+    clearRetry(); stopPolling();
+    S.jwt = jwt; S.sub = String(c.sub);
+    sessionStorage.setItem('sluice:jwt', jwt);
+    try {
+      const saved = JSON.parse(localStorage.getItem(key('ticket')) || 'null');
+      S.ticket = (saved && saved.ticket) || null; S.first = (saved && saved.first) || 0;
+    } catch (_) { S.ticket = null; }
+    S.final = false; S.state = 'connecting'; S.mode = 'ws'; S.wsFails = 0; S.attempt = 0; S.order = null; S.token = null;
+    begin();
+    return true;
+  }
+  async function begin() {
+    showError('');
+    render();
+    const oid = localStorage.getItem(key('order'));
+    if (oid) {
+      try {
+        const r = await api('/api/orders/' + encodeURIComponent(oid));
+        if (r.order.status !== 'cancelled') { S.order = r.order; S.final = true; S.state = 'ordered'; render(); return; }
+      } catch (_) { /* gone: join normally */ }
+      localStorage.removeItem(key('order'));
+    }
+    connect();
+  }
+  function logout() {
+    if (S.ws) { const w = S.ws; S.ws = null; w.close(); }
+    clearRetry(); stopPolling();
+    sessionStorage.removeItem('sluice:jwt');
+    Object.assign(S, { jwt: null, sub: null, ticket: null, state: 'idle', final: false, token: null, order: null, pos: 0 });
+    render();
+  }
+  async function login(register) {
+    const username = $('username').value.trim(), password = $('password').value;
+    if (!username || !password) { showError(t('needCreds')); return; }
+    showError('');
+    const btn = register ? $('register') : $('login-submit');
+    btn.disabled = true;
+    try {
+      if (register) await api('/api/auth/register', { method: 'POST', body: { username, password }, auth: false });
+      const r = await api('/api/auth/login', { method: 'POST', body: { username, password }, auth: false });
+      $('password').value = '';
+      useToken(r.access_token);
+    } catch (e) { showError(e.message); } finally { btn.disabled = false; }
+  }
+
+  // ---------- wiring ----------
+  $('lang-toggle').addEventListener('click', () => {
+    lang = lang === 'zh' ? 'en' : 'zh';
+    localStorage.setItem('sluice:lang', lang);
+    applyStatic(); renderActivity(); render();
+  });
+  $('login-form').addEventListener('submit', (e) => { e.preventDefault(); login(false); });
+  $('register').addEventListener('click', () => login(true));
+  $('leave').addEventListener('click', leave);
+  $('rejoin').addEventListener('click', rejoin);
+  $('buy').addEventListener('click', buy);
+  $('pay').addEventListener('click', () => orderAction('pay'));
+  $('cancel').addEventListener('click', () => orderAction('cancel'));
+  $('logout').addEventListener('click', logout);
+  window.addEventListener('message', (e) => {
+    const d = e.data;
+    if (d && d.type === 'sluice-token' && typeof d.token === 'string' && (e.source === window.parent || e.source === window.opener) && e.source !== window) {
+      if (!useToken(d.token)) showError('invalid token');
+    }
+  });
+
+  applyStatic();
+  render();
+  loadActivity().then(() => {
+    if (S.state === 'prequeue' && !S.opensAt && S.act && S.act.opens_at) { S.opensAt = Date.parse(S.act.opens_at); render(); }
+  });
+  setInterval(() => { if (!document.hidden && ['waiting', 'prequeue', 'admitted'].includes(S.state)) loadActivity(); }, 15000);
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get('access_token');
+  if (fromUrl) {
+    params.delete('access_token');
+    history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params : '') + location.hash);
+  }
+  if (!(fromUrl && useToken(fromUrl))) {
+    const kept = sessionStorage.getItem('sluice:jwt');
+    if (!(kept && useToken(kept))) render();
+  }
+  if (window.parent !== window) window.parent.postMessage({ type: 'sluice-ready', activity: ID }, '*');
+})();

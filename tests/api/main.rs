@@ -1,0 +1,8 @@
+//! API tests: one binary (links once), one module per feature area.
+
+mod helpers;
+
+mod contract_errors;
+mod durability;
+mod lifecycle;
+mod waiting_room;
