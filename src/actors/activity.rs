@@ -145,6 +145,11 @@ impl ActivityActor {
         }
     }
 
+    /// Commits without waiting: the commit's own `on_durable` future delivers pushes.
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        drop(self.commit(ctx));
+    }
+
     /// Replies with `value` once everything decided so far is durable.
     fn reply<T: Send + 'static>(
         &mut self,
@@ -198,7 +203,7 @@ impl Actor for ActivityActor {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(self.deps.tick, |_, ctx| ctx.notify(Tick));
         // Persist the initial record of a new activity (no-op after recovery).
-        let _ = self.commit(ctx); // tracked by its on_durable future
+        self.persist(ctx);
         tracing::info!(activity_id = %self.id, "activity started");
     }
 }
@@ -208,7 +213,7 @@ impl Handler<Tick> for ActivityActor {
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
         let now = self.now();
         self.activity.tick(now);
-        let _ = self.commit(ctx); // tracked by its on_durable future
+        self.persist(ctx);
         self.record_metrics(now);
     }
 }
@@ -223,7 +228,10 @@ impl Handler<Join> for ActivityActor {
         let attach = msg.session.is_some();
         let result = match &msg.ticket {
             Some(t) => self.activity.resume(&msg.user, t, now),
-            None => self.activity.join(&msg.user, attach, now),
+            None => self
+                .activity
+                .check_pow(&msg.user, msg.pow.as_ref(), now)
+                .and_then(|()| self.activity.join(&msg.user, attach, now)),
         };
         let value = result.map_err(CallError::from).and_then(|joined| {
             if let Some(session) = msg.session {
@@ -254,7 +262,7 @@ impl Handler<Detach> for ActivityActor {
             self.sessions.remove(&msg.user);
             let now = self.now();
             self.activity.detach(&msg.user, now);
-            let _ = self.commit(ctx); // tracked by its on_durable future
+            self.persist(ctx);
         }
     }
 }

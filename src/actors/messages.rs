@@ -50,6 +50,8 @@ pub struct Join {
     pub user: UserId,
     pub ticket: Option<String>,
     pub session: Option<SessionHandle>,
+    /// Proof-of-work answer, for activities with `join_pow_bits > 0`.
+    pub pow: Option<crate::domain::pow::PowSolution>,
 }
 
 #[derive(Debug, Clone)]

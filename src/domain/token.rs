@@ -62,6 +62,19 @@ impl TokenKey {
         format!("{}.{}", B64.encode(&payload), B64.encode(&tag[..TAG_LEN]))
     }
 
+    /// A hex MAC of arbitrary bytes (proof-of-work nonces).
+    pub fn mac_hex(&self, data: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(data);
+        mac.finalize().into_bytes()[..TAG_LEN].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Constant-time check of a `mac_hex` value.
+    pub fn verify_mac_hex(&self, data: &[u8], hex: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.mac_hex(data).as_bytes().ct_eq(hex.as_bytes()).into()
+    }
+
     /// Checks the signature (in constant time) and decodes; the caller checks
     /// activity, user and expiry against the request.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {

@@ -1,7 +1,9 @@
 //! Public activity endpoints: list and view, HTTP-polling join/ticket/leave, purchase.
 
 use crate::actors::messages::{Admin as AdminCall, GetTicket, Join, LeaveTicket, Purchase};
+use crate::domain::clock::rfc3339;
 use crate::domain::ids::{is_ticket_shaped, SlotId};
+use crate::domain::pow::{self, PowSolution};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::call_id;
 use crate::http::identity::User;
@@ -16,6 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(list))
             .route("/{id}", web::get().to(get))
             .route("/{id}/join", web::post().to(join))
+            .route("/{id}/challenge", web::get().to(challenge))
             .route("/{id}/tickets/{ticket}", web::get().to(ticket))
             .route("/{id}/tickets/{ticket}", web::delete().to(leave))
             .route("/{id}/purchase", web::post().to(purchase)),
@@ -31,13 +34,35 @@ async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiEr
     Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::View { admin: false }).await?))
 }
 
+/// The optional join body: a proof-of-work answer.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    pow_nonce: Option<String>,
+    pow_solution: Option<String>,
+}
+
+pub fn pow_from(nonce: Option<String>, solution: Option<String>) -> Option<PowSolution> {
+    match (nonce, solution) {
+        (Some(nonce), Some(solution)) => Some(PowSolution { nonce, solution }),
+        _ => None,
+    }
+}
+
 async fn join(
     req: HttpRequest,
     user: User,
     st: Data<AppState>,
     id: Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     st.limits.check_join(&req, &user.0)?;
+    let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+    };
     if st.registry.is_draining() {
         return Err(
             ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),
@@ -50,6 +75,7 @@ async fn join(
             user: user.0,
             ticket: None,
             session: None,
+            pow: pow_from(body.pow_nonce, body.pow_solution),
         },
     )
     .await?;
@@ -60,6 +86,19 @@ async fn join(
         HttpResponse::Created()
     };
     Ok(res.json(reply.ticket))
+}
+
+/// A proof-of-work challenge bound to the caller, when the activity asks for one.
+async fn challenge(user: User, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    let view = call_id(&st, &id, AdminCall::View { admin: false }).await?;
+    let now = st.clock.now_ms();
+    let (nonce, expires) = pow::issue(st.registry.key(), &view.id, user.0.as_str(), now);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "nonce": nonce,
+        "bits": view.admission.join_pow_bits,
+        "expires_at": rfc3339(expires),
+        "algorithm": "find any string s such that SHA-256(nonce + \":\" + s) has `bits` leading zero bits",
+    })))
 }
 
 fn ticket_param(raw: &str) -> Result<String, ApiError> {

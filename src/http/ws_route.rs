@@ -19,6 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize)]
 struct WsQuery {
     ticket: Option<String>,
+    pow_nonce: Option<String>,
+    pow_solution: Option<String>,
 }
 
 async fn upgrade(
@@ -57,7 +59,8 @@ async fn upgrade(
         .retry_after(10)
         .into());
     }
-    let session = WsSession::new(user.0, q.ticket, addr, st.clone(), ip);
+    let pow = crate::http::activities::pow_from(q.pow_nonce, q.pow_solution);
+    let session = WsSession::new(user.0, q.ticket, pow, addr, st.clone(), ip);
     let res = ws_session::start(session, &req, stream);
     if res.is_err() {
         st.ws.close(ip);

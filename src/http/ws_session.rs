@@ -30,6 +30,7 @@ pub struct WsSession {
     id: u64,
     user: UserId,
     ticket: Option<String>,
+    pow: Option<crate::domain::pow::PowSolution>,
     activity: Addr<ActivityActor>,
     state: Data<AppState>,
     ip: IpAddr,
@@ -42,6 +43,7 @@ impl WsSession {
     pub fn new(
         user: UserId,
         ticket: Option<String>,
+        pow: Option<crate::domain::pow::PowSolution>,
         activity: Addr<ActivityActor>,
         state: Data<AppState>,
         ip: IpAddr,
@@ -50,6 +52,7 @@ impl WsSession {
             id: state.next_session_id(),
             user,
             ticket,
+            pow,
             activity,
             state,
             ip,
@@ -101,6 +104,7 @@ impl Actor for WsSession {
         let join = Join {
             user: self.user.clone(),
             ticket: self.ticket.clone(),
+            pow: self.pow.take(),
             session: Some(SessionHandle {
                 id: self.id,
                 recipient: ctx.address().recipient(),

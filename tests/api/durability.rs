@@ -74,6 +74,8 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+// The child is waited for in `Proc::drop`.
+#[allow(clippy::zombie_processes)]
 async fn launch(store: &std::path::Path, port: u16) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .env("SLUICE__SERVER__BIND", format!("127.0.0.1:{port}"))

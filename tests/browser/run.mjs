@@ -265,6 +265,56 @@ async function loginFormJoins() {
   await shot(page, 'd2-login-admitted');
 }
 
+async function appointmentSlotPicker() {
+  const id = 'bt-e-' + RUN;
+  const r = await http('POST', '/api/admin/activities', {
+    bearer: ADMIN_KEY,
+    body: { id, name: 'Clinic ' + RUN, kind: 'appointment', price_cents: 500, slots: [{ id: '0900', label: '09:00-09:30', capacity: 1 }, { id: '0930', label: '09:30-10:00', capacity: 1 }] },
+  });
+  assert.equal(r.status, 201, r.text);
+  const sub = 'e-user-' + RUN;
+  const page = await newPage('appointment');
+  await page.goto(userUrl(id, mintJwt(sub)));
+  await page.locator('#buy').waitFor({ state: 'visible' });
+  await page.locator('#slot').waitFor({ state: 'visible' });
+  // someone else takes 09:00 over HTTP while this page still offers it
+  const other = mintJwt('e-other-' + RUN);
+  const j = await http('POST', `/api/activities/${id}/join`, { bearer: other });
+  const token = await until('other admitted', async () => (j.json.token || (await http('GET', `/api/activities/${id}/tickets/${j.json.ticket}`, { bearer: other })).json.token));
+  const bought = await http('POST', `/api/activities/${id}/purchase`, { bearer: other, body: { token, slot_id: '0900' } });
+  assert.equal(bought.status, 201, bought.text);
+  await page.selectOption('#slot', '0900');
+  await shot(page, 'e1-appointment-pick');
+  await page.click('#buy');
+  await page.locator('#error').waitFor({ state: 'visible' });
+  assert.match(await page.locator('#error').textContent(), /full|0930/i);
+  assert.equal(await page.locator('#slot').inputValue(), '0930', 'a free slot is picked after the refresh');
+  await shot(page, 'e2-appointment-slot-full');
+  await page.click('#buy'); // same purchase token, another slot
+  await page.locator('#order-id').waitFor({ state: 'visible' });
+  assert.equal((await page.locator('#order-slot').textContent()).trim(), '0930');
+  await shot(page, 'e3-appointment-booked');
+}
+
+async function pollingFallback() {
+  const id = 'bt-f-' + RUN;
+  await createSale(id, 1, { rate_per_sec: 1, max_active: 1 });
+  await http('POST', `/api/activities/${id}/join`, { bearer: mintJwt('f-holder-' + RUN) });
+  await until('holder admitted', async () => (await adminView(id)).held === 1, 5000);
+  const sub = 'f-user-' + RUN;
+  const page = await newPage('polling');
+  await page.routeWebSocket(/\/ws\//, (ws) => ws.close()); // every WebSocket fails
+  await page.goto(userUrl(id, mintJwt(sub)));
+  await page.locator('#position').waitFor({ state: 'visible' });
+  assert.equal(await positionOf(page), 1);
+  assert.match(await page.locator('#conn').textContent(), /2 seconds/);
+  const ticket = await ticketOf(page, id, sub);
+  assert.ok(ticket);
+  await shot(page, 'f1-polling');
+  await page.click('#leave');
+  await until('left over HTTP', async () => (await http('GET', `/api/activities/${id}/tickets/${encodeURIComponent(ticket)}`, { bearer: mintJwt(sub) })).json?.status === 'left', 5000);
+}
+
 // ---------- main ----------
 const health = await fetch(BASE + '/healthz').catch((e) => ({ ok: false, statusText: e.message }));
 if (!health.ok) { console.error(`sluice is not reachable at ${BASE}: ${health.statusText}`); process.exit(2); }
@@ -279,6 +329,8 @@ try {
   await check('(b2) max_active 1: second is admitted after the first buys', secondAdmittedAfterFirstBuys);
   await check('(c) a reload keeps the same ticket and place', reloadKeepsPlace);
   await check('(d) the login form registers, signs in and joins', loginFormJoins);
+  await check('(e) appointment: a full slot is refused, another is booked with the same token', appointmentSlotPicker);
+  await check('(f) without WebSocket the page falls back to HTTP polling', pollingFallback);
 } finally {
   for (const c of contexts) await c.close().catch(() => {});
   await browser.close();

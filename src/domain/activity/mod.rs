@@ -519,6 +519,32 @@ impl Activity {
         Ok(self.ticket_view(ticket, stage, now))
     }
 
+    /// Checks the join proof of work when the activity asks for one and the user has
+    /// no live place yet (rejoining and resuming never cost work).
+    pub fn check_pow(
+        &self,
+        user: &UserId,
+        sol: Option<&crate::domain::pow::PowSolution>,
+        now: Millis,
+    ) -> Result<(), ActivityError> {
+        let live = self
+            .users
+            .get(user)
+            .is_some_and(|e| !matches!(e.stage, Stage::Ended(_)));
+        if live {
+            return Ok(());
+        }
+        crate::domain::pow::verify(
+            &self.key,
+            self.spec.id.as_str(),
+            user.as_str(),
+            self.spec.admission.join_pow_bits,
+            sol,
+            now,
+        )
+        .map_err(|e| ActivityError::Invalid(e.to_string()))
+    }
+
     pub fn ticket_of(&self, user: &UserId) -> Option<&str> {
         self.users.get(user).map(|e| e.ticket.as_str())
     }

@@ -249,7 +249,8 @@
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, W, H);
     const cols = W < 420 ? 2 : W < 700 ? 3 : 4, rows = Math.ceil(SERIES.length / cols);
-    const pw = W / cols, ph = H / rows, pad = 6, now = h.length ? h[h.length - 1].ts : Date.now(), span = HISTORY * 1000;
+    const pw = W / cols, ph = H / rows, pad = 6, now = h.length ? h[h.length - 1].ts : Date.now();
+    const span = Math.min(HISTORY, Math.max(30, h.length ? (now - h[0].ts) / 1000 : 0)) * 1000; // seconds shown, 30..120
     SERIES.forEach(([label, field, color], i) => {
       const x0 = (i % cols) * pw + pad, y0 = Math.floor(i / cols) * ph + pad, w = pw - 2 * pad, hh = ph - 2 * pad;
       const vals = h.map((p) => p[field] || 0), last = vals.length ? vals[vals.length - 1] : 0;

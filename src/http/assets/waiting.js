@@ -6,7 +6,7 @@
       loading: 'Loading…', price: 'Price', unitsLeft: 'Units left', perUser: 'Limit per person', opensAt: 'Opens',
       signInTitle: 'Sign in to join the line', username: 'Username', password: 'Password', signIn: 'Sign in',
       register: 'Create account', leave: 'Leave the line', rejoin: 'Join the line', useHere: 'Continue here',
-      yourTurn: "It's your turn!", timeLeft: 'Time left to buy:', slot: 'Time slot', quantity: 'Quantity', buy: 'Buy',
+      yourTurn: 'Complete your purchase', timeLeft: 'Time left to buy:', slot: 'Time slot', quantity: 'Quantity', buy: 'Buy',
       orderTitle: 'Your order', orderId: 'Order', amount: 'Amount', status: 'Status', payBy: 'Pay by',
       payNow: 'Pay now', cancelOrder: 'Cancel', signedInAs: 'Signed in as', signOut: 'Sign out',
       langButton: '中文', langLabel: 'Switch to Chinese',
@@ -28,14 +28,14 @@
       reconnecting: 'Connection lost. Reconnecting in {s} s; your place is kept.', offline: 'You are offline; your place is kept for a while.',
       bought: 'Thank you! Pay before the deadline to keep your order.', paid: 'Paid. See you there!', cancelled: 'Order cancelled.',
       os_pending_payment: 'Waiting for payment', os_paid: 'Paid', os_cancelled: 'Cancelled',
-      slotLeft: '{label} ({n} left)', slotFull: '{label} (full)', pickSlot: 'Pick another time slot, then Buy again.',
+      slotLeft: '{label} ({n} left)', slotFull: '{label} (full)', slotHeld: '{label} (reserved)', pickSlot: 'Pick another time slot, then Buy again.',
       needCreds: 'Enter a username and a password.', registered: 'Account created.',
     },
     zh: {
       loading: '加载中…', price: '价格', unitsLeft: '剩余数量', perUser: '每人限购', opensAt: '开始时间',
       signInTitle: '登录后排队', username: '用户名', password: '密码', signIn: '登录',
       register: '注册账号', leave: '离开队列', rejoin: '加入排队', useHere: '在此页面继续',
-      yourTurn: '轮到您了！', timeLeft: '剩余购买时间：', slot: '时段', quantity: '数量', buy: '购买',
+      yourTurn: '完成购买', timeLeft: '剩余购买时间：', slot: '时段', quantity: '数量', buy: '购买',
       orderTitle: '您的订单', orderId: '订单号', amount: '金额', status: '状态', payBy: '付款截止',
       payNow: '立即付款', cancelOrder: '取消', signedInAs: '当前用户', signOut: '退出登录',
       langButton: 'English', langLabel: '切换到英文',
@@ -57,7 +57,7 @@
       reconnecting: '连接已断开，{s} 秒后重连；您的位置会保留。', offline: '您已离线，位置会保留一段时间。',
       bought: '谢谢！请在截止时间前付款。', paid: '已付款。', cancelled: '订单已取消。',
       os_pending_payment: '待付款', os_paid: '已付款', os_cancelled: '已取消',
-      slotLeft: '{label}（剩 {n} 个）', slotFull: '{label}（已满）', pickSlot: '请选择其他时段，然后再次购买。',
+      slotLeft: '{label}（剩 {n} 个）', slotFull: '{label}（已满）', slotHeld: '{label}（已预留）', pickSlot: '请选择其他时段，然后再次购买。',
       needCreds: '请输入用户名和密码。', registered: '账号已创建。',
     },
   };
@@ -143,16 +143,18 @@
     if (!appt) return;
     const sel = $('slot'), keep = sel.value;
     sel.textContent = '';
-    const anyFree = (a.slots || []).some((s) => s.available > 0);
+    // A slot can still take this buyer if units are free or held (the buyer's own hold sits in some slot's `held`).
+    const open = (s) => s.available + (s.held || 0) > 0;
     for (const s of a.slots || []) {
       const o = document.createElement('option');
       o.value = s.id;
-      o.textContent = s.available > 0 ? t('slotLeft', { label: s.label, n: s.available }) : t('slotFull', { label: s.label });
-      o.disabled = anyFree && s.available <= 0;
+      o.textContent = s.available > 0 ? t('slotLeft', { label: s.label, n: s.available }) : open(s) ? t('slotHeld', { label: s.label }) : t('slotFull', { label: s.label });
+      o.disabled = !open(s);
       sel.appendChild(o);
     }
-    const first = (a.slots || []).find((s) => s.id === keep && (s.available > 0 || !anyFree)) || (a.slots || []).find((s) => s.available > 0);
-    if (first) sel.value = first.id;
+    const slots = a.slots || [];
+    const pick = slots.find((s) => s.id === keep && open(s)) || slots.find((s) => s.available > 0) || slots.find(open);
+    if (pick) sel.value = pick.id;
   }
   function render() {
     const st = S.state, waiting = st === 'waiting' || st === 'restarting';
@@ -176,7 +178,7 @@
       $('progress-wrap').setAttribute('aria-valuenow', String(p));
       $('progress-label').textContent = t('progress', { p });
     }
-    let note = S.note;
+    let note = ['waiting', 'ordered', 'restarting'].includes(st) ? S.note : '';
     if (waiting && S.wfr) note = t('wfr');
     if (waiting && S.paused) note = t('pausedNote');
     if (st === 'prequeue') note = t('prequeueNote');
@@ -246,8 +248,8 @@
         S.state = 'admitted'; S.note = ''; S.paused = false;
         loadActivity().then(() => $('buy').focus());
         break;
-      case 'paused': S.paused = true; break;
-      case 'resumed': S.paused = false; S.note = t('resumed'); break;
+      case 'paused': S.paused = true; loadActivity(); break;
+      case 'resumed': S.paused = false; S.note = t('resumed'); loadActivity(); break;
       case 'sold_out': S.final = true; if (S.state !== 'admitted') { S.state = 'sold_out'; dropTicket(); } loadActivity(); break;
       case 'closed': S.final = true; S.state = 'closed'; dropTicket(); loadActivity(); break;
       case 'superseded': S.final = true; S.state = 'superseded'; break;
