@@ -118,7 +118,7 @@ sluice_start_redis() {
         "done" \
         "echo \"Redis on port $q_port did not come up; log:\" >&2; tail -n 20 $q_dir/redis.log >&2; exit 1")
     SLUICE_TEST_REDIS_STOP=$(sluice_helper "$dir/stop.sh" \
-        "redis-cli -h 127.0.0.1 -p $q_port shutdown nosave >/dev/null 2>&1 || true" \
+        "redis-cli -h 127.0.0.1 -p $q_port shutdown save >/dev/null 2>&1 || true" \
         "for _ in \$(seq 1 100); do" \
         "    redis-cli -h 127.0.0.1 -p $q_port ping >/dev/null 2>&1 || exit 0" \
         "    sleep 0.1" \

@@ -88,7 +88,9 @@ pub fn verify(
 pub fn solve(nonce: &str, bits: u8) -> String {
     (0u64..)
         .map(|i| i.to_string())
-        .find(|s| leading_zero_bits(&Sha256::digest(format!("{nonce}:{s}").as_bytes())) >= u32::from(bits))
+        .find(|s| {
+            leading_zero_bits(&Sha256::digest(format!("{nonce}:{s}").as_bytes())) >= u32::from(bits)
+        })
         .expect("some solution exists")
 }
 
@@ -100,15 +102,33 @@ mod tests {
     fn a_solved_challenge_verifies_only_for_its_user_and_life() {
         let k = TokenKey::new(b"k");
         let (nonce, _) = issue(&k, "drop", "alice", 1_000);
-        let sol = PowSolution { solution: solve(&nonce, 8), nonce: nonce.clone() };
+        let sol = PowSolution {
+            solution: solve(&nonce, 8),
+            nonce: nonce.clone(),
+        };
         assert_eq!(verify(&k, "drop", "alice", 8, Some(&sol), 2_000), Ok(()));
-        assert_eq!(verify(&k, "drop", "bob", 8, Some(&sol), 2_000), Err(PowError::BadNonce));
-        assert_eq!(verify(&k, "drop", "alice", 8, Some(&sol), 1_000 + CHALLENGE_TTL_MS), Err(PowError::Expired));
-        assert_eq!(verify(&k, "drop", "alice", 8, None, 2_000), Err(PowError::Missing));
+        assert_eq!(
+            verify(&k, "drop", "bob", 8, Some(&sol), 2_000),
+            Err(PowError::BadNonce)
+        );
+        assert_eq!(
+            verify(&k, "drop", "alice", 8, Some(&sol), 1_000 + CHALLENGE_TTL_MS),
+            Err(PowError::Expired)
+        );
+        assert_eq!(
+            verify(&k, "drop", "alice", 8, None, 2_000),
+            Err(PowError::Missing)
+        );
         assert_eq!(verify(&k, "drop", "alice", 0, None, 2_000), Ok(()));
-        let weak = PowSolution { solution: "x".into(), nonce };
+        let weak = PowSolution {
+            solution: "x".into(),
+            nonce,
+        };
         // "x" may by chance satisfy a low bar; 30 bits it will not.
-        assert_eq!(verify(&k, "drop", "alice", 30, Some(&weak), 2_000), Err(PowError::Insufficient));
+        assert_eq!(
+            verify(&k, "drop", "alice", 30, Some(&weak), 2_000),
+            Err(PowError::Insufficient)
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ impl TokenKey {
     pub fn mac_hex(&self, data: &[u8]) -> String {
         let mut mac = self.0.clone();
         mac.update(data);
-        mac.finalize().into_bytes()[..TAG_LEN].iter().map(|b| format!("{b:02x}")).collect()
+        mac.finalize().into_bytes()[..TAG_LEN]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Constant-time check of a `mac_hex` value.

@@ -89,7 +89,11 @@ async fn join(
 }
 
 /// A proof-of-work challenge bound to the caller, when the activity asks for one.
-async fn challenge(user: User, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn challenge(
+    user: User,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let view = call_id(&st, &id, AdminCall::View { admin: false }).await?;
     let now = st.clock.now_ms();
     let (nonce, expires) = pow::issue(st.registry.key(), &view.id, user.0.as_str(), now);

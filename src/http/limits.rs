@@ -16,7 +16,8 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 
-type KeyedLimiter<K, C> = RateLimiter<K, HashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type KeyedLimiter<K, C> =
+    RateLimiter<K, HashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// One keyed limit; `None` inside means unlimited (configured as 0).
 pub struct Keyed<K: Hash + Eq + Clone, C: Clock> {

@@ -270,29 +270,53 @@ async fn a_draining_server_answers_unavailable() {
 #[actix_web::test]
 async fn a_proof_of_work_join_challenge_when_the_activity_asks_for_one() {
     let app = spawn_app().await;
-    app.create_sale("pow", 5, json!({"join_pow_bits": 10})).await;
+    app.create_sale("pow", 5, json!({"join_pow_bits": 10}))
+        .await;
     let r = app.join_http("pow", "bot").await;
     r.expect_error(400, "invalid_request");
-    assert!(r.body["error"]["message"].as_str().expect("m").contains("proof-of-work"));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .expect("m")
+        .contains("proof-of-work"));
     let c = app
-        .request("GET", "/api/activities/pow/challenge", Some(&app.user_token("human")), None)
+        .request(
+            "GET",
+            "/api/activities/pow/challenge",
+            Some(&app.user_token("human")),
+            None,
+        )
         .await;
     assert_eq!((c.status, c.body["bits"].as_u64()), (200, Some(10)));
     let nonce = c.body["nonce"].as_str().expect("nonce").to_owned();
     let solution = sluice::domain::pow::solve(&nonce, 10);
     // Another user cannot use this nonce.
     let stolen = app
-        .request("POST", "/api/activities/pow/join", Some(&app.user_token("bot")),
-                 Some(json!({"pow_nonce": nonce, "pow_solution": solution})))
+        .request(
+            "POST",
+            "/api/activities/pow/join",
+            Some(&app.user_token("bot")),
+            Some(json!({"pow_nonce": nonce, "pow_solution": solution})),
+        )
         .await;
     stolen.expect_error(400, "invalid_request");
     let ok = app
-        .request("POST", "/api/activities/pow/join", Some(&app.user_token("human")),
-                 Some(json!({"pow_nonce": nonce, "pow_solution": solution})))
+        .request(
+            "POST",
+            "/api/activities/pow/join",
+            Some(&app.user_token("human")),
+            Some(json!({"pow_nonce": nonce, "pow_solution": solution})),
+        )
         .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
     // Over WebSocket the answer rides in the query string.
-    let c = app.request("GET", "/api/activities/pow/challenge", Some(&app.user_token("ws")), None).await;
+    let c = app
+        .request(
+            "GET",
+            "/api/activities/pow/challenge",
+            Some(&app.user_token("ws")),
+            None,
+        )
+        .await;
     let nonce = c.body["nonce"].as_str().expect("nonce").to_owned();
     let solution = sluice::domain::pow::solve(&nonce, 10);
     let url = format!(
@@ -301,7 +325,10 @@ async fn a_proof_of_work_join_challenge_when_the_activity_asks_for_one() {
         app.user_token("ws")
     );
     let (_, framed) = app.client.ws(url).connect().await.expect("connects");
-    let mut u = WsUser { framed, user: "ws".into() };
+    let mut u = WsUser {
+        framed,
+        user: "ws".into(),
+    };
     assert_eq!(u.until("admitted").await["type"], "admitted");
     healthy_and_unchanged(&app, "pow", 0).await;
 }

@@ -5,4 +5,5 @@ mod helpers;
 mod contract_errors;
 mod durability;
 mod lifecycle;
+mod sinks;
 mod waiting_room;

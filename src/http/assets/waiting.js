@@ -29,7 +29,7 @@
       bought: 'Thank you! Pay before the deadline to keep your order.', paid: 'Paid. See you there!', cancelled: 'Order cancelled.',
       os_pending_payment: 'Waiting for payment', os_paid: 'Paid', os_cancelled: 'Cancelled',
       slotLeft: '{label} ({n} left)', slotFull: '{label} (full)', slotHeld: '{label} (reserved)', pickSlot: 'Pick another time slot, then Buy again.',
-      needCreds: 'Enter a username and a password.', registered: 'Account created.',
+      pow: 'Checking your browser (a short computation)…', needCreds: 'Enter a username and a password.', registered: 'Account created.',
     },
     zh: {
       loading: '加载中…', price: '价格', unitsLeft: '剩余数量', perUser: '每人限购', opensAt: '开始时间',
@@ -58,7 +58,7 @@
       bought: '谢谢！请在截止时间前付款。', paid: '已付款。', cancelled: '订单已取消。',
       os_pending_payment: '待付款', os_paid: '已付款', os_cancelled: '已取消',
       slotLeft: '{label}（剩 {n} 个）', slotFull: '{label}（已满）', slotHeld: '{label}（已预留）', pickSlot: '请选择其他时段，然后再次购买。',
-      needCreds: '请输入用户名和密码。', registered: '账号已创建。',
+      pow: '正在验证浏览器（需要短暂计算）…', needCreds: '请输入用户名和密码。', registered: '账号已创建。',
     },
   };
   let lang = localStorage.getItem('sluice:lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
@@ -70,7 +70,7 @@
   const ID = decodeURIComponent(parts[parts.indexOf('a') + 1] || new URLSearchParams(location.search).get('activity') || '');
   const S = {
     act: null, jwt: null, sub: null, ticket: null, first: 0, pos: 0, eta: null, wfr: false, paused: false,
-    state: 'idle', final: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
+    state: 'idle', final: false, needPow: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
     pollTimer: null, token: null, deadline: 0, opensAt: 0, order: null, note: '', online: true,
   };
 
@@ -178,7 +178,7 @@
       $('progress-wrap').setAttribute('aria-valuenow', String(p));
       $('progress-label').textContent = t('progress', { p });
     }
-    let note = ['waiting', 'ordered', 'restarting'].includes(st) ? S.note : '';
+    let note = ['waiting', 'ordered', 'restarting', 'connecting'].includes(st) ? S.note : '';
     if (waiting && S.wfr) note = t('wfr');
     if (waiting && S.paused) note = t('pausedNote');
     if (st === 'prequeue') note = t('prequeueNote');
@@ -236,6 +236,55 @@
     if (!S.first || pos > S.first) { S.first = pos; if (S.ticket) saveTicket(S.ticket); }
   }
 
+  // ---------- optional join proof of work: SHA-256(nonce ":" s) with `bits` leading zero bits ----------
+  const SHA_K = [], SHA_H = [];
+  for (let n = 2; SHA_K.length < 64; n++) {
+    let prime = true;
+    for (let d = 2; d * d <= n; d++) if (n % d === 0) { prime = false; break; }
+    if (!prime) continue;
+    if (SHA_H.length < 8) SHA_H.push((Math.pow(n, 1 / 2) * 4294967296) | 0);
+    SHA_K.push((Math.pow(n, 1 / 3) * 4294967296) | 0);
+  }
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  function sha256Words(msg) { // msg: ASCII string
+    const b = [];
+    for (let i = 0; i < msg.length; i++) b.push(msg.charCodeAt(i) & 255);
+    const bits = b.length * 8;
+    b.push(0x80);
+    while (b.length % 64 !== 56) b.push(0);
+    b.push(0, 0, 0, 0, (bits >>> 24) & 255, (bits >>> 16) & 255, (bits >>> 8) & 255, bits & 255);
+    const h = SHA_H.slice(), w = new Int32Array(64);
+    for (let o = 0; o < b.length; o += 64) {
+      for (let i = 0; i < 16; i++) w[i] = (b[o + 4 * i] << 24) | (b[o + 4 * i + 1] << 16) | (b[o + 4 * i + 2] << 8) | b[o + 4 * i + 3];
+      for (let i = 16; i < 64; i++) {
+        const x = w[i - 15], y = w[i - 2];
+        w[i] = (w[i - 16] + (rotr(x, 7) ^ rotr(x, 18) ^ (x >>> 3)) + w[i - 7] + (rotr(y, 17) ^ rotr(y, 19) ^ (y >>> 10))) | 0;
+      }
+      let [A, B, C, D, E, F, G, H] = h;
+      for (let i = 0; i < 64; i++) {
+        const t1 = (H + (rotr(E, 6) ^ rotr(E, 11) ^ rotr(E, 25)) + ((E & F) ^ (~E & G)) + SHA_K[i] + w[i]) | 0;
+        const t2 = ((rotr(A, 2) ^ rotr(A, 13) ^ rotr(A, 22)) + ((A & B) ^ (A & C) ^ (B & C))) | 0;
+        H = G; G = F; F = E; E = (D + t1) | 0; D = C; C = B; B = A; A = (t1 + t2) | 0;
+      }
+      [A, B, C, D, E, F, G, H].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+    }
+    return h;
+  }
+  function zeroBits(h) { let n = 0; for (const x of h) { if (x === 0) n += 32; else return n + Math.clz32(x); } return n; }
+  async function powParams() {
+    if (!S.act) await loadActivity();
+    const want = S.needPow || (S.act && S.act.admission && S.act.admission.join_pow_bits > 0);
+    if (!want) return null;
+    const c = await api(actPath('/challenge'));
+    if (!c.bits) return null;
+    S.note = t('pow'); render();
+    for (let i = 0; ; i++) {
+      if (zeroBits(sha256Words(c.nonce + ':' + i)) >= c.bits) { S.needPow = false; S.note = ''; return { pow_nonce: c.nonce, pow_solution: String(i) }; }
+      if (i % 20000 === 19999) await new Promise((r) => setTimeout(r, 0)); // keep the page responsive
+    }
+  }
+  window.sluiceSha256 = sha256Words; // for tests
+
   // ---------- frames (WebSocket, or synthesized from polling) ----------
   function onFrame(m) {
     switch (m.type) {
@@ -262,17 +311,22 @@
   function onErrorFrame(m) {
     if (m.code === 'not_found' && S.ticket) { dropTicket(); S.attempt = 0; return; } // stale place: join afresh
     if (m.code === 'token_expired') { S.final = true; S.state = 'expired'; S.token = null; dropTicket(); return; }
+    if (m.code === 'invalid_request' && /proof-of-work/i.test(m.message || '')) { S.needPow = true; return; }
     if (m.code === 'unauthorized') { S.final = true; logout(); }
     showError(m.message || m.code);
   }
 
   // ---------- WebSocket ----------
-  function connect() {
+  async function connect() {
     clearRetry();
     if (S.final || !S.jwt) return;
     if (S.mode === 'poll') { startPolling(); return; }
     const q = new URLSearchParams({ access_token: S.jwt });
     if (S.ticket) q.set('ticket', S.ticket);
+    if (!S.ticket || S.needPow) {
+      try { const pow = await powParams(); if (pow) Object.entries(pow).forEach(([k, v]) => q.set(k, v)); } catch (e) { showError(e.message); }
+      if (S.final || S.ws) return;
+    }
     const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/activities/' + encodeURIComponent(ID) + '?' + q;
     let ws, heard = false;
     try { ws = new WebSocket(url); } catch (_) { S.wsFails = 2; S.mode = 'poll'; startPolling(); return; }
@@ -325,7 +379,7 @@
     S.mode = 'poll';
     if (S.state === 'idle') S.state = 'connecting';
     try {
-      if (!S.ticket) { const r = await api(actPath('/join'), { method: 'POST' }); onTicket(r); }
+      if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: (await powParams()) || undefined }));
       showError('');
     } catch (e) { if (e.status === 401) { logout(); } showError(e.message); }
     if (!S.final && S.state !== 'admitted') S.pollTimer = setTimeout(poll, 2000);
@@ -335,7 +389,8 @@
     S.pollTimer = null;
     if (S.final || S.state === 'admitted' || !S.jwt) return;
     try {
-      if (!S.ticket) { onTicket(await api(actPath('/join'), { method: 'POST' })); } else { onTicket(await api(actPath('/tickets/' + encodeURIComponent(S.ticket)))); }
+      if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: (await powParams()) || undefined }));
+      else onTicket(await api(actPath('/tickets/' + encodeURIComponent(S.ticket))));
     } catch (e) {
       if (e.status === 404) dropTicket(); else if (e.status === 401) { logout(); showError(e.message); return; } else showError(e.message);
     }
