@@ -21,7 +21,34 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace -- --include-ignored
 
-# browser tests:
-# (the lead adds the browser-test step here; services are still up at this point)
+# browser tests: the real binary (built by cargo test above) on a free port with a
+# throwaway store, driven by Playwright in Debian's headless Chromium.
+step "browser tests"
+if ! command -v chromium >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null
+fi
+browser_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+browser_store=$(mktemp -d)
+SLUICE__SERVER__BIND="127.0.0.1:$browser_port" SLUICE__STORE__PATH="$browser_store" \
+    SLUICE__LOG__LEVEL=warn target/debug/sluice &
+browser_pid=$!
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$browser_port/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+browser_rc=0
+(
+    cd tests/browser
+    npm ci --no-audit --no-fund --loglevel=error
+    SLUICE_URL="http://127.0.0.1:$browser_port" node run.mjs
+) || browser_rc=$?
+kill "$browser_pid" 2>/dev/null || true
+wait "$browser_pid" 2>/dev/null || true
+rm -rf "$browser_store"
+if [[ $browser_rc -ne 0 ]]; then
+    echo "test.sh: browser tests failed (screenshots in tests/browser/artifacts/)" >&2
+    exit "$browser_rc"
+fi
 
 echo "test.sh: all passed"

@@ -150,6 +150,26 @@ impl ActivityActor {
         drop(self.commit(ctx));
     }
 
+    /// Runs a domain call, containing a panic (a bug) to this request: it is logged and
+    /// answered `unavailable`, and the actor and every other activity keep running.
+    fn guarded<T>(
+        &mut self,
+        f: impl FnOnce(&mut Activity, Millis) -> Result<T, ActivityError>,
+    ) -> CallResult<T> {
+        let now = self.now();
+        let activity = &mut self.activity;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(activity, now))) {
+            Ok(r) => r.map_err(CallError::from),
+            Err(_) => {
+                tracing::error!(activity_id = %self.id, "internal error while handling a request");
+                metrics::counter!("sluice_internal_errors_total").increment(1);
+                Err(CallError::Unavailable(
+                    "internal error; the request was not applied",
+                ))
+            }
+        }
+    }
+
     /// Replies with `value` once everything decided so far is durable.
     fn reply<T: Send + 'static>(
         &mut self,
@@ -211,9 +231,12 @@ impl Actor for ActivityActor {
 impl Handler<Tick> for ActivityActor {
     type Result = ();
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
-        let now = self.now();
-        self.activity.tick(now);
+        let _ = self.guarded(|a, now| {
+            a.tick(now);
+            Ok(())
+        });
         self.persist(ctx);
+        let now = self.now();
         self.record_metrics(now);
     }
 }
@@ -224,44 +247,47 @@ impl Handler<Join> for ActivityActor {
         if self.draining {
             return Box::pin(async { Err(CallError::Unavailable("the server is restarting")) });
         }
-        let now = self.now();
         let attach = msg.session.is_some();
-        let result = match &msg.ticket {
-            Some(t) => self.activity.resume(&msg.user, t, now),
-            None => self
-                .activity
-                .check_pow(&msg.user, msg.pow.as_ref(), now)
-                .and_then(|()| self.activity.join(&msg.user, attach, now)),
-        };
-        let value = result.map_err(CallError::from).and_then(|joined| {
-            if let Some(session) = msg.session {
-                if let Some(old) = self.sessions.insert(msg.user.clone(), session.clone()) {
-                    if old.id != session.id {
-                        old.recipient.do_send(ToSession::Superseded);
-                    }
-                }
+        let result = self.guarded(|a, now| {
+            if let Some(t) = &msg.ticket {
+                // Ownership first (403/404); an ended place makes this a fresh join.
+                a.ticket(&msg.user, t, now)?;
             }
-            let ticket = self.activity.ticket(&msg.user, &joined.ticket, now)?;
+            a.check_pow(&msg.user, msg.pow.as_ref(), now)?;
+            let joined = match &msg.ticket {
+                Some(t) => a.resume(&msg.user, t, now),
+                None => a.join(&msg.user, attach, now),
+            }?;
+            let ticket = a.ticket(&msg.user, &joined.ticket, now)?;
             Ok(JoinReply {
                 ticket,
                 existing: joined.existing,
             })
         });
-        self.reply(ctx, value)
+        if let (Ok(_), Some(session)) = (&result, msg.session) {
+            if let Some(old) = self.sessions.insert(msg.user.clone(), session.clone()) {
+                if old.id != session.id {
+                    old.recipient.do_send(ToSession::Superseded);
+                }
+            }
+        }
+        self.reply(ctx, result)
     }
 }
 
 impl Handler<Detach> for ActivityActor {
     type Result = ();
     fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
-        if self
+        let current = self
             .sessions
             .get(&msg.user)
-            .is_some_and(|s| s.id == msg.session_id)
-        {
+            .is_some_and(|s| s.id == msg.session_id);
+        if current {
             self.sessions.remove(&msg.user);
-            let now = self.now();
-            self.activity.detach(&msg.user, now);
+            let _ = self.guarded(|a, now| {
+                a.detach(&msg.user, now);
+                Ok(())
+            });
             self.persist(ctx);
         }
     }
@@ -270,8 +296,7 @@ impl Handler<Detach> for ActivityActor {
 impl Handler<Leave> for ActivityActor {
     type Result = ResponseFuture<CallResult<()>>;
     fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
-        let value = self.activity.leave(&msg.user, now).map_err(CallError::from);
+        let value = self.guarded(|a, now| a.leave(&msg.user, now));
         self.sessions.remove(&msg.user);
         self.reply(ctx, value)
     }
@@ -280,11 +305,7 @@ impl Handler<Leave> for ActivityActor {
 impl Handler<GetTicket> for ActivityActor {
     type Result = ResponseFuture<CallResult<TicketView>>;
     fn handle(&mut self, msg: GetTicket, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
-        let value = self
-            .activity
-            .ticket(&msg.user, &msg.ticket, now)
-            .map_err(CallError::from);
+        let value = self.guarded(|a, now| a.ticket(&msg.user, &msg.ticket, now));
         self.reply(ctx, value)
     }
 }
@@ -292,11 +313,7 @@ impl Handler<GetTicket> for ActivityActor {
 impl Handler<LeaveTicket> for ActivityActor {
     type Result = ResponseFuture<CallResult<TicketView>>;
     fn handle(&mut self, msg: LeaveTicket, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
-        let value = self
-            .activity
-            .leave_ticket(&msg.user, &msg.ticket, now)
-            .map_err(CallError::from);
+        let value = self.guarded(|a, now| a.leave_ticket(&msg.user, &msg.ticket, now));
         if value.is_ok() {
             self.sessions.remove(&msg.user);
         }
@@ -307,14 +324,13 @@ impl Handler<LeaveTicket> for ActivityActor {
 impl Handler<Purchase> for ActivityActor {
     type Result = ResponseFuture<CallResult<Purchased>>;
     fn handle(&mut self, msg: Purchase, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
         let req = PurchaseRequest {
             user: msg.user,
             claims: msg.claims,
             quantity: msg.quantity,
             slot_id: msg.slot_id,
         };
-        let value = self.activity.purchase(req, now).map_err(CallError::from);
+        let value = self.guarded(|a, now| a.purchase(req, now));
         self.reply(ctx, value)
     }
 }
@@ -322,19 +338,18 @@ impl Handler<Purchase> for ActivityActor {
 impl Handler<OrderCall> for ActivityActor {
     type Result = ResponseFuture<CallResult<Order>>;
     fn handle(&mut self, msg: OrderCall, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
-        let value = match msg {
-            OrderCall::Get { n, user } => match self.activity.order(n) {
+        let value = self.guarded(|a, now| match msg {
+            OrderCall::Get { n, user } => match a.order(n) {
                 None => Err(ActivityError::NotFound("no such order".into())),
                 Some(o) if user.as_ref().is_some_and(|u| u != &o.user) => Err(
                     ActivityError::Forbidden("that order belongs to someone else".into()),
                 ),
                 Some(o) => Ok(o.clone()),
             },
-            OrderCall::Pay { n, user } => self.activity.pay(n, user.as_ref()),
-            OrderCall::Cancel { n, user } => self.activity.cancel(n, user.as_ref(), now),
-        };
-        self.reply(ctx, value.map_err(CallError::from))
+            OrderCall::Pay { n, user } => a.pay(n, user.as_ref()),
+            OrderCall::Cancel { n, user } => a.cancel(n, user.as_ref(), now),
+        });
+        self.reply(ctx, value)
     }
 }
 
@@ -349,20 +364,18 @@ impl Handler<OrdersOf> for ActivityActor {
 impl Handler<Admin> for ActivityActor {
     type Result = ResponseFuture<CallResult<ActivityView>>;
     fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
-        let now = self.now();
-        let a = &mut self.activity;
-        let (res, admin) = match msg {
-            Admin::View { admin } => (Ok(()), admin),
-            Admin::AddStock(n) => (a.add_stock(n, now), true),
-            Admin::AddSlots(slots) => (a.add_slots(&slots, now), true),
-            Admin::Pause => (a.pause(now), true),
-            Admin::Resume => (a.resume_admission(now), true),
-            Admin::Close => (a.close(now), true),
-            Admin::PatchAdmission(p) => (a.patch_admission(&p, now), true),
-        };
-        let value = res
-            .map(|()| self.activity.view(now, admin))
-            .map_err(CallError::from);
+        let value = self.guarded(|a, now| {
+            let admin = match msg {
+                Admin::View { admin } => admin,
+                Admin::AddStock(n) => a.add_stock(n, now).map(|()| true)?,
+                Admin::AddSlots(slots) => a.add_slots(&slots, now).map(|()| true)?,
+                Admin::Pause => a.pause(now).map(|()| true)?,
+                Admin::Resume => a.resume_admission(now).map(|()| true)?,
+                Admin::Close => a.close(now).map(|()| true)?,
+                Admin::PatchAdmission(p) => a.patch_admission(&p, now).map(|()| true)?,
+            };
+            Ok(a.view(now, admin))
+        });
         self.reply(ctx, value)
     }
 }

@@ -84,6 +84,7 @@ fn user_from(req: &HttpRequest) -> Result<UserId, ApiError> {
 
 fn admin_from(req: &HttpRequest) -> Result<(), ApiError> {
     let st = state(req)?;
+    st.limits.check_admin(req)?;
     let key = bearer(req).or_else(|| query(req).api_key).ok_or_else(|| {
         ApiError::unauthorized("the admin key is required (Authorization: Bearer <key>)")
     })?;

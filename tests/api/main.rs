@@ -5,5 +5,6 @@ mod helpers;
 mod contract_errors;
 mod durability;
 mod lifecycle;
+mod ops;
 mod sinks;
 mod waiting_room;

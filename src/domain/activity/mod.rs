@@ -283,7 +283,6 @@ impl Activity {
                 .push(Mutation::PutPre { n, place: record });
             Stage::Pre(n)
         };
-        self.fx.record_dirty = true;
         let bought = self.users.get(user).map_or(0, |e| e.bought);
         self.users.insert(
             user.clone(),

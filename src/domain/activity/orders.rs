@@ -118,7 +118,6 @@ impl Activity {
             e.bought += req.quantity;
             e.stage = Stage::Ended(End::Purchased(n));
         }
-        self.fx.record_dirty = true;
         self.fx.mutations.push(Mutation::PutOrder(order.clone()));
         // Units a smaller purchase returned go to whoever waits.
         self.settle(now);
@@ -183,7 +182,6 @@ impl Activity {
                     self.pending_orders -= 1;
                     self.paid_units += u64::from(q);
                     self.fx.mutations.push(Mutation::PutOrder(order.clone()));
-                    self.fx.record_dirty = true;
                 }
                 Ok(order)
             }
@@ -228,7 +226,6 @@ impl Activity {
                     e.bought = e.bought.saturating_sub(order.quantity);
                 }
                 self.fx.mutations.push(Mutation::PutOrder(order.clone()));
-                self.fx.record_dirty = true;
                 Ok(order)
             }
             Ok(Transition::Unchanged) => Ok(order.clone()),

@@ -8,7 +8,9 @@ use crate::domain::spec::{ActivitySpec, SlotSpec};
 use crate::domain::token::TokenKey;
 use serde::{Deserialize, Serialize};
 
-/// Everything about an activity that is not a place, hold or order.
+/// Everything about an activity that is not a place, hold or order. Joins and
+/// purchases do not rewrite it (the hot path stays one small key per change): the
+/// counters they advance are recovered as maxima over places, holds and orders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivityRecord {
     pub spec: ActivitySpec,
@@ -126,7 +128,8 @@ impl Activity {
             a.set_user(&p.user, &p.ticket, Stage::Waiting(seq));
             a.room.insert_at(seq, place(p, deadline));
         }
-        a.room.reserve_seq(rec.next_seq);
+        let max_hold_seq = a.holds.values().map(|h| h.seq + 1).max().unwrap_or(0);
+        a.room.reserve_seq(rec.next_seq.max(max_hold_seq));
         for (n, p) in data.pre {
             let deadline = now + grace;
             a.grace.insert((deadline, p.user.clone()));

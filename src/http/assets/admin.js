@@ -78,7 +78,7 @@
     return data;
   }
   const adminPath = (id, suffix) => '/api/admin/activities/' + encodeURIComponent(id) + (suffix || '');
-  function flash(box, msg, ok) { box.textContent = msg || ''; box.className = ok ? 'success' : 'error'; box.hidden = !msg; }
+  function flash(box, msg, ok) { box.textContent = msg || ''; box.className = 'msg ' + (ok ? 'success' : 'error'); box.hidden = !msg; }
 
   // ---------- key ----------
   async function connectWithKey(k) {
@@ -187,7 +187,7 @@
     })).filter((s) => s.id || s.label);
   }
   function buildCard(v) {
-    const err = el('div', { class: 'error', role: 'alert', hidden: true });
+    const err = el('div', { class: 'msg error', role: 'alert', hidden: true });
     const act = (suffix, method, body) => api(adminPath(v.id, suffix), method || 'POST', body).then((nv) => { upsert(nv); flash(err, t('done'), true); return nv; }, (e) => { flash(err, e.message); throw e; });
     const facts = el('dl', { class: 'facts' }, COUNTERS.map((c) => el('div', {}, [el('dt', { text: t(c), 'data-i18n': c }), el('dd', { 'data-counter': c })])));
     const canvas = el('canvas', { 'data-activity': v.id, role: 'img', 'aria-label': v.name + ': ' + SERIES.map((s) => t(s[0])).join(', ') });
@@ -199,14 +199,13 @@
     let more;
     if (v.kind === 'sale') {
       const n = el('input', { type: 'number', min: '1', value: '10', id: 'stock-' + v.id });
-      more = el('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); act('/stock', 'POST', { add: Number(n.value) }).catch(() => {}); } }, [
+      more = el('form', { class: 'row', novalidate: true, onsubmit: (e) => { e.preventDefault(); act('/stock', 'POST', { add: Number(n.value) }).catch(() => {}); } }, [
         el('div', {}, [el('label', { for: n.id, text: t('addStock'), 'data-i18n': 'addStock' }), n]),
         el('button', { type: 'submit', text: t('add'), 'data-i18n': 'add' })]);
     } else {
       const tb = el('tbody');
       slotRow(tb);
       more = el('div', {}, [
-        el('h4', { text: t('addSlots'), 'data-i18n': 'addSlots' }),
         el('table', {}, [tb]),
         el('div', { class: 'actions' }, [
           el('button', { type: 'button', class: 'secondary small', text: t('addRow'), 'data-i18n': 'addRow', onclick: () => slotRow(tb) }),
@@ -224,7 +223,7 @@
     const wfr = el('input', { type: 'checkbox', id: 'adm-wfr-' + v.id });
     wfr.checked = !!(v.admission && v.admission.wait_for_returns);
     admFields.push(el('div', {}, [el('label', { class: 'inline', for: wfr.id }, [wfr, el('span', { text: t('wait_for_returns'), 'data-i18n': 'wait_for_returns' })])]));
-    const admForm = el('form', { onsubmit: (e) => {
+    const admForm = el('form', { novalidate: true, onsubmit: (e) => {
       e.preventDefault();
       const cur = (views.get(v.id) || v).admission || {}, patch = {};
       for (const f of ADM_NUM) if (admInputs[f].value !== '' && Number(admInputs[f].value) !== cur[f]) patch[f] = Number(admInputs[f].value);

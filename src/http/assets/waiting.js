@@ -310,7 +310,7 @@
   }
   function onErrorFrame(m) {
     if (m.code === 'not_found' && S.ticket) { dropTicket(); S.attempt = 0; return; } // stale place: join afresh
-    if (m.code === 'token_expired') { S.final = true; S.state = 'expired'; S.token = null; dropTicket(); return; }
+    if (m.code === 'token_expired') { S.final = true; S.state = 'expired'; S.token = null; dropTicket(); loadActivity(); return; }
     if (m.code === 'invalid_request' && /proof-of-work/i.test(m.message || '')) { S.needPow = true; return; }
     if (m.code === 'unauthorized') { S.final = true; logout(); }
     showError(m.message || m.code);
@@ -334,6 +334,7 @@
     if (S.state === 'idle') S.state = 'connecting';
     ws.onopen = () => { S.attempt = 0; renderConn(); };
     ws.onmessage = (e) => {
+      if (S.ws !== ws) return;
       heard = true; S.wsFails = 0;
       let m;
       try { m = JSON.parse(e.data); } catch (_) { return; }
@@ -419,8 +420,13 @@
   function leave() {
     S.final = true;
     clearRetry(); stopPolling();
-    if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: 'leave' }));
-    else if (S.ticket) api(actPath('/tickets/' + encodeURIComponent(S.ticket)), { method: 'DELETE' }).catch((e) => showError(e.message));
+    const ws = S.ws;
+    S.ws = null; // frames after this are not ours to show
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'leave' }));
+    else {
+      if (ws) ws.close();
+      if (S.ticket) api(actPath('/tickets/' + encodeURIComponent(S.ticket)), { method: 'DELETE' }).catch((e) => showError(e.message));
+    }
     dropTicket();
     S.state = 'left'; S.pos = 0;
     render();
