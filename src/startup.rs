@@ -2,7 +2,7 @@
 //! and shutdown as an input (signals, or `Application::shutdown` in tests).
 
 use crate::actors::activity::ActorDeps;
-use crate::actors::flusher::OrderFlusher;
+use crate::actors::flusher::{OrderFlusher, SinkSlot};
 use crate::actors::registry::Registry;
 use crate::config::{Settings, SinkKind};
 use crate::domain::clock::Clock;
@@ -12,7 +12,6 @@ use crate::error::ApiError;
 use crate::http::limits::RateLimits;
 use crate::http::state::{AppState, WsLimits};
 use crate::http::{activities, admin, auth, ops, orders, pages, ws_route};
-use crate::store::sink::Sink;
 use crate::store::{CommitSettings, Store};
 use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -96,19 +95,15 @@ impl Application {
         )?;
         let sink = match settings.sink.kind {
             SinkKind::None => None,
-            kind => {
-                let name = if kind == SinkKind::Postgres {
-                    "postgres"
-                } else {
-                    "redis"
-                };
-                Some(Arc::new(
-                    Sink::connect(name, &settings.sink.url)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("cannot reach sink.url ({name}): {e:#}"))?,
-                ))
-            }
+            SinkKind::Postgres => Some(Arc::new(SinkSlot::new("postgres", &settings.sink.url))),
+            SinkKind::Redis => Some(Arc::new(SinkSlot::new("redis", &settings.sink.url))),
         };
+        if let Some(slot) = &sink {
+            // Only a warning: selling goes on and the flusher retries.
+            if let Err(e) = slot.get().await {
+                tracing::warn!(error = %format!("{e:#}"), "order sink unreachable at start; orders wait in the outbox");
+            }
+        }
         let deps = ActorDeps {
             store: store.clone(),
             clock: Arc::clone(&clock),

@@ -10,10 +10,41 @@ use rand::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The configured sink, connected lazily: a sink that is down at start-up must not
+/// stop sluice from selling; the flusher keeps trying and the outbox keeps the orders.
+pub struct SinkSlot {
+    kind: String,
+    url: String,
+    cell: OnceCell<Sink>,
+}
+
+impl SinkSlot {
+    pub fn new(kind: &str, url: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            url: url.to_owned(),
+            cell: OnceCell::new(),
+        }
+    }
+
+    /// The connected sink, connecting first if needed.
+    pub async fn get(&self) -> anyhow::Result<&Sink> {
+        self.cell
+            .get_or_try_init(|| Sink::connect(&self.kind, &self.url))
+            .await
+    }
+
+    /// Reachability for /readyz.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.get().await?.ping().await
+    }
+}
 
 pub struct OrderFlusher {
     store: Store,
-    sink: Arc<Sink>,
+    sink: Arc<SinkSlot>,
     batch_size: usize,
     failing: bool,
     backoff: Duration,
@@ -33,7 +64,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl OrderFlusher {
-    pub fn new(store: Store, sink: Arc<Sink>, batch_size: usize) -> Self {
+    pub fn new(store: Store, sink: Arc<SinkSlot>, batch_size: usize) -> Self {
         Self {
             store,
             sink,
@@ -58,7 +89,11 @@ impl OrderFlusher {
             return Step::Idle;
         }
         let records: Vec<_> = batch.iter().map(|(_, r)| r.clone()).collect();
-        match self.sink.write(&records).await {
+        let written = match self.sink.get().await {
+            Ok(sink) => sink.write(&records).await,
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(()) => {
                 let keys: Vec<Vec<u8>> = batch.into_iter().map(|(k, _)| k).collect();
                 if let Err(e) = self.store.outbox_remove(&keys) {

@@ -4,7 +4,6 @@ use crate::actors::registry::Registry;
 use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
 use crate::http::limits::RateLimits;
-use crate::store::sink::Sink;
 use crate::store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sha2::{Digest, Sha256};
@@ -22,7 +21,7 @@ pub struct AppState {
     pub admin_key_hash: [u8; 32],
     pub clock: Arc<dyn Clock>,
     pub actor_timeout: Duration,
-    pub sink: Option<Arc<Sink>>,
+    pub sink: Option<Arc<crate::actors::flusher::SinkSlot>>,
     pub sink_reachable: Arc<AtomicBool>,
     pub metrics: Option<PrometheusHandle>,
     pub ws: WsLimits,

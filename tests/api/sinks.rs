@@ -8,6 +8,9 @@ use sluice::config::SinkKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Tests here stop and start the shared throwaway services: one at a time.
+static SERVICES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run scripts/test.sh, which starts the service")
@@ -124,6 +127,7 @@ async fn pg_orders(url: &str, activity: &str) -> BTreeMap<String, (String, u64)>
 #[actix_web::test]
 #[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn every_order_and_status_change_reaches_postgres_across_an_outage() {
+    let _one_at_a_time = SERVICES.lock().await;
     let url = env("SLUICE_TEST_PG_URL");
     let app = spawn_with(false, |s| {
         s.sink.kind = SinkKind::Postgres;
@@ -189,6 +193,7 @@ async fn redis_orders(url: &str, ids: &[String]) -> BTreeMap<String, (String, u6
 #[actix_web::test]
 #[ignore = "needs Redis: run scripts/test.sh"]
 async fn every_order_and_status_change_reaches_redis_across_an_outage() {
+    let _one_at_a_time = SERVICES.lock().await;
     let url = env("SLUICE_TEST_REDIS_URL");
     let app = spawn_with(false, |s| {
         s.sink.kind = SinkKind::Redis;
@@ -236,4 +241,24 @@ async fn every_order_and_status_change_reaches_redis_across_an_outage() {
         "one stream entry per order version"
     );
     assert!(seen.values().all(|&n| n == 1), "no version twice: {seen:?}");
+}
+
+#[actix_web::test]
+#[ignore = "needs Redis: run scripts/test.sh"]
+async fn a_sink_that_is_down_at_start_up_does_not_stop_selling() {
+    let _one_at_a_time = SERVICES.lock().await;
+    let url = env("SLUICE_TEST_REDIS_URL");
+    run("SLUICE_TEST_REDIS_STOP");
+    let app = spawn_with(false, |s| {
+        s.sink.kind = SinkKind::Redis;
+        s.sink.url = url.clone();
+    })
+    .await;
+    let id = unique("late");
+    app.create_sale(&id, 10, json!({})).await;
+    let want = sell(&app, &id, 0, 5).await;
+    assert_eq!(ready(&app).await.0, 503);
+    run("SLUICE_TEST_REDIS_START");
+    let ids: Vec<String> = want.keys().cloned().collect();
+    converge(&want, || redis_orders(&url, &ids)).await;
 }
