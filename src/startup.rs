@@ -79,6 +79,18 @@ fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     ApiError::invalid(format!("invalid query string: {err}")).into()
 }
 
+/// The activity a request is about, for its span: `/api/activities/{id}/...`,
+/// `/api/admin/activities/{id}/...`, `/ws/activities/{id}`.
+fn activity_in_path(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/api/activities/")
+        .or_else(|| path.strip_prefix("/api/admin/activities/"))
+        .or_else(|| path.strip_prefix("/ws/activities/"))?;
+    rest.split('/')
+        .next()
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+}
+
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such endpoint"))
 }
@@ -178,15 +190,24 @@ impl Application {
                     let started = Instant::now();
                     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                     let request_id = format!("{:016x}", rand::random::<u64>());
-                    let span = tracing::info_span!("request", %request_id, method = %req.method(), route = %route);
+                    let activity_id = activity_in_path(req.path()).unwrap_or("-").to_owned();
+                    let span = tracing::info_span!(
+                        "request",
+                        %request_id,
+                        %activity_id,
+                        method = %req.method(),
+                        route = %route
+                    );
                     let fut = srv.call(req);
                     async move {
                         let res = fut.await?;
                         let status = res.status().as_u16().to_string();
                         metrics::counter!("sluice_http_requests_total", "route" => route.clone(), "status" => status.clone())
                             .increment(1);
+                        let elapsed = started.elapsed();
+                        tracing::debug!(status = %status, elapsed_us = elapsed.as_micros() as u64, "request done");
                         metrics::histogram!("sluice_http_request_seconds", "route" => route, "status" => status)
-                            .record(started.elapsed().as_secs_f64());
+                            .record(elapsed.as_secs_f64());
                         Ok(res)
                     }
                     .instrument(span)
