@@ -237,7 +237,7 @@ impl AdmitRig {
             }
             for _ in waiting..n {
                 rig.join_one();
-                if rig.next_user % 10_000 == 0 {
+                if rig.next_user.is_multiple_of(10_000) {
                     drop(rig.activity.take_effects());
                 }
             }

@@ -17,7 +17,6 @@ use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, App, HttpRequest, HttpServer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -173,10 +172,6 @@ impl Application {
             }
         });
 
-        let listener = TcpListener::bind(&settings.server.bind).map_err(|e| {
-            anyhow::anyhow!("cannot bind server.bind {}: {e}", settings.server.bind)
-        })?;
-        let port = listener.local_addr()?.port();
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -221,15 +216,21 @@ impl Application {
                 .configure(pages::routes)
                 .default_service(web::to(not_found))
         })
-        .listen(listener)?
+        // The backlog must be set before binding to take effect (binding first leaves
+        // the default of 128, and a crowd's SYNs get dropped and retried after 1 s).
+        .backlog(4096)
+        .bind(&settings.server.bind)
+        .map_err(|e| anyhow::anyhow!("cannot bind server.bind {}: {e}", settings.server.bind))?
         .disable_signals()
         .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
         .shutdown_timeout(5)
-        .backlog(4096)
         .max_connections(50_000);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        let port = server.addrs().first().map(|a| a.port()).ok_or_else(|| {
+            anyhow::anyhow!("server.bind {} bound no address", settings.server.bind)
+        })?;
         let server = server.run();
         let handle = server.handle();
         Ok(Application {

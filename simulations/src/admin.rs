@@ -61,22 +61,37 @@ pub struct Admin {
 impl Admin {
     /// `POST /api/admin/activities`; `Err` describes the response.
     pub async fn create_activity(&self, spec: &Value) -> Result<ActivityView, String> {
-        let r = self.call("POST", "/api/admin/activities", Some(spec)).await?;
+        let r = self
+            .call("POST", "/api/admin/activities", Some(spec))
+            .await?;
         expect_view(r, 201)
     }
 
     pub async fn view(&self, id: &str) -> Result<ActivityView, String> {
-        let r = self.call("GET", &format!("/api/admin/activities/{id}"), None).await?;
+        let r = self
+            .call("GET", &format!("/api/admin/activities/{id}"), None)
+            .await?;
         expect_view(r, 200)
     }
 
     /// `pause`, `resume` or `close`.
     pub async fn control(&self, id: &str, action: &str) -> Result<ActivityView, String> {
-        let r = self.call("POST", &format!("/api/admin/activities/{id}/{action}"), None).await?;
+        let r = self
+            .call(
+                "POST",
+                &format!("/api/admin/activities/{id}/{action}"),
+                None,
+            )
+            .await?;
         expect_view(r, 200)
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Response, String> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, String> {
         self.http
             .request(method, path, Some(&self.key), body)
             .await
@@ -85,7 +100,11 @@ impl Admin {
 }
 
 /// The public view (`GET /api/activities/{id}`), e.g. for slot availability.
-pub async fn public_view(http: &HttpClient, id: &str, bearer: Option<&str>) -> Result<ActivityView, String> {
+pub async fn public_view(
+    http: &HttpClient,
+    id: &str,
+    bearer: Option<&str>,
+) -> Result<ActivityView, String> {
     let r = http
         .get(&format!("/api/activities/{id}"), bearer)
         .await
@@ -95,7 +114,12 @@ pub async fn public_view(http: &HttpClient, id: &str, bearer: Option<&str>) -> R
 
 fn expect_view(r: Response, status: u16) -> Result<ActivityView, String> {
     if r.status != status {
-        return Err(format!("expected {status}, got {} {}", r.status, r.body_text()));
+        return Err(format!(
+            "expected {status}, got {} {}",
+            r.status,
+            r.body_text()
+        ));
     }
-    serde_json::from_slice(&r.body).map_err(|e| format!("bad activity view ({e}): {}", r.body_text()))
+    serde_json::from_slice(&r.body)
+        .map_err(|e| format!("bad activity view ({e}): {}", r.body_text()))
 }

@@ -29,7 +29,9 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0], "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
-        let claims = URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
+        let claims = URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .expect("test fixture is valid");
         assert_eq!(claims, br#"{"exp":2000000000,"sub":"u1"}"#);
         assert!(!parts[2].contains('='));
     }

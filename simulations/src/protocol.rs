@@ -78,21 +78,39 @@ mod tests {
 
     #[test]
     fn queued_with_extension_parses() {
-        let f = ServerFrame::parse(r#"{"type":"queued","ticket":"t1","position":3,"eta_secs":1.5,"seq":7}"#)
-            .unwrap();
-        assert!(matches!(f, ServerFrame::Queued { position: 3, seq: Some(7), .. }));
+        let f = ServerFrame::parse(
+            r#"{"type":"queued","ticket":"t1","position":3,"eta_secs":1.5,"seq":7}"#,
+        )
+        .expect("test fixture is valid");
+        assert!(matches!(
+            f,
+            ServerFrame::Queued {
+                position: 3,
+                seq: Some(7),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn unknown_type_is_not_an_error() {
-        let f = ServerFrame::parse(r#"{"type":"something_new","x":1}"#).unwrap();
+        let f =
+            ServerFrame::parse(r#"{"type":"something_new","x":1}"#).expect("test fixture is valid");
         assert!(matches!(f, ServerFrame::Unknown));
     }
 
     #[test]
     fn admitted_without_issued_at_parses() {
-        let f = ServerFrame::parse(r#"{"type":"admitted","token":"k","expires_at":"x","expires_in_secs":30}"#)
-            .unwrap();
-        assert!(matches!(f, ServerFrame::Admitted { issued_at_ms: None, .. }));
+        let f = ServerFrame::parse(
+            r#"{"type":"admitted","token":"k","expires_at":"x","expires_in_secs":30}"#,
+        )
+        .expect("test fixture is valid");
+        assert!(matches!(
+            f,
+            ServerFrame::Admitted {
+                issued_at_ms: None,
+                ..
+            }
+        ));
     }
 }

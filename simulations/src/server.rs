@@ -69,7 +69,9 @@ impl ServerProcess {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", spec.binary.display()))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", spec.binary.display()))?;
         let pid = child.id().ok_or("server exited at once")?;
         let mut server = Self { child, pid };
         server.wait_healthy(spec, Duration::from_secs(60)).await?;
@@ -85,26 +87,37 @@ impl ServerProcess {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spec.port));
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("server exited with {status} before serving; log: {}", spec.log_path.display()));
+                return Err(format!(
+                    "server exited with {status} before serving; log: {}",
+                    spec.log_path.display()
+                ));
             }
             if healthz(addr).await {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(format!("server not healthy after {limit:?}; log: {}", spec.log_path.display()))
+        Err(format!(
+            "server not healthy after {limit:?}; log: {}",
+            spec.log_path.display()
+        ))
     }
 
     /// `kill -9`: the crash the contract promises to survive.
     pub async fn kill9(&mut self) -> Result<(), String> {
-        self.child.start_kill().map_err(|e| format!("kill -9: {e}"))?;
+        self.child
+            .start_kill()
+            .map_err(|e| format!("kill -9: {e}"))?;
         let _ = self.child.wait().await;
         Ok(())
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn stop(mut self, grace: Duration) -> Option<i32> {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(Ok(status)) => status.code(),
             _ => {
@@ -122,13 +135,21 @@ impl ServerProcess {
 
 /// The repository root above `target/release/sluice`, if it has a config dir.
 fn repo_root_of(binary: &Path) -> Option<PathBuf> {
-    let root = binary.canonicalize().ok()?.parent()?.parent()?.parent()?.to_path_buf();
+    let root = binary
+        .canonicalize()
+        .ok()?
+        .parent()?
+        .parent()?
+        .parent()?
+        .to_path_buf();
     root.join("config").is_dir().then_some(root)
 }
 
 async fn healthz(addr: std::net::SocketAddr) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await else {
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
+    else {
         return false;
     };
     let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -173,8 +194,25 @@ impl ProcSample {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let utime: f64 = fields.get(11)?.parse().ok()?;
         let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some(Self { rss_kib, cpu_secs: (utime + stime) / clock_ticks() })
+        Some(Self {
+            rss_kib,
+            cpu_secs: (utime + stime) / clock_ticks(),
+        })
     }
+}
+
+/// The kernel's `TcpExt ListenOverflows` counter (whole network namespace):
+/// SYNs dropped because an accept queue was full. Each costs the client a
+/// 1 s SYN retransmit, which shows up in the join latency tail.
+pub fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 fn clock_ticks() -> f64 {
@@ -194,8 +232,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reads_listen_overflows() {
+        assert!(listen_overflows().is_some());
+    }
+
+    #[test]
     fn reads_own_process() {
-        let s = ProcSample::read(std::process::id()).unwrap();
+        let s = ProcSample::read(std::process::id()).expect("test fixture is valid");
         assert!(s.rss_kib > 0);
         assert!(s.cpu_secs >= 0.0);
     }

@@ -1,6 +1,7 @@
 //! Purchase tokens: compact, HMAC-SHA256-signed claims binding a hold to its activity,
 //! user and expiry. Plain HMAC rather than JWT: one algorithm, no header to confuse,
-//! and about ten times faster to verify on the purchase path.
+//! half the bytes, and 2.3x faster to verify than our HS256 JWT check (333 ns vs
+//! 766 ns, `cargo bench --bench domain`).
 
 use super::clock::Millis;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

@@ -22,16 +22,15 @@ impl SourceAddrs {
     /// `count` addresses starting at index `first` (at least one).
     pub fn new(first: usize, count: usize) -> Self {
         let addrs = (first..first + count.max(1)).map(source_addr).collect();
-        Self { addrs, next: AtomicUsize::new(0) }
+        Self {
+            addrs,
+            next: AtomicUsize::new(0),
+        }
     }
 
     pub fn next(&self) -> IpAddr {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         self.addrs[i % self.addrs.len()]
-    }
-
-    pub fn list(&self) -> &[IpAddr] {
-        &self.addrs
     }
 }
 

@@ -31,7 +31,11 @@ impl Response {
 
     /// The contract's `error.code`, if the body is an error.
     pub fn error_code(&self) -> Option<String> {
-        self.json()?.get("error")?.get("code")?.as_str().map(str::to_string)
+        self.json()?
+            .get("error")?
+            .get("code")?
+            .as_str()
+            .map(str::to_string)
     }
 
     pub fn body_text(&self) -> String {
@@ -61,11 +65,12 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(server: SocketAddr, sources: Arc<SourceAddrs>, max_idle: usize) -> Self {
-        Self { server, sources, idle: Mutex::new(Vec::new()), max_idle }
-    }
-
-    pub fn server(&self) -> SocketAddr {
-        self.server
+        Self {
+            server,
+            sources,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
     }
 
     /// Sends one request; retries once on a fresh socket when a pooled
@@ -123,8 +128,17 @@ impl HttpClient {
         self.request("POST", path, bearer, Some(body)).await
     }
 
-    fn head(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&serde_json::Value>) -> String {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n", self.server);
+    fn head(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> String {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n",
+            self.server
+        );
         if let Some(b) = bearer {
             head.push_str(&format!("Authorization: Bearer {b}\r\n"));
         }
@@ -161,8 +175,13 @@ impl HttpClient {
 }
 
 /// A TCP connection from a chosen loopback source address.
-pub async fn connect_from(source: std::net::IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+pub async fn connect_from(
+    source: std::net::IpAddr,
+    server: SocketAddr,
+) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    // Lets bind() reuse ports still in TIME_WAIT from earlier runs.
+    socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
@@ -176,19 +195,32 @@ struct ExchangeError {
 }
 
 fn err(before_response: bool, message: impl Into<String>) -> ExchangeError {
-    ExchangeError { message: message.into(), before_response }
+    ExchangeError {
+        message: message.into(),
+        before_response,
+    }
 }
 
 /// Writes one request and reads its response; returns the connection when
 /// it may be reused.
-async fn exchange(mut conn: Conn, head: &str, body: &str) -> Result<(Response, Option<Conn>), ExchangeError> {
+async fn exchange(
+    mut conn: Conn,
+    head: &str,
+    body: &str,
+) -> Result<(Response, Option<Conn>), ExchangeError> {
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(body.as_bytes());
-    conn.get_mut().write_all(&out).await.map_err(|e| err(true, format!("write: {e}")))?;
+    conn.get_mut()
+        .write_all(&out)
+        .await
+        .map_err(|e| err(true, format!("write: {e}")))?;
 
     let mut line = String::new();
-    let n = conn.read_line(&mut line).await.map_err(|e| err(true, format!("read status: {e}")))?;
+    let n = conn
+        .read_line(&mut line)
+        .await
+        .map_err(|e| err(true, format!("read status: {e}")))?;
     if n == 0 {
         return Err(err(true, "connection closed before the response"));
     }
@@ -204,7 +236,10 @@ async fn exchange(mut conn: Conn, head: &str, body: &str) -> Result<(Response, O
     let mut retry_after = None;
     loop {
         line.clear();
-        let n = conn.read_line(&mut line).await.map_err(|e| err(false, format!("read header: {e}")))?;
+        let n = conn
+            .read_line(&mut line)
+            .await
+            .map_err(|e| err(false, format!("read header: {e}")))?;
         if n == 0 {
             return Err(err(false, "connection closed inside the headers"));
         }
@@ -231,7 +266,9 @@ async fn exchange(mut conn: Conn, head: &str, body: &str) -> Result<(Response, O
             return Err(err(false, format!("body of {len} bytes is too large")));
         }
         let mut buf = vec![0; len];
-        conn.read_exact(&mut buf).await.map_err(|e| err(false, format!("read body: {e}")))?;
+        conn.read_exact(&mut buf)
+            .await
+            .map_err(|e| err(false, format!("read body: {e}")))?;
         buf
     } else {
         close = true;
@@ -244,7 +281,14 @@ async fn exchange(mut conn: Conn, head: &str, body: &str) -> Result<(Response, O
         buf
     };
     let reuse = if close { None } else { Some(conn) };
-    Ok((Response { status, body, retry_after }, reuse))
+    Ok((
+        Response {
+            status,
+            body,
+            retry_after,
+        },
+        reuse,
+    ))
 }
 
 async fn read_chunked(conn: &mut Conn) -> Result<Vec<u8>, ExchangeError> {
@@ -252,7 +296,9 @@ async fn read_chunked(conn: &mut Conn) -> Result<Vec<u8>, ExchangeError> {
     let mut line = String::new();
     loop {
         line.clear();
-        conn.read_line(&mut line).await.map_err(|e| err(false, format!("read chunk size: {e}")))?;
+        conn.read_line(&mut line)
+            .await
+            .map_err(|e| err(false, format!("read chunk size: {e}")))?;
         let size_text = line.trim().split(';').next().unwrap_or("");
         let size = usize::from_str_radix(size_text, 16)
             .map_err(|_| err(false, format!("bad chunk size: {}", line.trim())))?;
@@ -260,7 +306,10 @@ async fn read_chunked(conn: &mut Conn) -> Result<Vec<u8>, ExchangeError> {
             // Trailers, then the final empty line.
             loop {
                 line.clear();
-                let n = conn.read_line(&mut line).await.map_err(|e| err(false, format!("read trailer: {e}")))?;
+                let n = conn
+                    .read_line(&mut line)
+                    .await
+                    .map_err(|e| err(false, format!("read trailer: {e}")))?;
                 if n == 0 || line.trim_end().is_empty() {
                     return Ok(body);
                 }
@@ -271,8 +320,12 @@ async fn read_chunked(conn: &mut Conn) -> Result<Vec<u8>, ExchangeError> {
         }
         let start = body.len();
         body.resize(start + size, 0);
-        conn.read_exact(&mut body[start..]).await.map_err(|e| err(false, format!("read chunk: {e}")))?;
+        conn.read_exact(&mut body[start..])
+            .await
+            .map_err(|e| err(false, format!("read chunk: {e}")))?;
         let mut crlf = [0u8; 2];
-        conn.read_exact(&mut crlf).await.map_err(|e| err(false, format!("read chunk end: {e}")))?;
+        conn.read_exact(&mut crlf)
+            .await
+            .map_err(|e| err(false, format!("read chunk end: {e}")))?;
     }
 }

@@ -13,7 +13,11 @@ pub fn resolve_base_url(url: &str) -> Result<SocketAddr, String> {
         .strip_prefix("http://")
         .ok_or_else(|| format!("only http:// URLs are supported, got {url}"))?;
     let authority = rest.split('/').next().unwrap_or(rest);
-    let authority = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
     authority
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {authority}: {e}"))?

@@ -35,8 +35,14 @@ impl std::fmt::Display for ConnectError {
 
 /// Connects `ws://server{path_and_query}` from `source`, with a 4 KiB read
 /// buffer and no write buffer (the defaults cost ~128 KiB per socket).
-pub async fn connect(server: SocketAddr, source: IpAddr, path_and_query: &str) -> Result<Ws, ConnectError> {
-    let stream = connect_from(source, server).await.map_err(|e| ConnectError::Io(e.to_string()))?;
+pub async fn connect(
+    server: SocketAddr,
+    source: IpAddr,
+    path_and_query: &str,
+) -> Result<Ws, ConnectError> {
+    let stream = connect_from(source, server)
+        .await
+        .map_err(|e| ConnectError::Io(e.to_string()))?;
     let url = format!("ws://{server}{path_and_query}");
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -46,8 +52,15 @@ pub async fn connect(server: SocketAddr, source: IpAddr, path_and_query: &str) -
     match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) => {
-            let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            Err(ConnectError::Status(resp.status().as_u16(), crate::protocol::clip(&body)))
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            Err(ConnectError::Status(
+                resp.status().as_u16(),
+                crate::protocol::clip(&body),
+            ))
         }
         Err(WsError::Io(e)) => Err(ConnectError::Io(e.to_string())),
         Err(e) => Err(ConnectError::Handshake(e.to_string())),

@@ -21,6 +21,21 @@ pub enum Outcome {
     Timeout,
 }
 
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Bought => "bought",
+            Self::PurchaseFailed => "purchase_failed",
+            Self::SoldOut => "sold_out",
+            Self::Closed => "closed",
+            Self::Superseded => "superseded",
+            Self::ConnectFailed => "connect_failed",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
 /// The order a purchase acknowledged.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrderAck {
@@ -53,6 +68,7 @@ pub struct Resume {
 pub struct UserRecord {
     pub idx: usize,
     pub user: String,
+    /// When the first handshake started (after the ramp let it); 0 = never.
     pub connect_ms: f64,
     /// First `queued` or `prequeue`.
     pub joined_ms: Option<f64>,
@@ -94,7 +110,11 @@ const MAX_ANOMALIES: usize = 8;
 
 impl UserRecord {
     pub fn new(idx: usize, user: String) -> Self {
-        Self { idx, user, ..Self::default() }
+        Self {
+            idx,
+            user,
+            ..Self::default()
+        }
     }
 
     pub fn anomaly(&mut self, what: impl Into<String>) {
@@ -104,7 +124,9 @@ impl UserRecord {
     }
 
     pub fn join_latency_ms(&self) -> Option<f64> {
-        self.joined_ms.map(|j| j - self.connect_ms)
+        self.joined_ms
+            .filter(|_| self.connect_ms > 0.0)
+            .map(|j| j - self.connect_ms)
     }
 
     /// Admission-to-client latency: receive time minus the server's decision time.

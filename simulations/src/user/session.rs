@@ -47,20 +47,19 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
         last_frame_ms: None,
     };
     let mut rec = UserRecord::new(idx, user);
-    rec.connect_ms = now_ms();
     let mut failures = 0u32;
     loop {
         if ctx.past_deadline() {
             rec.outcome = Outcome::Timeout;
             break;
         }
-        match connect(&ctx, &rec, &place).await {
+        match connect(&ctx, &mut rec, &place).await {
             Ok(ws) => {
                 failures = 0;
                 match session(&ctx, &mut rec, &mut place, ws).await {
                     End::Done => break,
                     End::Reconnect(delay, cause) => {
-                        rec.resumes_started(cause, &mut place);
+                        start_resume(&rec, &mut place, cause);
                         if rec.resumes.len() as u32 >= MAX_RECONNECTS {
                             rec.anomaly("too many reconnects");
                             rec.outcome = Outcome::ConnectFailed;
@@ -86,6 +85,11 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
             }
         }
     }
+    if let Some(mut resume) = place.pending_resume.take() {
+        // Reconnected (or tried to) but never heard back.
+        resume.first_frame = "none".into();
+        rec.resumes.push(resume);
+    }
     if rec.joined_ms.is_none() {
         Counters::bump(&ctx.counters.never_joined);
     }
@@ -93,26 +97,20 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
     rec
 }
 
-trait ResumeStart {
-    fn resumes_started(&mut self, cause: &'static str, place: &mut Place);
-}
-
-impl ResumeStart for UserRecord {
-    /// Notes the place held before a reconnect; completed by the next frame.
-    fn resumes_started(&mut self, cause: &'static str, place: &mut Place) {
-        place.last_frame_ms = None;
-        if place.pending_resume.is_none() {
-            place.pending_resume = Some(Resume {
-                cause: cause.to_string(),
-                ticket_before: self.ticket.clone(),
-                position_before: self.last_position,
-                ..Resume::default()
-            });
-        }
+/// Notes the place held before a reconnect; the next frame completes it.
+fn start_resume(rec: &UserRecord, place: &mut Place, cause: &'static str) {
+    place.last_frame_ms = None;
+    if place.pending_resume.is_none() {
+        place.pending_resume = Some(Resume {
+            cause: cause.to_string(),
+            ticket_before: rec.ticket.clone(),
+            position_before: rec.last_position,
+            ..Resume::default()
+        });
     }
 }
 
-async fn connect(ctx: &Ctx, rec: &UserRecord, place: &Place) -> Result<Ws, ConnectError> {
+async fn connect(ctx: &Ctx, rec: &mut UserRecord, place: &Place) -> Result<Ws, ConnectError> {
     let mut path = format!(
         "/ws/activities/{}?access_token={}",
         encode_query(&ctx.activity_id),
@@ -122,8 +120,22 @@ async fn connect(ctx: &Ctx, rec: &UserRecord, place: &Place) -> Result<Ws, Conne
         path.push_str("&ticket=");
         path.push_str(&encode_query(t));
     }
-    let _permit = ctx.handshakes.acquire().await.map_err(|_| ConnectError::Io("semaphore closed".into()))?;
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::connect(ctx.server, ctx.sources.next(), &path)).await {
+    let _permit = ctx
+        .handshakes
+        .acquire()
+        .await
+        .map_err(|_| ConnectError::Io("semaphore closed".into()))?;
+    if rec.connect_ms == 0.0 {
+        // Join latency starts when the handshake may start, not while the
+        // ramp holds it back.
+        rec.connect_ms = now_ms();
+    }
+    match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        ws::connect(ctx.server, ctx.sources.next(), &path),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Io("handshake timed out".into())),
     }
@@ -170,7 +182,7 @@ async fn session(ctx: &Ctx, rec: &mut UserRecord, place: &mut Place, mut ws: Ws)
                 }
                 let epoch = *control.borrow_and_update();
                 let waiting = rec.ticket.is_some() && rec.admitted_ms.is_none();
-                if epoch != place.storm_seen && waiting && rec.idx % ctx.behaviour.storm_every == 0 {
+                if epoch != place.storm_seen && waiting && rec.idx.is_multiple_of(ctx.behaviour.storm_every) {
                     place.storm_seen = epoch;
                     // Drop without a close handshake, as a flaky network would.
                     drop(ws);
@@ -208,7 +220,10 @@ async fn on_frame(
 ) -> Option<End> {
     if let Some(mut resume) = place.pending_resume.take() {
         resume.first_frame = frame.kind().to_string();
-        if let ServerFrame::Queued { ticket, position, .. } = &frame {
+        if let ServerFrame::Queued {
+            ticket, position, ..
+        } = &frame
+        {
             resume.ticket_after = Some(ticket.clone());
             resume.position_after = Some(*position);
         }
@@ -216,7 +231,11 @@ async fn on_frame(
         Counters::bump(&ctx.counters.resumed);
     }
     match frame {
-        ServerFrame::Queued { ticket, position, seq } => {
+        ServerFrame::Queued {
+            ticket,
+            position,
+            seq,
+        } => {
             if rec.joined_ms.is_none() {
                 rec.joined_ms = Some(now);
                 Counters::bump(&ctx.counters.joined);
@@ -225,7 +244,10 @@ async fn on_frame(
                 rec.opening_position = Some(position);
             }
             if rec.ticket.as_deref().is_some_and(|t| t != ticket) {
-                rec.anomaly(format!("ticket changed on resume: {:?} -> {ticket}", rec.ticket));
+                rec.anomaly(format!(
+                    "ticket changed on resume: {:?} -> {ticket}",
+                    rec.ticket
+                ));
             }
             rec.ticket = Some(ticket);
             rec.seq = rec.seq.or(seq);
@@ -234,7 +256,10 @@ async fn on_frame(
             place.last_frame_ms = Some(now);
             None
         }
-        ServerFrame::Position { position, waiting_for_returns } => {
+        ServerFrame::Position {
+            position,
+            waiting_for_returns,
+        } => {
             rec.position_frames += 1;
             if waiting_for_returns {
                 rec.waiting_for_returns_frames += 1;
@@ -260,7 +285,10 @@ async fn on_frame(
             rec.prequeued = true;
             None
         }
-        ServerFrame::Admitted { token, issued_at_ms } => {
+        ServerFrame::Admitted {
+            token,
+            issued_at_ms,
+        } => {
             if rec.admitted_ms.is_none() {
                 rec.admitted_ms = Some(now);
                 rec.issued_at_ms = issued_at_ms;

@@ -1,0 +1,215 @@
+//! The `simulate` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEV_ADMIN_KEY: &str = "sluice-dev-admin-key";
+pub const DEV_JWT_SECRET: &str = "sluice-dev-jwt-secret-change-me-0123456789";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "simulate",
+    about = "Load and correctness simulations against a sluice server (public API only)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N WebSocket users race for S units: join rate, FIFO, latency, invariant, memory.
+    FlashSale(FlashSaleArgs),
+    /// A flash sale where a share of the waiting users drop and resume with their ticket.
+    ReconnectStorm(StormArgs),
+    /// A flash sale whose server is killed with SIGKILL mid-sale and restarted on the same store.
+    Crash(CrashArgs),
+    /// A flash sale with an order sink (Redis/PostgreSQL) that goes down and comes back.
+    SinkOutage(SinkOutageArgs),
+    /// Appointment booking: pre-queue shuffle, slot choice, unpaid orders released.
+    Hospital(HospitalArgs),
+    /// Internal: one child process's share of the users (JSON lines on stdout).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        plan: String,
+    },
+}
+
+/// Which server to talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Base URL of a running server (ignored with --spawn-server).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Start this sluice binary as a child on a free port with a temp store.
+    #[arg(long, value_name = "PATH")]
+    pub spawn_server: Option<PathBuf>,
+    #[arg(long, env = "SLUICE_ADMIN_KEY", default_value = DEV_ADMIN_KEY, hide_default_value = true)]
+    pub admin_key: String,
+    /// `auth.jwt_secret` of the server (to mint user identities).
+    #[arg(long, env = "SLUICE_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
+    pub jwt_secret: String,
+    /// Extra environment for a spawned server, e.g. SLUICE__SINK__KIND=redis.
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    pub server_env: Vec<String>,
+    /// Keep the spawned server's temp store and log after the run.
+    #[arg(long)]
+    pub keep_store: bool,
+    /// Keep the spawned server's per-IP rate limits (by default they are set
+    /// to 0 = unlimited: all simulated users share a few loopback addresses).
+    #[arg(long)]
+    pub keep_rate_limits: bool,
+}
+
+/// How to run and where to write.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Load-generator processes (0 = one per 18,000 users).
+    #[arg(long, default_value_t = 0)]
+    pub procs: usize,
+    /// Hard bound on the whole run; every user stops by then.
+    #[arg(long, default_value_t = 300)]
+    pub max_secs: u64,
+    /// JSON report path (default: OUT_DIR/<scenario>.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Markdown report path (default: OUT_DIR/<scenario>.md).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Directory for SVG charts (none unless given).
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// Default directory of the reports (default: $TMPDIR/sluice-sim).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// WebSocket handshakes in flight, over all processes.
+    #[arg(long, default_value_t = 500)]
+    pub handshakes: usize,
+    /// Loopback source addresses per process (127.0.1.1, 127.0.2.1, ...).
+    #[arg(long, default_value_t = 16)]
+    pub sources: usize,
+    /// Activity id (default: sim-<scenario>-<unix time>).
+    #[arg(long)]
+    pub activity_id: Option<String>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// The sale being simulated.
+#[derive(Debug, Clone, Args)]
+pub struct SaleArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 100)]
+    pub stock: u64,
+    /// admission.rate_per_sec
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+    /// admission.max_active
+    #[arg(long, default_value_t = 200)]
+    pub max_active: u64,
+    /// admission.token_ttl_secs
+    #[arg(long, default_value_t = 30)]
+    pub token_ttl: u64,
+    /// Leave the activity open while users connect (default: pause it until
+    /// everyone holds a place, so the peak queue and its memory are measured).
+    #[arg(long)]
+    pub admit_during_joins: bool,
+    /// Do not pay orders after buying.
+    #[arg(long)]
+    pub no_pay: bool,
+    /// Keep the sale paused this many seconds after everyone joined (to
+    /// watch `position` frames of a waiting crowd; they are due every 5 s).
+    #[arg(long, default_value_t = 0.0)]
+    pub hold_secs: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FlashSaleArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub sale: SaleArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub common: FlashSaleArgs,
+    /// Users whose index is a multiple of this drop and resume (3 = a third).
+    #[arg(long, default_value_t = 3)]
+    pub storm_every: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CrashArgs {
+    #[command(flatten)]
+    pub common: FlashSaleArgs,
+    /// Kill the server once this fraction of the stock is sold.
+    #[arg(long, default_value_t = 0.3)]
+    pub kill_at_sold: f64,
+    /// Seconds between the kill and the restart.
+    #[arg(long, default_value_t = 1.0)]
+    pub down_secs: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SinkOutageArgs {
+    #[command(flatten)]
+    pub common: FlashSaleArgs,
+    #[arg(long, value_parser = ["redis", "postgres"])]
+    pub sink_kind: String,
+    #[arg(long)]
+    pub sink_url: String,
+    /// Shell command that takes the sink down (run with sh -c).
+    #[arg(long)]
+    pub stop_cmd: String,
+    /// Shell command that brings it back.
+    #[arg(long)]
+    pub start_cmd: String,
+    /// Seconds after the sale starts before the sink is stopped.
+    #[arg(long, default_value_t = 1.0)]
+    pub stop_after_secs: f64,
+    /// Seconds the sink stays down.
+    #[arg(long, default_value_t = 5.0)]
+    pub outage_secs: f64,
+    /// How long to wait for the sink to catch up after the sale.
+    #[arg(long, default_value_t = 60)]
+    pub catch_up_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HospitalArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[arg(long, default_value_t = 2000)]
+    pub patients: usize,
+    #[arg(long, default_value_t = 5)]
+    pub doctors: usize,
+    #[arg(long, default_value_t = 16)]
+    pub slots_per_doctor: usize,
+    /// Patients per slot.
+    #[arg(long, default_value_t = 3)]
+    pub capacity: u64,
+    /// Share of patients who book but never pay.
+    #[arg(long, default_value_t = 0.2)]
+    pub unpaid_fraction: f64,
+    #[arg(long, default_value_t = 50)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 50)]
+    pub max_active: u64,
+    #[arg(long, default_value_t = 30)]
+    pub token_ttl: u64,
+    /// payment_timeout_secs: unpaid orders are cancelled after this.
+    #[arg(long, default_value_t = 5)]
+    pub payment_timeout: u64,
+    /// Seconds from creation to opening (default: 3 + 1 per 1,000 patients).
+    #[arg(long)]
+    pub opens_in_secs: Option<f64>,
+}

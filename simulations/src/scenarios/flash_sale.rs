@@ -1,0 +1,33 @@
+//! `simulate flash-sale`: N users race for S units.
+
+use serde_json::json;
+
+use super::common::{self, Target};
+use super::sale::{self, Twist};
+use super::sale_report;
+use crate::cli::FlashSaleArgs;
+use crate::metrics::CrowdMetrics;
+use crate::report::Report;
+
+pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
+    let mut report = Report::new("flash-sale", sale_report::params(&args, json!({})));
+    let mut target = Target::open(&args.server, Vec::new()).await?;
+    let result = sale::run(&mut target, &args, "flash-sale", &Twist::None, &mut report).await;
+    let run = match result {
+        Ok(r) => r,
+        Err(e) => {
+            target.shutdown(&mut report).await;
+            return Err(e);
+        }
+    };
+    let m = CrowdMetrics::of(&run.records);
+    sale_report::report_sale(&mut report, &run, &args.sale, &m);
+    report.data = json!({ "metrics": m, "samples": run.samples });
+    target.shutdown(&mut report).await;
+    common::finish(
+        report,
+        &args.run,
+        &run.samples,
+        &CrowdMetrics::admission_latencies(&run.records),
+    )
+}

@@ -1,0 +1,208 @@
+//! What every sale scenario reports: parameters, figures and checks.
+
+use serde_json::{json, Value};
+
+use super::common;
+use super::sale::{SaleRun, POSITION_GAP_LIMIT_MS};
+use crate::cli::{FlashSaleArgs, SaleArgs};
+use crate::metrics::{invariant_violations, CrowdMetrics};
+use crate::report::{f1, Report};
+
+pub fn params(args: &FlashSaleArgs, extra: Value) -> Value {
+    let s = &args.sale;
+    let mut p = json!({
+        "users": s.users, "stock": s.stock, "rate_per_sec": s.rate, "max_active": s.max_active,
+        "token_ttl_secs": s.token_ttl, "admit_during_joins": s.admit_during_joins, "pay": !s.no_pay,
+        "hold_secs": s.hold_secs,
+        "procs": args.run.procs, "max_secs": args.run.max_secs, "handshakes": args.run.handshakes,
+        "spawned_server": args.server.spawn_server.is_some(),
+        "per_ip_limits_lifted": args.server.spawn_server.is_some() && !args.server.keep_rate_limits,
+        "sources_per_proc": args.run.sources,
+    });
+    if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    p
+}
+
+/// The figures and checks every sale scenario prints.
+pub fn report_sale(report: &mut Report, run: &SaleRun, sale: &SaleArgs, m: &CrowdMetrics) {
+    report.figure("run", "activity", &run.activity_id);
+    report.figure("run", "load-generator processes", run.processes);
+    for (t, what) in &run.timeline {
+        report.figure("timeline", &format!("t = {t:.2} s"), what);
+    }
+    report.figure("joins", "users", m.users);
+    report.figure("joins", "joined (got queued)", m.joined);
+    report.figure(
+        "joins",
+        "join rate (joined / window)",
+        format!(
+            "{} /s over {} s",
+            f1(m.join_rate_per_sec),
+            f1(m.join_window_secs)
+        ),
+    );
+    if let Some(n) = run.listen_overflows {
+        report.figure(
+            "joins",
+            "kernel ListenOverflows during joins (SYNs dropped)",
+            n,
+        );
+    }
+    let j = &m.join_latency_ms;
+    report.figure(
+        "joins",
+        "connect -> queued ms p50/p95/p99/max",
+        format!(
+            "{} / {} / {} / {}",
+            f1(j.p50),
+            f1(j.p95),
+            f1(j.p99),
+            f1(j.max)
+        ),
+    );
+    report.figure(
+        "joins",
+        "connect errors / unexpected closes",
+        format!("{} / {}", m.connect_errors, m.unexpected_closes),
+    );
+    let a = &m.admission_latency_ms;
+    report.figure("admission", "admitted", m.admitted);
+    report.figure(
+        "admission",
+        "admission -> client ms p50/p95/p99/max",
+        format!(
+            "{} / {} / {} / {}",
+            f1(a.p50),
+            f1(a.p95),
+            f1(a.p99),
+            f1(a.max)
+        ),
+    );
+    report.figure("admission", "position frames", m.position_frames);
+    report.figure(
+        "admission",
+        "gap between frames while waiting (mean/max)",
+        format!(
+            "{} ms / {} ms",
+            f1(m.position_gap_mean_ms),
+            f1(m.position_gap_max_ms)
+        ),
+    );
+    report.figure(
+        "sale",
+        "orders created / stock",
+        format!("{} / {}", m.orders, sale.stock),
+    );
+    report.figure("sale", "orders paid", m.orders_paid);
+    report.figure("sale", "sold_out frames", m.sold_out_frames);
+    report.figure("sale", "purchase 409 sold_out", m.purchase_sold_out_409);
+    report.figure("sale", "outcomes", format!("{:?}", m.outcomes));
+    if let Some(v) = &run.final_view {
+        report.figure("final view", "phase", &v.phase);
+        report.figure(
+            "final view",
+            "capacity / available / held / sold",
+            format!("{} / {} / {} / {}", v.capacity, v.available, v.held, v.sold),
+        );
+        report.figure(
+            "final view",
+            "paid / cancelled / waiting / admitted_total",
+            format!(
+                "{} / {} / {} / {}",
+                v.paid, v.cancelled, v.waiting, v.admitted_total
+            ),
+        );
+    }
+    common::server_figures(
+        report,
+        run.baseline,
+        run.at_peak,
+        run.end,
+        run.waiting_at_peak,
+        &run.samples,
+    );
+
+    report.check(
+        "every user joined (or came after the sale ended)",
+        m.joined + m.sold_out_before_join == m.users,
+        format!(
+            "{} queued + {} told sold_out on arrival, of {}",
+            m.joined, m.sold_out_before_join, m.users
+        ),
+    );
+    let f = &m.fifo;
+    report.check(
+        "FIFO: admitted = lowest seq, in seq order",
+        f.holds(),
+        format!(
+            "admitted {}, outside lowest {}, inversions {}, missing seq {}, duplicate seq {}, missing issued_at_ms {}",
+            f.admitted, f.admitted_outside_lowest, f.order_inversions, f.missing_seq, f.duplicate_seqs, f.missing_issued_at
+        ),
+    );
+    report.check(
+        "a waiting user hears at least every 5 s (+1 s slack)",
+        m.position_gap_max_ms <= POSITION_GAP_LIMIT_MS,
+        format!("max gap {} ms", f1(m.position_gap_max_ms)),
+    );
+    report.check(
+        "positions never increase",
+        m.position_increases == 0,
+        format!("{} increases", m.position_increases),
+    );
+    if let Some((n, w)) = crate::sampler::peak_admissions_per_window(&run.samples) {
+        let allowed = sale.rate as f64 * w;
+        report.figure(
+            "admission",
+            "peak admissions in a >= 1 s window (sampled)",
+            format!(
+                "{n} in {w:.2} s ({} /s; rate_per_sec {})",
+                f1(n as f64 / w),
+                sale.rate
+            ),
+        );
+        // One pacing tick of slack: the samples are not aligned with it.
+        report.check(
+            "admission rate <= rate_per_sec",
+            n as f64 <= allowed * 1.05 + 2.0,
+            format!("{n} admissions in {w:.2} s, allowed {allowed:.0}"),
+        );
+    }
+    let expect_orders = (sale.stock as usize).min(m.users);
+    report.check(
+        "orders == min(stock, users)",
+        m.orders == expect_orders,
+        format!("{} orders, expected {expect_orders}", m.orders),
+    );
+    match &run.final_view {
+        Some(v) => {
+            let bad = invariant_violations(v);
+            report.check(
+                "capacity == available + held + sold",
+                bad.is_empty(),
+                bad.join("; "),
+            );
+            let live_orders = m.orders as i64;
+            report.check(
+                "sold == orders acknowledged",
+                v.sold == live_orders,
+                format!("sold {} vs {live_orders} orders", v.sold),
+            );
+            if !sale.no_pay {
+                report.check(
+                    "paid == orders paid",
+                    v.paid == m.orders_paid as i64,
+                    format!("paid {} vs {}", v.paid, m.orders_paid),
+                );
+            }
+        }
+        None => report.check(
+            "final admin view readable",
+            false,
+            "GET /api/admin/activities/{id} failed",
+        ),
+    }
+    report.anomalies = m.anomalies.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    report.anomalies.sort_by_key(|x| std::cmp::Reverse(x.1));
+}
