@@ -153,7 +153,6 @@ impl From<CallError> for ApiError {
         match e {
             CallError::Domain(d) => d.into(),
             CallError::Unavailable(m) => ApiError::new(ErrorCode::Unavailable, m),
-            CallError::Busy => ApiError::new(ErrorCode::Unavailable, e.to_string()),
         }
     }
 }

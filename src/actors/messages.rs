@@ -16,9 +16,6 @@ pub enum CallError {
     /// The store could not make the decision durable, or the server is stopping.
     #[error("{0}")]
     Unavailable(&'static str),
-    /// The activity is too busy to answer in time.
-    #[error("the activity is busy; retry shortly")]
-    Busy,
 }
 
 pub type CallResult<T> = Result<T, CallError>;
