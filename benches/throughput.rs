@@ -22,6 +22,9 @@ struct Args {
     users: usize,
     clients: usize,
     json: Option<String>,
+    /// `--prepare URL FILE`: only create activity `bench` on a running server, join
+    /// `users` users and write one "JWT TOKEN" line each (for wrk).
+    prepare: Option<(String, String)>,
 }
 
 fn args() -> Args {
@@ -29,6 +32,7 @@ fn args() -> Args {
         users: 20_000,
         clients: 64,
         json: None,
+        prepare: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -36,6 +40,11 @@ fn args() -> Args {
             "--users" => a.users = it.next().and_then(|v| v.parse().ok()).expect("--users N"),
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients C"),
             "--json" => a.json = it.next(),
+            "--prepare" => {
+                let url = it.next().expect("--prepare URL FILE");
+                let file = it.next().expect("--prepare URL FILE");
+                a.prepare = Some((url, file));
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -114,8 +123,13 @@ struct Figures {
     purchase: f64,
 }
 
-async fn measure(port: u16, users: usize, clients: usize, tag: &str) -> Figures {
-    let base = format!("http://127.0.0.1:{port}");
+async fn measure(
+    base: String,
+    users: usize,
+    clients: usize,
+    tag: &str,
+    dump: Option<&str>,
+) -> Figures {
     let client = Client::builder()
         .connector(awc::Connector::new().limit(0))
         .timeout(Duration::from_secs(60))
@@ -134,9 +148,11 @@ async fn measure(port: u16, users: usize, clients: usize, tag: &str) -> Figures 
         .expect("create");
     assert_eq!(r.status().as_u16(), 201);
 
-    let (noop, _) = {
+    // Two passes: the first opens the connections and warms caches; the second counts.
+    let mut noop = 0.0;
+    for _ in 0..2 {
         let (c, b) = (client.clone(), base.clone());
-        drive(clients, users, move |_| {
+        noop = drive(clients, users, move |_| {
             let (c, b) = (c.clone(), b.clone());
             async move {
                 c.get(format!("{b}/healthz"))
@@ -146,7 +162,8 @@ async fn measure(port: u16, users: usize, clients: usize, tag: &str) -> Figures 
             }
         })
         .await
-    };
+        .0;
+    }
 
     let bearers: Rc<Vec<String>> = Rc::new(
         (0..users)
@@ -192,6 +209,26 @@ async fn measure(port: u16, users: usize, clients: usize, tag: &str) -> Figures 
         (0, 0),
         "every join admitted with a token"
     );
+    if let Some(path) = dump {
+        let lines: Vec<String> = tokens
+            .borrow()
+            .iter()
+            .zip(bearers.iter())
+            .map(|(t, b)| {
+                format!(
+                    "{} {}",
+                    &b["Bearer ".len()..],
+                    t.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n").expect("write token file");
+        return Figures {
+            noop,
+            join,
+            purchase: 0.0,
+        };
+    }
 
     let (purchase, purchase_failed) = {
         let (c, b, bearers, tokens) = (
@@ -235,16 +272,28 @@ async fn measure(port: u16, users: usize, clients: usize, tag: &str) -> Figures 
 
 fn main() {
     let a = args();
+    if let Some((url, file)) = &a.prepare {
+        let f = actix_web::rt::System::new().block_on(measure(
+            url.clone(),
+            a.users,
+            a.clients,
+            "prepare",
+            Some(file),
+        ));
+        println!(
+            "prepared {} tokens in {file} (joins {:.0}/s)",
+            a.users, f.join
+        );
+        return;
+    }
     let default_window = Settings::defaults().store.commit_window_us;
     let mut rows = Vec::new();
     for window in [0, default_window] {
         let (port, _dir) = start_server(window);
-        let f = actix_web::rt::System::new().block_on(measure(
-            port,
-            a.users,
-            a.clients,
-            &format!("window {window}"),
-        ));
+        let base = format!("http://127.0.0.1:{port}");
+        let tag = format!("window {window}");
+        let f =
+            actix_web::rt::System::new().block_on(measure(base, a.users, a.clients, &tag, None));
         println!(
             "commit_window_us={window:>5}  no-op {:>8.0} req/s  join {:>8.0} /s  durable purchase {:>8.0} /s  purchase/no-op {:.2}",
             f.noop,

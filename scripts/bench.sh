@@ -1,22 +1,67 @@
 #!/usr/bin/env bash
-# bench.sh: one run on this machine, side by side:
-#   - the server's no-op endpoint (/healthz, the HTTP ceiling), HTTP joins and durable
-#     purchases with pre-issued tokens, at commit window 0 and at the default
-#     (cargo bench --bench throughput: the real server over loopback HTTP);
+# bench.sh: one run on this machine, side by side, every figure and the ratios:
+#   - the no-op endpoint (/healthz) under wrk: the HTTP ceiling of the same server;
+#   - durable purchases with pre-issued tokens under wrk (one new order per request),
+#     at group-commit window 0 (one flush per commit) and at the default;
+#   - HTTP joins (the bench client's join phase while pre-issuing tokens);
 #   - the seed designs' Redis + Lua stock deduction (EVALSHA: check bought, check
-#     stock, DECRBY, mark user) driven by redis-benchmark with 50 clients.
-# Prints every figure and the ratios; writes target/bench/results.json.
+#     stock, DECRBY, mark user) under redis-benchmark with 50 clients, no pipelining.
+# Writes target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-USERS=${USERS:-20000}
-CLIENTS=${CLIENTS:-64}
+USERS=${USERS:-150000}   # tokens pre-issued per purchase run (more than 5 s can use)
+SECS=${SECS:-5}
 mkdir -p target/bench
 
 # shellcheck source=scripts/services.sh
 source scripts/services.sh >/dev/null
+command -v wrk >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q
+cargo bench --bench throughput --no-run -q 2>/dev/null
+bench_bin=$(ls -t target/release/deps/throughput-* | grep -v '\.d$' | head -n 1)
 
-echo "bench.sh: sluice over HTTP ($USERS users, $CLIENTS connections)" >&2
-cargo bench --bench throughput -- --users "$USERS" --clients "$CLIENTS" --json target/bench/throughput.json
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+server_pid=""
+start_server() { # $1 = commit window in microseconds
+    port=$(free_port)
+    store=$(mktemp -d)
+    SLUICE__SERVER__BIND="127.0.0.1:$port" SLUICE__STORE__PATH="$store" SLUICE__LOG__LEVEL=warn \
+        SLUICE__SERVER__WORKERS=2 SLUICE__STORE__COMMIT_WINDOW_US="$1" \
+        SLUICE__LIMITS__JOIN_PER_IP_PER_SEC=0 SLUICE__LIMITS__PURCHASE_PER_IP_PER_SEC=0 \
+        SLUICE__LIMITS__USER_PER_SEC=0 target/release/sluice &
+    server_pid=$!
+    for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "bench.sh: server did not start" >&2; exit 1
+}
+stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; rm -rf "$store"; }
+
+default_window=$(awk -F' *= *' '/^commit_window_us/ {print $2}' config/default.toml)
+
+start_server "$default_window"
+echo "bench.sh: no-op endpoint, wrk -t2 -c64 -d${SECS}s" >&2
+noop=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
+stop_server
+
+purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec"
+    start_server "$1"
+    local joins
+    joins=$("$bench_bin" --prepare "http://127.0.0.1:$port" target/bench/tokens.txt --users "$USERS" --clients 64 \
+        | sed -n 's/.*joins \([0-9]*\)\/s.*/\1/p')
+    local out
+    out=$(wrk -t2 -c64 -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$port" -- target/bench/tokens.txt 2 | tail -n 1)
+    echo "bench.sh: window ${1} us: $out" >&2
+    local sold
+    sold=$(curl -fsS "http://127.0.0.1:$port/api/activities/bench" | python3 -c 'import sys,json; v=json.load(sys.stdin); assert v["capacity"]==v["available"]+v["held"]+v["sold"]; print(v["sold"])')
+    stop_server
+    local created
+    created=$(sed -n 's/.*created=\([0-9]*\).*/\1/p' <<<"$out")
+    [[ "$sold" -ge "$created" ]] || { echo "bench.sh: sold $sold < acknowledged $created" >&2; exit 1; }
+    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out") $joins"
+}
+echo "bench.sh: durable purchases, wrk, window 0 and ${default_window} us" >&2
+read -r p0 p0_p99 _ < <(purchase 0)
+read -r pd pd_p99 joins < <(purchase "$default_window")
+rm -f target/bench/tokens.txt
 
 redis_port=${SLUICE_TEST_REDIS_URL##*:}
 rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
@@ -30,25 +75,29 @@ return 1'
 rcli FLUSHALL >/dev/null
 rcli SET stock 100000000 >/dev/null
 sha=$(rcli SCRIPT LOAD "$lua")
-echo "bench.sh: Redis EVALSHA stock deduction (redis-benchmark -c 50, no pipelining)" >&2
+echo "bench.sh: Redis EVALSHA stock deduction, redis-benchmark -c 50" >&2
 evalsha=$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -n 300000 -r 100000000 --csv \
     EVALSHA "$sha" 2 stock bought __rand_int__ | tail -n 1 | cut -d, -f2 | tr -d '"')
 
-python3 - "$evalsha" <<'PY'
+python3 - "$noop" "$p0" "$p0_p99" "$pd" "$pd_p99" "$joins" "$evalsha" "$default_window" <<'PY'
 import json, sys
-rows = json.load(open("target/bench/throughput.json"))
-evalsha = float(sys.argv[1])
-w0, wd = rows[0], rows[1]
+noop, p0, p0_p99, pd, pd_p99, joins, evalsha = map(float, sys.argv[1:8])
+w = sys.argv[8]
+rows = [
+    ("no-op endpoint /healthz (wrk)", noop, ""),
+    ("HTTP join, durable (bench client)", joins, ""),
+    ("durable purchase, commit window 0 (wrk)", p0, f"p99 {p0_p99:.1f} ms"),
+    (f"durable purchase, window {w} us default (wrk)", pd, f"p99 {pd_p99:.1f} ms"),
+    ("Redis EVALSHA stock deduction, 50 clients", evalsha, ""),
+]
 print()
-print(f"{'figure':44} {'per second':>12}")
-print(f"{'no-op endpoint (/healthz)':44} {wd['noop_rps']:>12.0f}")
-print(f"{'HTTP join (durable)':44} {wd['join_rps']:>12.0f}")
-print(f"{'durable purchase, commit window 0':44} {w0['purchase_rps']:>12.0f}")
-print(f"{'durable purchase, window ' + str(wd['commit_window_us']) + ' us (default)':44} {wd['purchase_rps']:>12.0f}")
-print(f"{'Redis EVALSHA stock deduction, 50 clients':44} {evalsha:>12.0f}")
+for name, v, note in rows:
+    print(f"{name:48} {v:>10.0f}/s  {note}")
 print()
-print(f"purchase / no-op (target >= 0.7):      {wd['purchase_rps'] / wd['noop_rps']:.2f}")
-print(f"purchase / Redis EVALSHA (target >= 1): {wd['purchase_rps'] / evalsha:.2f}")
-print(f"group commit speed-up (default / 0):   {wd['purchase_rps'] / w0['purchase_rps']:.1f}x")
-json.dump({"throughput": rows, "redis_evalsha_rps": evalsha}, open("target/bench/results.json", "w"), indent=2)
+print(f"durable purchase / no-op      (target >= 0.7): {pd / noop:.2f}")
+print(f"durable purchase / EVALSHA    (target >= 1.0): {pd / evalsha:.2f}")
+print(f"group commit speed-up (window {w} us vs 0):    {pd / p0:.1f}x")
+json.dump({"noop_rps": noop, "join_rps": joins, "purchase_window0_rps": p0, "purchase_window0_p99_ms": p0_p99,
+           "purchase_default_rps": pd, "purchase_default_p99_ms": pd_p99, "default_window_us": int(w),
+           "redis_evalsha_rps": evalsha}, open("target/bench/results.json", "w"), indent=2)
 PY
