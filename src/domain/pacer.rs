@@ -2,14 +2,18 @@
 //! admission rate that ETAs are computed from.
 
 use super::clock::Millis;
+use std::collections::VecDeque;
 
-/// Token bucket holding at most a tenth of a second of admissions, so a pause, an
-/// empty queue or a full `max_active` cannot bank a burst: over any second at most
-/// 1.1 x `rate_per_sec` users are admitted, and exactly the rate on average.
+/// Admission pacing in two parts. A token bucket holding a tenth of a second of
+/// admissions spreads them evenly over ticks; a log of the last second's admissions
+/// makes the contract exact: in any window of one second, at most `rate_per_sec`
+/// users are admitted (the bucket alone would let its initial burst exceed that).
 #[derive(Debug, Clone, Default)]
 pub struct Pacer {
     allowance: f64,
     last_ms: Millis,
+    /// Admission times within the last second, oldest first (at most `rate` entries).
+    recent: VecDeque<Millis>,
 }
 
 impl Pacer {
@@ -24,9 +28,14 @@ impl Pacer {
         self.allowance = (self.allowance + dt * f64::from(rate_per_sec)).min(cap);
     }
 
-    pub fn try_take(&mut self) -> bool {
-        if self.allowance >= 1.0 {
+    /// Takes one admission at `now` if both the bucket and the one-second window allow.
+    pub fn try_take(&mut self, now: Millis, rate_per_sec: u32) -> bool {
+        while self.recent.front().is_some_and(|&t| t + 1000 <= now) {
+            self.recent.pop_front();
+        }
+        if self.allowance >= 1.0 && self.recent.len() < rate_per_sec as usize {
             self.allowance -= 1.0;
+            self.recent.push_back(now);
             true
         } else {
             false
@@ -96,13 +105,40 @@ mod tests {
         let mut p = Pacer::default();
         p.refill(1, 10);
         p.refill(10_000, 10);
-        assert_eq!((0..100).filter(|_| p.try_take()).count(), 1);
+        assert_eq!((0..100).filter(|_| p.try_take(10_000, 10)).count(), 1);
         let mut taken = 0;
         for t in 1..=20 {
-            p.refill(10_000 + t * 50, 10);
-            taken += (0..100).filter(|_| p.try_take()).count();
+            let now = 10_000 + t * 50;
+            p.refill(now, 10);
+            taken += (0..100).filter(|_| p.try_take(now, 10)).count();
         }
         assert_eq!(taken, 10);
+    }
+
+    #[test]
+    fn no_one_second_window_ever_exceeds_the_rate() {
+        let rate = 200;
+        let mut p = Pacer::default();
+        let mut times = Vec::new();
+        for tick in 1..=200u64 {
+            let now = tick * 50;
+            p.refill(now, rate);
+            while p.try_take(now, rate) {
+                times.push(now);
+            }
+        }
+        for (i, &t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().take_while(|&&u| u < t + 1000).count();
+            assert!(
+                in_window <= rate as usize,
+                "{in_window} admissions in the second from {t}"
+            );
+        }
+        assert!(
+            times.len() >= 1800,
+            "the rate is still reached on average: {}",
+            times.len()
+        );
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl Activity {
         while self.holds.len() < self.spec.admission.max_active as usize
             && self.ledger.available() > 0
             && !self.room.is_empty()
-            && self.pacer.try_take()
+            && self.pacer.try_take(now, self.spec.admission.rate_per_sec)
         {
             let Some((seq, _)) = self.room.front() else {
                 break;
