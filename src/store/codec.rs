@@ -1,11 +1,8 @@
 //! Turns an activity's typed mutations into key/value operations on the layout.
 
 use super::layout::{activity_key, numbered};
-use super::sink::OrderRecord;
 use crate::domain::activity::{ActivityRecord, Mutation};
-use crate::domain::clock::rfc3339;
 use crate::domain::ids::ActivityId;
-use crate::domain::order::Order;
 
 /// One write of a commit. Outbox entries get their key from the writer, which owns
 /// the outbox sequence.
@@ -18,22 +15,6 @@ pub enum KvOp {
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store types serialize")
-}
-
-pub fn order_record(o: &Order) -> OrderRecord {
-    let v = o.view();
-    OrderRecord {
-        id: v.id,
-        activity_id: v.activity_id,
-        slot_id: v.slot_id,
-        user_id: v.user_id,
-        quantity: o.quantity,
-        amount_cents: o.amount_cents,
-        status: v.status,
-        created_at: rfc3339(o.created_at),
-        pay_by: rfc3339(o.pay_by),
-        version: o.version,
-    }
 }
 
 /// Encodes mutations (and the activity record, when it changed). With `outbox`, every
@@ -60,7 +41,7 @@ pub fn encode(
             Mutation::PutOrder(o) => {
                 ops.push(KvOp::Put(numbered(id, 'o', o.n), json(o)));
                 if outbox {
-                    ops.push(KvOp::Outbox(json(&order_record(o))));
+                    ops.push(KvOp::Outbox(json(&o.view())));
                 }
             }
             Mutation::PutShuffle(s) => ops.push(KvOp::Put(activity_key(id, "shuffle"), json(s))),

@@ -9,24 +9,9 @@ pub mod redis;
 
 use std::collections::HashMap;
 
-/// One order at one version, as it leaves the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OrderRecord {
-    pub id: String,
-    pub activity_id: String,
-    pub slot_id: Option<String>,
-    pub user_id: String,
-    pub quantity: u32,
-    pub amount_cents: u64,
-    /// "pending_payment" | "paid" | "cancelled"
-    pub status: String,
-    /// RFC3339
-    pub created_at: String,
-    /// RFC3339
-    pub pay_by: String,
-    /// 1 at creation, +1 per status change.
-    pub version: u64,
-}
+/// One order at one version, as it leaves the outbox: exactly the contract's ORDER
+/// object (with its `version`), so the sink stores what clients see.
+pub use crate::domain::order::OrderView as OrderRecord;
 
 /// The configured order sink.
 pub enum Sink {
