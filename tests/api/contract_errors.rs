@@ -332,3 +332,63 @@ async fn a_proof_of_work_join_challenge_when_the_activity_asks_for_one() {
     assert_eq!(u.until("admitted").await["type"], "admitted");
     healthy_and_unchanged(&app, "pow", 0).await;
 }
+
+#[actix_web::test]
+async fn websocket_connections_per_ip_and_messages_per_connection_are_limited() {
+    let app = spawn_with(false, |s| {
+        s.server.max_ws_per_ip = 2;
+        s.server.ws_messages_per_sec = 3;
+    })
+    .await;
+    app.create_sale("wsl", 1, json!({"max_active": 1})).await;
+    let mut a = app.ws("wsl", "a", None).await;
+    a.until("admitted").await;
+    let mut b = app.ws("wsl", "b", None).await;
+    b.until("queued").await;
+    // A third socket from the same address is refused before the upgrade.
+    let url = format!(
+        "{}/ws/activities/wsl?access_token={}",
+        app.ws_base,
+        app.user_token("c")
+    );
+    match app.client.ws(url).connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|r| r.0.status())),
+    }
+    // Over the message budget: rate_limited error frames, the socket stays usable.
+    for _ in 0..6 {
+        b.send_text("{}").await;
+    }
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(
+            b.until("error").await["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    assert!(codes.iter().any(|c| c == "rate_limited"), "{codes:?}");
+    assert!(codes.iter().any(|c| c == "invalid_request"), "{codes:?}");
+    // Closing one socket frees a slot for the address.
+    drop(a);
+    let mut c = None;
+    for _ in 0..50 {
+        let url = format!(
+            "{}/ws/activities/wsl?access_token={}",
+            app.ws_base,
+            app.user_token("c")
+        );
+        if let Ok((_, framed)) = app.client.ws(url).connect().await {
+            c = Some(WsUser {
+                framed,
+                user: "c".into(),
+            });
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut c = c.expect("a slot frees up once a socket closes");
+    c.until("queued").await;
+    healthy_and_unchanged(&app, "wsl", 0).await;
+}
