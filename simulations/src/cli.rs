@@ -124,6 +124,9 @@ pub struct SaleArgs {
     /// watch `position` frames of a waiting crowd; they are due every 5 s).
     #[arg(long, default_value_t = 0.0)]
     pub hold_secs: f64,
+    /// admission.join_pow_bits: every user solves the join proof of work.
+    #[arg(long, default_value_t = 0)]
+    pub pow_bits: u8,
 }
 
 #[derive(Debug, Clone, Args)]

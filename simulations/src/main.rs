@@ -8,6 +8,7 @@ mod client;
 mod crowd;
 mod jwt;
 mod metrics;
+mod pow;
 mod protocol;
 mod report;
 mod sampler;

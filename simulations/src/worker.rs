@@ -24,6 +24,10 @@ pub struct Behaviour {
     /// With `n > 0`, users whose index is a multiple of `n` drop and resume
     /// at each storm signal.
     pub storm_every: usize,
+    /// The activity asks for a join proof of work with this many bits: users fetch
+    /// `/challenge` and solve it before a fresh join.
+    #[serde(default)]
+    pub pow_bits: u8,
 }
 
 /// One worker's share of a run.

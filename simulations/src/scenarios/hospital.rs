@@ -88,6 +88,7 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
             appointment: true,
             seed: a.run.seed,
             storm_every: 0,
+            pow_bits: 0,
         },
     };
     let mut crowd = Crowd::start(&spec).await?;

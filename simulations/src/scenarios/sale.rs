@@ -71,6 +71,7 @@ pub fn activity_spec(id: &str, sale: &SaleArgs) -> Value {
             "rate_per_sec": sale.rate,
             "max_active": sale.max_active,
             "token_ttl_secs": sale.token_ttl,
+            "join_pow_bits": sale.pow_bits,
         },
     })
 }
@@ -242,6 +243,7 @@ fn crowd_spec(
         behaviour: Behaviour {
             pay: !args.sale.no_pay,
             seed: args.run.seed,
+            pow_bits: args.sale.pow_bits,
             storm_every: if let Twist::Storm { every } = twist {
                 *every
             } else {

@@ -119,6 +119,15 @@ async fn connect(ctx: &Ctx, rec: &mut UserRecord, place: &Place) -> Result<Ws, C
     if let Some(t) = &rec.ticket {
         path.push_str("&ticket=");
         path.push_str(&encode_query(t));
+    } else if ctx.behaviour.pow_bits > 0 {
+        let (nonce, solution) = crate::pow::fetch_and_solve(ctx, &place.jwt)
+            .await
+            .map_err(ConnectError::Io)?;
+        path.push_str(&format!(
+            "&pow_nonce={}&pow_solution={}",
+            encode_query(&nonce),
+            encode_query(&solution)
+        ));
     }
     let _permit = ctx
         .handshakes
