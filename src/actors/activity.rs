@@ -12,7 +12,7 @@
 
 use super::messages::*;
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};
-use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, TicketView};
+use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, Push, TicketView};
 use crate::domain::clock::{Clock, Millis};
 use crate::domain::ids::{ActivityId, UserId};
 use crate::domain::order::Order;
@@ -132,7 +132,21 @@ impl ActivityActor {
         }
     }
 
-    fn deliver(&mut self, pushes: Vec<Outbound>) {
+    /// Sends a batch of pushes. Users admitted in this batch go first (each user's
+    /// own frames keep their order): an `admitted` frame must not wait behind a
+    /// broadcast such as 18,000 `resumed` frames decided in the same tick.
+    fn deliver(&mut self, mut pushes: Vec<Outbound>) {
+        let admitted: std::collections::HashSet<UserId> = pushes
+            .iter()
+            .filter(|o| matches!(o.push, Push::Admitted { .. }))
+            .map(|o| o.user.clone())
+            .collect();
+        if !admitted.is_empty() && admitted.len() < pushes.len() {
+            let (first, rest): (Vec<_>, Vec<_>) =
+                pushes.into_iter().partition(|o| admitted.contains(&o.user));
+            pushes = first;
+            pushes.extend(rest);
+        }
         for o in pushes {
             let Some(s) = self.sessions.get(&o.user) else {
                 continue;

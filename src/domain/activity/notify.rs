@@ -7,7 +7,8 @@
 //!   `removed` grows by that much, so it is keyed at `removed + ceil(p/100)` in an
 //!   ordered set. When the key comes due its exact position is computed (O(log n)) and
 //!   sent if it moved by 1%; removals behind it only re-arm the key for the remainder.
-//! - by time: a due time `now + 4.5 s`, so every session hears at least every 5 s.
+//! - by time: a due time 2.5-4.5 s ahead (spread by place, so a crowd's refreshes
+//!   do not come in bursts), so every session hears at least every 5 s.
 //!
 //! Per admission this wakes about `100 + 100 ln(n/100)` sessions (those near the head
 //! need every step; far ones rarely), independent of n in practice and never a
@@ -19,6 +20,9 @@ use crate::domain::clock::Millis;
 
 /// Every waiting session hears its position at least this often.
 const REFRESH_MS: u64 = 4_500;
+/// Refreshes are spread over this much earlier, by place, so a crowd that joined
+/// within a second does not get its refreshes in one burst every 4.5 s.
+const REFRESH_SPREAD_MS: u64 = 2_000;
 
 fn step(position: u64) -> u64 {
     position.div_ceil(100).max(1)
@@ -29,7 +33,7 @@ impl Activity {
     pub(super) fn schedule(&mut self, seq: u64, position: u64, now: Millis) {
         self.unschedule(seq);
         let trigger = self.removed + step(position);
-        let due = now + REFRESH_MS;
+        let due = now + REFRESH_MS - seq.wrapping_mul(7_919) % REFRESH_SPREAD_MS;
         if let Some(p) = self.room.get_mut(seq) {
             p.last_pos = position;
             p.trigger = Some(trigger);
