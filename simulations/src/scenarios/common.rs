@@ -108,7 +108,7 @@ impl Target {
     }
 
     /// Stops a spawned server (SIGTERM) and removes its temp dir unless kept.
-    pub async fn shutdown(mut self, report: &mut Report) {
+    pub async fn shutdown(&mut self, report: &mut Report) {
         if let Some(p) = self.process.take() {
             let code = p.stop(Duration::from_secs(15)).await;
             report.figure("server", "exit code after SIGTERM", format!("{code:?}"));

@@ -34,15 +34,7 @@ pub async fn run(args: CrashArgs) -> Result<bool, String> {
         fraction: args.kill_at_sold,
         down: Duration::from_secs_f64(args.down_secs.max(0.0)),
     };
-    let run = match sale::run(&mut target, c, "crash", &twist, &mut report).await {
-        Ok(r) => r,
-        Err(e) => {
-            target.shutdown(&mut report).await;
-            return Err(e);
-        }
-    };
-    let m = CrowdMetrics::of(&run.records);
-    sale_report::report_sale(&mut report, &run, &c.sale, &m);
+    let (run, m) = sale::run_reported(&mut target, c, "crash", &twist, &mut report).await?;
 
     let (found, missing, server_orders, errors) =
         orders_survived(&target, &run.activity_id, &run.records).await;

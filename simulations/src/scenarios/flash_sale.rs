@@ -12,16 +12,8 @@ use crate::report::Report;
 pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
     let mut report = Report::new("flash-sale", sale_report::params(&args, json!({})));
     let mut target = Target::open(&args.server, Vec::new()).await?;
-    let result = sale::run(&mut target, &args, "flash-sale", &Twist::None, &mut report).await;
-    let run = match result {
-        Ok(r) => r,
-        Err(e) => {
-            target.shutdown(&mut report).await;
-            return Err(e);
-        }
-    };
-    let m = CrowdMetrics::of(&run.records);
-    sale_report::report_sale(&mut report, &run, &args.sale, &m);
+    let (run, m) =
+        sale::run_reported(&mut target, &args, "flash-sale", &Twist::None, &mut report).await?;
     report.data = json!({ "metrics": m, "samples": run.samples });
     target.shutdown(&mut report).await;
     common::finish(

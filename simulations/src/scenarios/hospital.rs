@@ -57,7 +57,7 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
         "max_active": a.max_active, "payment_timeout_secs": a.payment_timeout,
     });
     let mut report = Report::new("hospital", params);
-    let target = Target::open(&a.server, Vec::new()).await?;
+    let mut target = Target::open(&a.server, Vec::new()).await?;
     let (deadline, deadline_ms) = common::deadline(&a.run);
     let id = common::activity_id(&a.run, "hospital");
     let opens_in = a.opens_in_secs.unwrap_or(3.0 + a.patients as f64 / 1000.0);

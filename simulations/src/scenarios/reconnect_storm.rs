@@ -101,23 +101,14 @@ pub async fn run(args: StormArgs) -> Result<bool, String> {
     let twist = Twist::Storm {
         every: args.storm_every.max(1),
     };
-    let run = match sale::run(
+    let (run, m) = sale::run_reported(
         &mut target,
         common_args,
         "reconnect-storm",
         &twist,
         &mut report,
     )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            target.shutdown(&mut report).await;
-            return Err(e);
-        }
-    };
-    let m = CrowdMetrics::of(&run.records);
-    sale_report::report_sale(&mut report, &run, &common_args.sale, &m);
+    .await?;
     let s = ResumeStats::of(&run.records, "storm");
     report.figure("storm", "users that dropped and resumed", s.resumes);
     report.figure(

@@ -76,6 +76,28 @@ pub fn activity_spec(id: &str, sale: &SaleArgs) -> Value {
     })
 }
 
+/// Runs the sale and reports the figures every sale scenario shares; on failure
+/// the target is shut down first. Returns the run and its crowd metrics.
+pub async fn run_reported(
+    target: &mut Target,
+    args: &FlashSaleArgs,
+    scenario: &str,
+    twist: &Twist,
+    report: &mut Report,
+) -> Result<(SaleRun, crate::metrics::CrowdMetrics), String> {
+    match run(target, args, scenario, twist, report).await {
+        Ok(run) => {
+            let m = crate::metrics::CrowdMetrics::of(&run.records);
+            super::sale_report::report_sale(report, &run, &args.sale, &m);
+            Ok((run, m))
+        }
+        Err(e) => {
+            target.shutdown(report).await;
+            Err(e)
+        }
+    }
+}
+
 /// Runs the sale with `twist`; `report.run_errors` gets what went wrong on
 /// the way, the caller adds its own checks.
 pub async fn run(

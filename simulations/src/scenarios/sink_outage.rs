@@ -33,15 +33,7 @@ pub async fn run(args: SinkOutageArgs) -> Result<bool, String> {
         after: Duration::from_secs_f64(args.stop_after_secs.max(0.0)),
         outage: Duration::from_secs_f64(args.outage_secs.max(0.0)),
     };
-    let run = match sale::run(&mut target, c, "sink-outage", &twist, &mut report).await {
-        Ok(r) => r,
-        Err(e) => {
-            target.shutdown(&mut report).await;
-            return Err(e);
-        }
-    };
-    let m = CrowdMetrics::of(&run.records);
-    sale_report::report_sale(&mut report, &run, &c.sale, &m);
+    let (run, m) = sale::run_reported(&mut target, c, "sink-outage", &twist, &mut report).await?;
 
     let expected: HashMap<String, String> = run
         .records
