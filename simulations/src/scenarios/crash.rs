@@ -7,13 +7,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use super::common::{self, Target};
+use super::common::Target;
 use super::reconnect_storm::ResumeStats;
 use super::sale::{self, Twist};
 use super::sale_report;
 use crate::cli::CrashArgs;
 use crate::client::http::HttpClient;
-use crate::metrics::CrowdMetrics;
 use crate::report::Report;
 use crate::user::record::UserRecord;
 
@@ -75,14 +74,14 @@ pub async fn run(args: CrashArgs) -> Result<bool, String> {
         s.position_went_up == 0,
         format!("{} went up", s.position_went_up),
     );
-    report.data = json!({ "metrics": m, "resumes": s, "samples": run.samples });
-    target.shutdown(&mut report).await;
-    common::finish(
+    sale::finish_reported(
+        target,
         report,
-        &c.run,
-        &run.samples,
-        &CrowdMetrics::admission_latencies(&run.records),
+        c,
+        &run,
+        json!({ "metrics": m, "resumes": s }),
     )
+    .await
 }
 
 /// For each user with an acknowledged order, `GET /api/orders` with its own

@@ -2,11 +2,10 @@
 
 use serde_json::json;
 
-use super::common::{self, Target};
+use super::common::Target;
 use super::sale::{self, Twist};
 use super::sale_report;
 use crate::cli::FlashSaleArgs;
-use crate::metrics::CrowdMetrics;
 use crate::report::Report;
 
 pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
@@ -14,12 +13,5 @@ pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
     let mut target = Target::open(&args.server, Vec::new()).await?;
     let (run, m) =
         sale::run_reported(&mut target, &args, "flash-sale", &Twist::None, &mut report).await?;
-    report.data = json!({ "metrics": m, "samples": run.samples });
-    target.shutdown(&mut report).await;
-    common::finish(
-        report,
-        &args.run,
-        &run.samples,
-        &CrowdMetrics::admission_latencies(&run.records),
-    )
+    sale::finish_reported(target, report, &args, &run, json!({ "metrics": m })).await
 }

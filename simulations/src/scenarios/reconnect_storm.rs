@@ -4,11 +4,10 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::common::{self, Target};
+use super::common::Target;
 use super::sale::{self, Twist};
 use super::sale_report;
 use crate::cli::StormArgs;
-use crate::metrics::CrowdMetrics;
 use crate::report::Report;
 use crate::user::record::UserRecord;
 
@@ -131,12 +130,12 @@ pub async fn run(args: StormArgs) -> Result<bool, String> {
         s.position_went_up == 0,
         format!("{} went up", s.position_went_up),
     );
-    report.data = json!({ "metrics": m, "resumes": s, "samples": run.samples });
-    target.shutdown(&mut report).await;
-    common::finish(
+    sale::finish_reported(
+        target,
         report,
-        &common_args.run,
-        &run.samples,
-        &CrowdMetrics::admission_latencies(&run.records),
+        common_args,
+        &run,
+        json!({ "metrics": m, "resumes": s }),
     )
+    .await
 }

@@ -98,6 +98,26 @@ pub async fn run_reported(
     }
 }
 
+/// Ends a sale scenario: stores `data` (the run's samples are added), stops the
+/// spawned server, draws charts and writes the reports.
+pub async fn finish_reported(
+    mut target: Target,
+    mut report: Report,
+    args: &FlashSaleArgs,
+    run: &SaleRun,
+    mut data: Value,
+) -> Result<bool, String> {
+    data["samples"] = json!(run.samples);
+    report.data = data;
+    target.shutdown(&mut report).await;
+    common::finish(
+        report,
+        &args.run,
+        &run.samples,
+        &crate::metrics::CrowdMetrics::admission_latencies(&run.records),
+    )
+}
+
 /// Runs the sale with `twist`; `report.run_errors` gets what went wrong on
 /// the way, the caller adds its own checks.
 pub async fn run(

@@ -8,11 +8,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::common::{self, Target};
+use super::common::Target;
 use super::sale::{self, Twist};
 use super::sale_report;
 use crate::cli::SinkOutageArgs;
-use crate::metrics::CrowdMetrics;
 use crate::report::Report;
 
 pub async fn run(args: SinkOutageArgs) -> Result<bool, String> {
@@ -80,14 +79,7 @@ pub async fn run(args: SinkOutageArgs) -> Result<bool, String> {
                 .unwrap_or_default()
         ),
     );
-    report.data = json!({ "metrics": m, "samples": run.samples });
-    target.shutdown(&mut report).await;
-    common::finish(
-        report,
-        &c.run,
-        &run.samples,
-        &CrowdMetrics::admission_latencies(&run.records),
-    )
+    sale::finish_reported(target, report, c, &run, json!({ "metrics": m })).await
 }
 
 /// Order id -> status as stored in the sink (via `redis-cli` or `psql`).
