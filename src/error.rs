@@ -110,6 +110,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The contract's JSON body, for responses written outside actix-web (the
+    /// WebSocket upgrade path).
+    pub fn body_json(&self) -> String {
+        let body = Body {
+            error: Inner {
+                code: self.code.as_str(),
+                message: &self.message,
+            },
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status_and_code().0

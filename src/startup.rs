@@ -11,11 +11,14 @@ use crate::domain::token::TokenKey;
 use crate::error::ApiError;
 use crate::http::limits::RateLimits;
 use crate::http::state::{AppState, WsLimits};
-use crate::http::{activities, admin, auth, ops, orders, pages, ws_route};
+use crate::http::{activities, admin, auth, ops, orders, pages, ws_route, ws_upgrade};
 use crate::store::{CommitSettings, Store};
-use actix_web::dev::{Server, ServerHandle, Service};
+use actix_http::HttpService;
+use actix_server::{Server, ServerHandle};
+use actix_service::map_config;
+use actix_web::dev::{AppConfig, Service};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::{web, App, HttpRequest};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -68,6 +71,24 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         other => ApiError::invalid(format!("invalid body: {other}")),
     };
     e.into()
+}
+
+/// Binds `server.bind` with a listen backlog of 4096: the kernel default of 128 drops a
+/// crowd's SYNs, which clients retry only after 1 s.
+fn listen(bind: &str) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(bind)
+        .map_err(|e| anyhow::anyhow!("server.bind {bind}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("server.bind {bind} names no address"))?;
+    let bound = (|| {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(4096)?;
+        std::io::Result::Ok(std::net::TcpListener::from(socket))
+    })();
+    bound.map_err(|e| anyhow::anyhow!("cannot bind server.bind {bind}: {e}"))
 }
 
 fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
@@ -206,7 +227,7 @@ impl Application {
 
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
@@ -247,22 +268,37 @@ impl Application {
                 .configure(ws_route::routes)
                 .configure(pages::routes)
                 .default_service(web::to(not_found))
-        })
-        // The backlog must be set before binding to take effect (binding first leaves
-        // the default of 128, and a crowd's SYNs get dropped and retried after 1 s).
-        .backlog(4096)
-        .bind(&settings.server.bind)
-        .map_err(|e| anyhow::anyhow!("cannot bind server.bind {}: {e}", settings.server.bind))?
-        .disable_signals()
-        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
-        .shutdown_timeout(5)
-        .max_connections(50_000);
+        };
+        let listener = listen(&settings.server.bind)?;
+        let local = listener.local_addr()?;
+        let request_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
+        let upgrade_state = state.clone();
+        // actix-web's `HttpServer` is this, minus the upgrade hook: WebSocket upgrades go
+        // to `ws_upgrade` with the raw socket (see `ws_session` for why).
+        let builder = actix_server::Server::build();
+        let graceful = builder.graceful_shutdown_signal();
+        let mut server = builder
+            .listen("sluice", listener, move || {
+                let graceful = graceful.clone();
+                HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let signal = graceful.clone();
+                        async move { signal.notified().await }
+                    })
+                    .client_request_timeout(request_timeout)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(local)
+                    .upgrade(ws_upgrade::service(upgrade_state.clone()))
+                    .finish(map_config(app(), |_| AppConfig::default()))
+                    .tcp()
+            })?
+            .disable_signals()
+            .shutdown_timeout(5)
+            .max_concurrent_connections(50_000);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let port = server.addrs().first().map(|a| a.port()).ok_or_else(|| {
-            anyhow::anyhow!("server.bind {} bound no address", settings.server.bind)
-        })?;
+        let port = local.port();
         let server = server.run();
         let handle = server.handle();
         Ok(Application {

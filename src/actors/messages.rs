@@ -21,8 +21,7 @@ pub enum CallError {
 pub type CallResult<T> = Result<T, CallError>;
 
 /// What a session is told; a fact, delivered after it is durable.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[derive(Debug, Clone)]
 pub enum ToSession {
     Push(Push),
     /// The same user connected elsewhere.
@@ -36,7 +35,7 @@ pub enum ToSession {
 pub struct SessionHandle {
     /// Unique per connection, so a superseded socket's goodbye cannot detach its successor.
     pub id: u64,
-    pub recipient: Recipient<ToSession>,
+    pub queue: std::sync::Arc<super::session_queue::SessionQueue>,
 }
 
 /// Join or resume. With a session the place is attached and the session receives

@@ -5,3 +5,4 @@ pub mod activity;
 pub mod flusher;
 pub mod messages;
 pub mod registry;
+pub mod session_queue;

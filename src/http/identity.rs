@@ -5,6 +5,7 @@ use crate::domain::ids::UserId;
 use crate::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::dev::Payload;
+use actix_web::http::header::HeaderMap;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, Ready};
 use serde::Deserialize;
@@ -49,16 +50,20 @@ fn state(req: &HttpRequest) -> Result<&AppState, ApiError> {
         })
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let h = req.headers().get("authorization")?.to_str().ok()?;
+fn bearer_in(headers: &HeaderMap) -> Option<String> {
+    let h = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = h.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
 }
 
-fn query(req: &HttpRequest) -> TokenQuery {
-    web::Query::<TokenQuery>::from_query(req.query_string())
+fn bearer(req: &HttpRequest) -> Option<String> {
+    bearer_in(req.headers())
+}
+
+fn query_in(query_string: &str) -> TokenQuery {
+    web::Query::<TokenQuery>::from_query(query_string)
         .map(|q| q.into_inner())
         .unwrap_or(TokenQuery {
             access_token: None,
@@ -66,20 +71,29 @@ fn query(req: &HttpRequest) -> TokenQuery {
         })
 }
 
+fn query(req: &HttpRequest) -> TokenQuery {
+    query_in(req.query_string())
+}
+
 fn is_admin(st: &AppState, key: &str) -> bool {
     AppState::hash_key(key).ct_eq(&st.admin_key_hash).into()
 }
 
-fn user_from(req: &HttpRequest) -> Result<UserId, ApiError> {
-    let st = state(req)?;
-    let token = bearer(req)
-        .or_else(|| query(req).access_token)
+/// The user of a request given as parts: the WebSocket upgrade is served outside
+/// actix-web's extractors.
+pub fn user_in(st: &AppState, headers: &HeaderMap, query_string: &str) -> Result<UserId, ApiError> {
+    let token = bearer_in(headers)
+        .or_else(|| query_in(query_string).access_token)
         .ok_or_else(|| {
             ApiError::unauthorized("an identity token is required (Authorization: Bearer <jwt>)")
         })?;
     st.jwt
         .verify(&token, st.clock.now_ms())
         .map_err(|e| ApiError::unauthorized(e.to_string()))
+}
+
+fn user_from(req: &HttpRequest) -> Result<UserId, ApiError> {
+    user_in(state(req)?, req.headers(), req.query_string())
 }
 
 fn admin_from(req: &HttpRequest) -> Result<(), ApiError> {

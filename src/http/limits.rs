@@ -131,7 +131,10 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 
     pub fn check_join(&self, req: &HttpRequest, user: &UserId) -> Result<(), ApiError> {
-        self.check_ip_user(&self.join_ip, ip(req), Some(user))
+        self.check_join_from(ip(req), user)
+    }
+    pub fn check_join_from(&self, ip: IpAddr, user: &UserId) -> Result<(), ApiError> {
+        self.check_ip_user(&self.join_ip, ip, Some(user))
     }
     pub fn check_poll(&self, req: &HttpRequest) -> Result<(), ApiError> {
         self.check_ip_user(&self.poll_ip, ip(req), None)

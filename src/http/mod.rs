@@ -15,3 +15,4 @@ pub mod protocol;
 pub mod state;
 pub mod ws_route;
 pub mod ws_session;
+pub mod ws_upgrade;

@@ -1,73 +1,364 @@
-//! `WsSession`: one WebSocket connection to an activity's waiting room. The only file
-//! that uses `actix-web-actors`, so a move to `actix-ws` changes this file alone.
+//! One WebSocket session: a plain task on the HTTP worker that accepted it, reading the
+//! client's frames and writing what the activity put in its `SessionQueue`.
 //!
-//! Holds no queue state: it joins (or resumes) on start, relays `ToSession` facts as
-//! text frames, answers pings, drops a client silent for 30 s, closes with 1009 on
-//! frames over 4 KiB, and answers anything but `{"type":"leave"}` with an `error`
-//! frame. Outbound memory is bounded without a per-session queue: the activity sends
-//! a session at most one position frame per tick, and a client that stops reading
-//! stops answering pings and is dropped within 30 s.
+//! Why not an actor per socket (actix-web-actors): that stack costs ~13.4 KB per idle
+//! connection here (DEPENDENCIES.md), mostly the HTTP dispatcher's two 8 KiB buffers,
+//! against a budget of 6 KiB. This task keeps no buffer while idle: it reads into a
+//! stack chunk only when the socket is readable, keeps bytes only for a partial frame,
+//! and encodes frames only while writing them. The activity writes into the queue with
+//! a short lock instead of one actor message per frame.
+//!
+//! Behaviour (API.md): joins (or resumes) first, relays facts as text frames, pings
+//! every 10 s and drops a client silent for 30 s, closes with 1009 on frames over
+//! 4 KiB, answers anything but `{"type":"leave"}` with an `error` frame. A client that
+//! stops reading cannot grow memory: positions coalesce in the queue, other messages
+//! are bounded there, and a write that cannot finish within 30 s drops the session.
 
 use crate::actors::activity::ActivityActor;
 use crate::actors::messages::{CallError, Detach, Join, Leave, SessionHandle, ToSession};
+use crate::actors::session_queue::{Drained, SessionQueue};
 use crate::domain::activity::{ActivityError, Push};
 use crate::domain::ids::UserId;
+use crate::domain::pow::PowSolution;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::protocol::{encode, error_frame, parse_client, ClientFrame};
 use crate::http::state::AppState;
-use actix::prelude::*;
-use actix_web::web::Data;
-use actix_web_actors::ws;
+use actix::Addr;
+use actix_codec::{Decoder, Encoder};
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
+use actix_web::web::{Bytes, BytesMut, Data};
+use std::future::Future;
+use std::io;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing session waits for the client's own close before dropping it.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// The contract's frame limit; larger frames close the socket with 1009.
 pub const MAX_FRAME: usize = 4096;
 
-pub struct WsSession {
+/// Who connected, to what, as checked by the upgrade.
+pub struct SessionSpec {
+    pub user: UserId,
+    pub ticket: Option<String>,
+    pub pow: Option<PowSolution>,
+    pub activity: Addr<ActivityActor>,
+    pub state: Data<AppState>,
+    /// Counted in `WsLimits`; released when the session ends.
+    pub ip: IpAddr,
+}
+
+struct Session {
     id: u64,
-    user: UserId,
-    ticket: Option<String>,
-    pow: Option<crate::domain::pow::PowSolution>,
-    activity: Addr<ActivityActor>,
-    state: Data<AppState>,
-    ip: IpAddr,
+    spec: SessionSpec,
+    queue: Arc<SessionQueue>,
+    codec: Codec,
     last_heard: Instant,
     window_start: Instant,
     window_count: u32,
 }
 
-impl WsSession {
-    pub fn new(
-        user: UserId,
-        ticket: Option<String>,
-        pow: Option<crate::domain::pow::PowSolution>,
-        activity: Addr<ActivityActor>,
-        state: Data<AppState>,
-        ip: IpAddr,
-    ) -> Self {
-        Self {
-            id: state.next_session_id(),
-            user,
-            ticket,
-            pow,
-            activity,
-            state,
-            ip,
-            last_heard: Instant::now(),
-            window_start: Instant::now(),
-            window_count: 0,
+/// What ends a session: a close frame to send, or nothing (the connection is gone).
+enum End {
+    Close(CloseCode, &'static str),
+    Gone,
+}
+
+enum Event {
+    Queued,
+    Readable(io::Result<()>),
+    Heartbeat,
+}
+
+impl Drop for Session {
+    /// Runs however the session ends, including the server dropping its task.
+    fn drop(&mut self) {
+        self.spec.activity.do_send(Detach {
+            user: self.spec.user.clone(),
+            session_id: self.id,
+        });
+        self.spec.state.ws.close(self.spec.ip);
+    }
+}
+
+fn close_code(push: &ToSession) -> Option<(CloseCode, &'static str)> {
+    match push {
+        ToSession::Superseded => Some((CloseCode::Policy, "superseded")),
+        ToSession::Restarting => Some((CloseCode::Away, "restarting")),
+        ToSession::Push(p) if p.is_final() => Some((CloseCode::Normal, "done")),
+        ToSession::Push(_) => None,
+    }
+}
+
+/// Serves an upgraded connection until it ends. `pending` holds any bytes the client
+/// sent right behind its handshake.
+pub fn run(io: TcpStream, pending: BytesMut, spec: SessionSpec) -> impl Future<Output = ()> {
+    let s = Session {
+        id: spec.state.next_session_id(),
+        spec,
+        queue: Arc::new(SessionQueue::default()),
+        codec: Codec::new().max_size(MAX_FRAME),
+        last_heard: Instant::now(),
+        window_start: Instant::now(),
+        window_count: 0,
+    };
+    serve_session(io, pending, s)
+}
+
+async fn serve_session(mut io: TcpStream, pending: BytesMut, mut s: Session) {
+    // Everything but the idle wait is boxed: a future is as large as its largest
+    // state, and 18,000 idle sessions should not each carry the largest.
+    let end = match Box::pin(s.join()).await {
+        Ok(()) => s.serve(&mut io, pending).await,
+        Err((frame, code, why)) => match Box::pin(s.send_text(&mut io, frame)).await {
+            Ok(()) => End::Close(code, why),
+            Err(end) => end,
+        },
+    };
+    if let End::Close(code, why) = end {
+        Box::pin(s.close(&mut io, code, why)).await;
+    }
+}
+
+/// Reads what the socket has (one chunk) into `rbuf`; false at end of stream or error.
+fn fill(io: &TcpStream, rbuf: &mut BytesMut) -> bool {
+    let mut chunk = [0u8; 4096];
+    match io.try_read(&mut chunk) {
+        Ok(0) => false,
+        Ok(n) => {
+            rbuf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    }
+}
+
+impl Session {
+    /// Joins or resumes; the activity puts `queued`/`prequeue` in the queue once durable.
+    /// A refusal is the frame to send and how to close.
+    async fn join(&mut self) -> Result<(), (String, CloseCode, &'static str)> {
+        let join = Join {
+            user: self.spec.user.clone(),
+            ticket: self.spec.ticket.take(),
+            pow: self.spec.pow.take(),
+            session: Some(SessionHandle {
+                id: self.id,
+                queue: Arc::clone(&self.queue),
+            }),
+        };
+        let res = self
+            .spec
+            .activity
+            .send(join)
+            .timeout(self.spec.state.actor_timeout)
+            .await;
+        Err(match res {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(CallError::Domain(ActivityError::SoldOut(_)))) => (
+                encode(&ToSession::Push(Push::SoldOut)),
+                CloseCode::Normal,
+                "sold out",
+            ),
+            Ok(Err(CallError::Domain(ActivityError::NotOpen(_)))) => (
+                encode(&ToSession::Push(Push::Closed)),
+                CloseCode::Normal,
+                "closed",
+            ),
+            Ok(Err(e)) => {
+                let e = ApiError::from(e);
+                let code = e.code.as_str();
+                (error_frame(e.code, &e.message), CloseCode::Policy, code)
+            }
+            Err(_) => (
+                error_frame(
+                    ErrorCode::Unavailable,
+                    "the activity is busy; reconnect shortly",
+                ),
+                CloseCode::Again,
+                "busy",
+            ),
+        })
+    }
+
+    async fn serve(&mut self, io: &mut TcpStream, mut rbuf: BytesMut) -> End {
+        let mut next_ping = Instant::now() + HEARTBEAT;
+        if let Err(end) = Box::pin(self.on_input(io, &mut rbuf)).await {
+            return end;
+        }
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.queue.woken() => Event::Queued,
+                r = io.readable() => Event::Readable(r),
+                _ = sleep_until(next_ping) => Event::Heartbeat,
+            };
+            let step = match event {
+                Event::Queued => Box::pin(self.flush_queue(io)).await,
+                Event::Readable(Err(_)) => Err(End::Gone),
+                Event::Readable(Ok(())) => {
+                    if fill(io, &mut rbuf) {
+                        Box::pin(self.on_input(io, &mut rbuf)).await
+                    } else {
+                        Err(End::Gone)
+                    }
+                }
+                Event::Heartbeat => {
+                    if self.last_heard.elapsed() > CLIENT_TIMEOUT {
+                        tracing::debug!(user = %self.spec.user, "dropping silent websocket client");
+                        Err(End::Gone)
+                    } else {
+                        next_ping = Instant::now() + HEARTBEAT;
+                        Box::pin(self.send(io, Message::Ping(Bytes::new()))).await
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
         }
     }
 
-    fn close(ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, why: &str) {
-        ctx.close(Some(ws::CloseReason {
+    /// Decodes and handles every complete frame in `rbuf`; frees it once empty, so an
+    /// idle session holds no read buffer.
+    async fn on_input(&mut self, io: &mut TcpStream, rbuf: &mut BytesMut) -> Result<(), End> {
+        loop {
+            let frame = match self.codec.decode(rbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(ProtocolError::Overflow) => {
+                    return Err(End::Close(CloseCode::Size, "frame larger than 4 KiB"))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket protocol error");
+                    return Err(End::Close(CloseCode::Protocol, "protocol error"));
+                }
+            };
+            self.last_heard = Instant::now();
+            self.on_frame(io, frame).await?;
+        }
+        if rbuf.is_empty() {
+            *rbuf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, io: &mut TcpStream, frame: Frame) -> Result<(), End> {
+        match frame {
+            Frame::Ping(p) => self.send(io, Message::Pong(p)).await,
+            Frame::Pong(_) => Ok(()),
+            Frame::Close(reason) => {
+                // Echo the close; the client ends the connection.
+                let _ = self.send(io, Message::Close(reason)).await;
+                Err(End::Gone)
+            }
+            Frame::Text(bytes) => self.on_text(io, bytes).await,
+            Frame::Binary(_) | Frame::Continuation(_) => {
+                let f = error_frame(
+                    ErrorCode::InvalidRequest,
+                    "only JSON text frames are accepted",
+                );
+                self.send_text(io, f).await
+            }
+        }
+    }
+
+    async fn on_text(&mut self, io: &mut TcpStream, bytes: Bytes) -> Result<(), End> {
+        match self.over_budget() {
+            Some(true) => return Err(End::Close(CloseCode::Policy, "too many messages")),
+            Some(false) => {
+                let f = error_frame(ErrorCode::RateLimited, "too many messages; slow down");
+                return self.send_text(io, f).await;
+            }
+            None => {}
+        }
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|_| "text frames must be UTF-8".to_owned())
+            .and_then(parse_client);
+        match parsed {
+            Ok(ClientFrame::Leave) => {
+                let leave = Leave {
+                    user: self.spec.user.clone(),
+                };
+                let _ = self
+                    .spec
+                    .activity
+                    .send(leave)
+                    .timeout(self.spec.state.actor_timeout)
+                    .await;
+                Err(End::Close(CloseCode::Normal, "left"))
+            }
+            Err(m) => {
+                let f = error_frame(ErrorCode::InvalidRequest, &m);
+                self.send_text(io, f).await
+            }
+        }
+    }
+
+    /// Writes everything queued, in order; a final message ends the session.
+    async fn flush_queue(&mut self, io: &mut TcpStream) -> Result<(), End> {
+        let messages = match self.queue.drain() {
+            Drained::Overflowed => {
+                return Err(End::Close(CloseCode::Policy, "messages not read in time"))
+            }
+            Drained::Messages(m) if m.is_empty() => return Ok(()),
+            Drained::Messages(m) => m,
+        };
+        let mut out = BytesMut::new();
+        let mut end = None;
+        for m in &messages {
+            self.encode(Message::Text(encode(m).into()), &mut out);
+            if let Some((code, why)) = close_code(m) {
+                end = Some(End::Close(code, why));
+                break;
+            }
+        }
+        drop(messages);
+        write(io, &out).await?;
+        end.map_or(Ok(()), Err)
+    }
+
+    fn encode(&mut self, msg: Message, out: &mut BytesMut) {
+        if let Err(e) = self.codec.encode(msg, out) {
+            tracing::warn!(error = %e, "cannot encode a websocket frame");
+        }
+    }
+
+    async fn send(&mut self, io: &mut TcpStream, msg: Message) -> Result<(), End> {
+        let mut out = BytesMut::new();
+        self.encode(msg, &mut out);
+        write(io, &out).await
+    }
+
+    async fn send_text(&mut self, io: &mut TcpStream, text: String) -> Result<(), End> {
+        self.send(io, Message::Text(text.into())).await
+    }
+
+    /// Sends a close frame, half-closes, and waits briefly for the client's goodbye so
+    /// the kernel does not reset the connection before the client read our last frames.
+    async fn close(&mut self, io: &mut TcpStream, code: CloseCode, why: &'static str) {
+        let reason = CloseReason {
             code,
             description: Some(why.to_owned()),
-        }));
-        ctx.stop();
+        };
+        if self.send(io, Message::Close(Some(reason))).await.is_err() {
+            return;
+        }
+        let _ = io.shutdown().await;
+        let mut sink = vec![0u8; 512];
+        let _ = timeout(CLOSE_LINGER, async {
+            while let Ok(n) = io.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// Per-connection message budget; past 10x the budget the socket is closed.
@@ -78,7 +369,7 @@ impl WsSession {
             self.window_count = 0;
         }
         self.window_count += 1;
-        let limit = self.state.ws.messages_per_sec.max(1);
+        let limit = self.spec.state.ws.messages_per_sec.max(1);
         if self.window_count > limit * 10 {
             Some(true)
         } else if self.window_count > limit {
@@ -89,146 +380,10 @@ impl WsSession {
     }
 }
 
-impl Actor for WsSession {
-    type Context = ws::WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(HEARTBEAT, |act, ctx| {
-            if Instant::now().duration_since(act.last_heard) > CLIENT_TIMEOUT {
-                tracing::debug!(user = %act.user, "dropping silent websocket client");
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
-            }
-        });
-        let join = Join {
-            user: self.user.clone(),
-            ticket: self.ticket.clone(),
-            pow: self.pow.take(),
-            session: Some(SessionHandle {
-                id: self.id,
-                recipient: ctx.address().recipient(),
-            }),
-        };
-        let timeout = self.state.actor_timeout;
-        self.activity
-            .send(join)
-            .timeout(timeout)
-            .into_actor(self)
-            .map(|res, _act, ctx| match res {
-                Ok(Ok(_)) => {}
-                Ok(Err(CallError::Domain(ActivityError::SoldOut(_)))) => {
-                    ctx.text(encode(&ToSession::Push(Push::SoldOut)));
-                    Self::close(ctx, ws::CloseCode::Normal, "sold out");
-                }
-                Ok(Err(CallError::Domain(ActivityError::NotOpen(_)))) => {
-                    ctx.text(encode(&ToSession::Push(Push::Closed)));
-                    Self::close(ctx, ws::CloseCode::Normal, "closed");
-                }
-                Ok(Err(e)) => {
-                    let e = ApiError::from(e);
-                    ctx.text(error_frame(e.code, &e.message));
-                    Self::close(ctx, ws::CloseCode::Policy, e.code.as_str());
-                }
-                Err(_) => {
-                    ctx.text(error_frame(
-                        ErrorCode::Unavailable,
-                        "the activity is busy; reconnect shortly",
-                    ));
-                    Self::close(ctx, ws::CloseCode::Again, "busy");
-                }
-            })
-            .wait(ctx);
+/// Writes all of `out`; a client that cannot take it within the timeout is gone.
+async fn write(io: &mut TcpStream, out: &[u8]) -> Result<(), End> {
+    match timeout(CLIENT_TIMEOUT, io.write_all(out)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Gone),
     }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.activity.do_send(Detach {
-            user: self.user.clone(),
-            session_id: self.id,
-        });
-        self.state.ws.close(self.ip);
-    }
-}
-
-impl Handler<ToSession> for WsSession {
-    type Result = ();
-    fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
-        ctx.text(encode(&msg));
-        match msg {
-            ToSession::Superseded => Self::close(ctx, ws::CloseCode::Policy, "superseded"),
-            ToSession::Restarting => Self::close(ctx, ws::CloseCode::Away, "restarting"),
-            ToSession::Push(p) if p.is_final() => Self::close(ctx, ws::CloseCode::Normal, "done"),
-            ToSession::Push(_) => {}
-        }
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
-    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        let msg = match msg {
-            Ok(m) => m,
-            Err(ws::ProtocolError::Overflow) => {
-                return Self::close(ctx, ws::CloseCode::Size, "frame larger than 4 KiB");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "websocket protocol error");
-                return Self::close(ctx, ws::CloseCode::Protocol, "protocol error");
-            }
-        };
-        match msg {
-            ws::Message::Ping(p) => ctx.pong(&p),
-            ws::Message::Pong(_) => {}
-            ws::Message::Close(reason) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            ws::Message::Text(text) => {
-                match self.over_budget() {
-                    Some(true) => {
-                        return Self::close(ctx, ws::CloseCode::Policy, "too many messages")
-                    }
-                    Some(false) => {
-                        ctx.text(error_frame(
-                            ErrorCode::RateLimited,
-                            "too many messages; slow down",
-                        ));
-                        return;
-                    }
-                    None => {}
-                }
-                match parse_client(&text) {
-                    Ok(ClientFrame::Leave) => {
-                        let leave = Leave {
-                            user: self.user.clone(),
-                        };
-                        self.activity
-                            .send(leave)
-                            .into_actor(self)
-                            .map(|_, _, ctx| Self::close(ctx, ws::CloseCode::Normal, "left"))
-                            .wait(ctx);
-                    }
-                    Err(m) => ctx.text(error_frame(ErrorCode::InvalidRequest, &m)),
-                }
-            }
-            ws::Message::Binary(_) | ws::Message::Continuation(_) => {
-                ctx.text(error_frame(
-                    ErrorCode::InvalidRequest,
-                    "only JSON text frames are accepted",
-                ));
-            }
-            ws::Message::Nop => {}
-        }
-    }
-}
-
-/// Starts a session over an upgrade request.
-pub fn start(
-    session: WsSession,
-    req: &actix_web::HttpRequest,
-    stream: actix_web::web::Payload,
-) -> Result<actix_web::HttpResponse, actix_web::Error> {
-    ws::WsResponseBuilder::new(session, req, stream)
-        .frame_size(MAX_FRAME)
-        .start()
 }

@@ -1,0 +1,206 @@
+//! `GET /ws/activities/{id}` with `Connection: Upgrade`: served by actix-http's upgrade
+//! hook, beside the actix-web app, so the session gets the raw socket and none of the
+//! HTTP dispatcher's buffers (see `ws_session`).
+//!
+//! The checks are the same as any request's, in the same order (identity, activity,
+//! draining, query, rate and per-IP limits), and refusals are contract errors written
+//! as plain HTTP responses before any upgrade. Plain `GET`s of the path (no upgrade)
+//! reach the app's route in `ws_route`.
+
+use crate::domain::ids::is_ticket_shaped;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::calls::{activity_id, actor};
+use crate::http::identity::user_in;
+use crate::http::state::AppState;
+use crate::http::ws_session::{self, SessionSpec};
+use actix_codec::Framed;
+use actix_http::{h1, ws, HttpMessage, Method, Request};
+use actix_web::dev::{fn_service, ServiceFactory};
+use actix_web::web::{self, BytesMut, Data};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    pub ticket: Option<String>,
+    pub pow_nonce: Option<String>,
+    pub pow_solution: Option<String>,
+}
+
+/// The upgrade service for `HttpService::upgrade`.
+pub fn service(
+    state: Data<AppState>,
+) -> impl ServiceFactory<
+    (Request, Framed<TcpStream, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_http::Error,
+    InitError = (),
+> {
+    fn_service(
+        move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+            // The checks run here, synchronously, so the long-lived future captures only
+            // the socket and the session (an async fn keeps its arguments, here the
+            // request and the dispatcher's codec, for its whole life).
+            let answer = answer(&state, req, framed);
+            async move {
+                match answer {
+                    Answer::Upgrade {
+                        mut io,
+                        response,
+                        pending,
+                        spec,
+                    } => {
+                        if Box::pin(io.write_all(response.as_bytes())).await.is_ok() {
+                            drop(response);
+                            ws_session::run(io, pending, spec).await;
+                        }
+                    }
+                    Answer::Refuse { mut io, response } => {
+                        let _ = Box::pin(async {
+                            let _ = io.write_all(response.as_bytes()).await;
+                            let _ = io.shutdown().await;
+                        })
+                        .await;
+                    }
+                }
+                Ok(())
+            }
+        },
+    )
+}
+
+enum Answer {
+    Upgrade {
+        io: TcpStream,
+        response: String,
+        pending: BytesMut,
+        spec: SessionSpec,
+    },
+    Refuse {
+        io: TcpStream,
+        response: String,
+    },
+}
+
+fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) -> Answer {
+    let parts = framed.into_parts();
+    let io = parts.io;
+    // Keep only what the client sent behind its handshake; the dispatcher's 8 KiB
+    // buffers and its codec are freed here.
+    let pending = BytesMut::from(&parts.read_buf[..]);
+    drop((parts.read_buf, parts.write_buf, parts.codec));
+    let ip = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let checked = check(st, &req, ip);
+    // The request's header values share the dispatcher's read buffer.
+    drop(req);
+    match checked {
+        Ok((spec, accept)) => {
+            record("101");
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+            );
+            Answer::Upgrade {
+                io,
+                response,
+                pending,
+                spec,
+            }
+        }
+        Err(e) => {
+            let (status, _) = e.code.status_and_code();
+            record(status.as_str());
+            let body = e.body_json();
+            let retry = e
+                .retry_after
+                .map(|s| format!("retry-after: {s}\r\n"))
+                .unwrap_or_default();
+            let response = format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n{body}",
+                status.as_str(),
+                status.canonical_reason().unwrap_or(""),
+                body.len(),
+            );
+            Answer::Refuse { io, response }
+        }
+    }
+}
+
+fn record(status: &str) {
+    metrics::counter!("sluice_http_requests_total", "route" => "/ws/activities/{id}", "status" => status.to_owned())
+        .increment(1);
+}
+
+/// Everything a session needs, or the contract error to answer; on success the
+/// connection is counted against the IP's socket cap.
+fn check(
+    st: &Data<AppState>,
+    req: &Request,
+    ip: IpAddr,
+) -> Result<(SessionSpec, String), ApiError> {
+    let path = req.path();
+    let id = path
+        .strip_prefix("/ws/activities/")
+        .filter(|id| !id.contains('/') && req.method() == Method::GET)
+        .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
+    if ws::verify_handshake(req.head()).is_err() {
+        return Err(ApiError::invalid(
+            "expected a WebSocket upgrade (version 13)",
+        ));
+    }
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .ok_or_else(|| ApiError::invalid("missing Sec-WebSocket-Key"))?;
+    let accept = ws::hash_key(key.as_bytes());
+    let accept = String::from_utf8_lossy(&accept).into_owned();
+    let query = req.uri().query().unwrap_or("");
+    let user = user_in(st, req.headers(), query)?;
+    let (activity, q) = target(st, id, query)?;
+    st.limits.check_join_from(ip, &user)?;
+    if !st.ws.try_open(ip) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many open connections from this address",
+        )
+        .retry_after(10));
+    }
+    let pow = crate::http::activities::pow_from(q.pow_nonce, q.pow_solution);
+    let spec = SessionSpec {
+        user,
+        ticket: q.ticket,
+        pow,
+        activity,
+        state: st.clone(),
+        ip,
+    };
+    Ok((spec, accept))
+}
+
+/// The activity and the query of a WebSocket request, checked (also for plain `GET`s).
+pub fn target(
+    st: &AppState,
+    raw_id: &str,
+    query: &str,
+) -> Result<(actix::Addr<crate::actors::activity::ActivityActor>, WsQuery), ApiError> {
+    let id = activity_id(raw_id)?;
+    let addr = actor(st, &id)?;
+    if st.registry.is_draining() {
+        return Err(
+            ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),
+        );
+    }
+    let q = web::Query::<WsQuery>::from_query(query)
+        .map_err(|_| ApiError::invalid("bad query string"))?
+        .into_inner();
+    if let Some(t) = &q.ticket {
+        if !is_ticket_shaped(t) {
+            return Err(ApiError::not_found("no such ticket"));
+        }
+    }
+    Ok((addr, q))
+}
