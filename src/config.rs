@@ -22,6 +22,20 @@ pub struct Settings {
     pub sink: SinkSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Cluster mode (docs/cluster.md): several processes share one Redis for leases,
+/// replicated activity state and membership.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    pub node_id: String,
+    pub redis_url: String,
+    pub advertise: String,
+    pub lease_ms: u64,
+    pub renew_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,7 +110,7 @@ pub struct SinkSettings {
     pub url: String,
     pub batch_size: usize,
 }
-redacted_debug!(SinkSettings);
+redacted_debug!(SinkSettings, ClusterSettings);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +198,38 @@ impl Settings {
         if !(1..=10_000).contains(&self.sink.batch_size) {
             return fail("sink.batch_size", "must be between 1 and 10000");
         }
+        if self.cluster.enabled {
+            let c = &self.cluster;
+            let id_ok = !c.node_id.is_empty()
+                && c.node_id.len() <= 64
+                && c.node_id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !id_ok {
+                return fail(
+                    "cluster.node_id",
+                    "must match [a-z0-9-]{1,64} when cluster.enabled",
+                );
+            }
+            if c.redis_url.is_empty() {
+                return fail("cluster.redis_url", "is required when cluster.enabled");
+            }
+            if !c.advertise.is_empty() && !c.advertise.starts_with("http://") {
+                return fail(
+                    "cluster.advertise",
+                    "must be a base URL like http://10.0.0.5:8080",
+                );
+            }
+            if !(500..=60_000).contains(&c.lease_ms) {
+                return fail("cluster.lease_ms", "must be between 500 and 60000");
+            }
+            if c.renew_ms == 0 || c.renew_ms * 2 > c.lease_ms {
+                return fail(
+                    "cluster.renew_ms",
+                    "must be positive and at most half of cluster.lease_ms",
+                );
+            }
+        }
         if !(60..=30 * 86_400).contains(&self.auth.token_lifetime_secs) {
             return fail("auth.token_lifetime_secs", "must be between 60 and 2592000");
         }
@@ -212,6 +258,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The base URL other nodes reach this one at.
+    pub fn advertise(&self) -> String {
+        if self.cluster.advertise.is_empty() {
+            format!("http://{}", self.server.bind)
+        } else {
+            self.cluster.advertise.trim_end_matches('/').to_owned()
+        }
     }
 
     pub fn commit_window(&self) -> Duration {

@@ -27,6 +27,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    const ALL: [ErrorCode; 15] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::SoldOut,
+        ErrorCode::LimitReached,
+        ErrorCode::NotOpen,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenInvalid,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::QueueFull,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The code named by its contract string (errors relayed between cluster nodes).
+    pub fn parse(code: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
     /// The table of API.md "Errors", in one exhaustive match.
     pub fn status_and_code(self) -> (StatusCode, &'static str) {
         use ErrorCode::*;

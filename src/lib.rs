@@ -7,6 +7,7 @@
 //! - `startup`: builds the application; `config` and `telemetry` set it up.
 
 pub mod actors;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

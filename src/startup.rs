@@ -4,21 +4,26 @@
 use crate::actors::activity::ActorDeps;
 use crate::actors::flusher::{OrderFlusher, SinkSlot};
 use crate::actors::registry::Registry;
+use crate::cluster::Cluster;
 use crate::config::{Settings, SinkKind};
 use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
+use crate::http::forward::{self, Decision};
 use crate::http::limits::RateLimits;
 use crate::http::state::{AppState, WsLimits};
-use crate::http::{activities, admin, auth, ops, orders, pages, ws_route, ws_upgrade};
+use crate::http::{activities, admin, auth, internal, ops, orders, pages, ws_route, ws_upgrade};
 use crate::store::{CommitSettings, Store};
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
 use actix_service::map_config;
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceResponse;
 use actix_web::dev::{AppConfig, Service};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, App, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -180,8 +185,20 @@ impl Application {
             TokenKey::new(settings.tokens.secret.as_bytes()),
             arbiter.handle(),
         ));
-        let restored = registry.restore_all()?;
-        tracing::info!(activities = restored, path = %settings.store.path.display(), "store opened");
+        // In cluster mode activities are not restored from this node's store: the
+        // cluster decides who owns what, and an owner rebuilds from the replica.
+        let cluster = if settings.cluster.enabled {
+            let relay_arbiter = actix::Arbiter::new();
+            let c =
+                Cluster::connect(&settings, Arc::clone(&registry), relay_arbiter.handle()).await?;
+            // The arbiter lives as long as the process: its handle keeps it running.
+            std::mem::forget(relay_arbiter);
+            Some(c)
+        } else {
+            let restored = registry.restore_all()?;
+            tracing::info!(activities = restored, path = %settings.store.path.display(), "store opened");
+            None
+        };
 
         let flusher_stop = Arc::new(AtomicBool::new(false));
         let sink_reachable = Arc::new(AtomicBool::new(true));
@@ -213,8 +230,13 @@ impl Application {
             ),
             limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
             accounts: crate::http::auth::Accounts::new(&settings.auth)?,
-            session_ids: AtomicU64::new(1),
+            // Random high bits: session ids must not collide across cluster nodes.
+            session_ids: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
+            cluster: cluster.clone(),
         });
+        if let Some(c) = &cluster {
+            c.start();
+        }
 
         let trim = state.clone();
         actix_web::rt::spawn(async move {
@@ -234,6 +256,20 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PayloadConfig::default().limit(max_body))
+                // Cluster mode: calls about activities owned elsewhere go there.
+                .wrap_fn(|req, srv| -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>> {
+                    match forward::decide(&req) {
+                        Decision::Local => {
+                            let fut = srv.call(req);
+                            Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
+                        }
+                        Decision::Forward(owner) => Box::pin(forward::forward(req, owner)),
+                        Decision::Moving => {
+                            let res = req.error_response(forward::moving());
+                            Box::pin(async move { Ok(res) })
+                        }
+                    }
+                })
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
                     let route = route_label(req.path());
@@ -266,6 +302,7 @@ impl Application {
                 .configure(activities::routes)
                 .configure(orders::routes)
                 .configure(ws_route::routes)
+                .configure(internal::routes)
                 .configure(pages::routes)
                 .default_service(web::to(not_found))
         };
@@ -352,6 +389,9 @@ impl Stopper {
     pub async fn stop(&self) {
         tracing::info!("shutting down");
         self.state.registry.drain().await;
+        if let Some(c) = &self.state.cluster {
+            c.leave().await;
+        }
         self.handle.stop(true).await;
     }
 

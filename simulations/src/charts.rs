@@ -13,7 +13,16 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+const COLORS: [RGBColor; 8] = [
+    BLUE,
+    RED,
+    GREEN,
+    MAGENTA,
+    CYAN,
+    BLACK,
+    RGBColor(255, 140, 0),
+    RGBColor(128, 0, 128),
+];
 
 /// A line chart written to `path`.
 pub fn line_chart(

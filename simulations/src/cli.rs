@@ -29,6 +29,8 @@ pub enum Command {
     SinkOutage(SinkOutageArgs),
     /// Appointment booking: pre-queue shuffle, slot choice, unpaid orders released.
     Hospital(HospitalArgs),
+    /// N sluice nodes sharing one Redis: a crowd spread over them, the activity's owner killed mid-sale.
+    Cluster(ClusterArgs),
     /// Internal: one child process's share of the users (JSON lines on stdout).
     #[command(hide = true)]
     Worker {
@@ -215,4 +217,104 @@ pub struct HospitalArgs {
     /// Seconds from creation to opening (default: 3 + 1 per 1,000 patients).
     #[arg(long)]
     pub opens_in_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// The sluice binary every node runs.
+    #[arg(long, value_name = "PATH")]
+    pub spawn_server: PathBuf,
+    /// sluice nodes to start (ids n1, n2, ...; user i connects to node i % N).
+    #[arg(long, default_value_t = 6)]
+    pub nodes: usize,
+    /// Use this Redis (not stopped at the end) instead of a throwaway redis-server.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// The redis-server binary started when --redis-url is not given.
+    #[arg(long, value_name = "PATH", default_value = "redis-server")]
+    pub redis_server: PathBuf,
+    /// cluster.lease_ms of every node (default: the server's own, 3000).
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// Kill the activity's owner once this many orders exist (default: stock / 3).
+    #[arg(long)]
+    pub kill_after_sold: Option<u64>,
+    /// Longest wait, after the kill, for another node to own and serve the activity.
+    #[arg(long, default_value_t = 60)]
+    pub failover_timeout_secs: u64,
+    /// Admin API key, given to every node (default: the dev key of config/default.toml).
+    #[arg(long, env = "SLUICE_ADMIN_KEY", default_value = DEV_ADMIN_KEY, hide_default_value = true)]
+    pub admin_key: String,
+    /// `auth.jwt_secret`, given to every node and used to mint user identities.
+    #[arg(long, env = "SLUICE_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
+    pub jwt_secret: String,
+    /// Extra environment for every node, e.g. SLUICE__CLUSTER__RENEW_MS=500.
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    pub server_env: Vec<String>,
+    /// Keep the nodes' temp stores and logs (and Redis's dir) after the run.
+    #[arg(long)]
+    pub keep_store: bool,
+    /// Keep the nodes' per-IP rate limits (by default they are set to 0 = unlimited).
+    #[arg(long)]
+    pub keep_rate_limits: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub stock: u64,
+    /// admission.rate_per_sec (modest: with 100,000 waiting, every admission
+    /// moves everyone and the 1% rule sends many position frames)
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+    /// admission.max_active
+    #[arg(long, default_value_t = 200)]
+    pub max_active: u64,
+    /// admission.token_ttl_secs
+    #[arg(long, default_value_t = 30)]
+    pub token_ttl: u64,
+    /// Do not pay orders after buying.
+    #[arg(long)]
+    pub no_pay: bool,
+    /// Keep the sale paused this many seconds after everyone joined.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold_secs: f64,
+}
+
+impl ClusterArgs {
+    /// The sale, in the shape the shared sale code takes (paused while users join).
+    pub fn sale(&self) -> SaleArgs {
+        SaleArgs {
+            users: self.users,
+            stock: self.stock,
+            rate: self.rate,
+            max_active: self.max_active,
+            token_ttl: self.token_ttl,
+            admit_during_joins: false,
+            no_pay: self.no_pay,
+            hold_secs: self.hold_secs,
+            pow_bits: 0,
+        }
+    }
+
+    /// The run as a flash sale against spawned servers (for the shared report parts).
+    pub fn as_flash_sale(&self) -> FlashSaleArgs {
+        FlashSaleArgs {
+            server: ServerArgs {
+                url: String::new(),
+                spawn_server: Some(self.spawn_server.clone()),
+                admin_key: self.admin_key.clone(),
+                jwt_secret: self.jwt_secret.clone(),
+                server_env: self.server_env.clone(),
+                keep_store: self.keep_store,
+                keep_rate_limits: self.keep_rate_limits,
+            },
+            run: self.run.clone(),
+            sale: self.sale(),
+        }
+    }
+
+    pub fn kill_after(&self) -> u64 {
+        self.kill_after_sold.unwrap_or(self.stock / 3)
+    }
 }

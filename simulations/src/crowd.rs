@@ -19,7 +19,8 @@ pub const USERS_PER_PROCESS: usize = 18_000;
 /// How to split and run the users.
 #[derive(Debug, Clone)]
 pub struct CrowdSpec {
-    pub server_url: String,
+    /// Base URLs of the server nodes; user `idx` connects to `server_urls[idx % len]`.
+    pub server_urls: Vec<String>,
     pub activity_id: String,
     pub jwt_secret: String,
     pub user_prefix: String,
@@ -51,7 +52,7 @@ impl CrowdSpec {
                 let users = base + usize::from(w < extra);
                 let plan = WorkerPlan {
                     worker_id: w,
-                    server: self.server_url.clone(),
+                    servers: self.server_urls.clone(),
                     activity_id: self.activity_id.clone(),
                     jwt_secret: self.jwt_secret.clone(),
                     user_prefix: self.user_prefix.clone(),
@@ -245,5 +246,44 @@ impl Crowd {
         }
         self.records.sort_by_key(|r| r.idx);
         (self.records, self.worker_errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(users: usize, procs: usize, urls: &[&str]) -> CrowdSpec {
+        CrowdSpec {
+            server_urls: urls.iter().map(|u| (*u).to_string()).collect(),
+            activity_id: "a".into(),
+            jwt_secret: "s".into(),
+            user_prefix: "u".into(),
+            users,
+            procs,
+            sources_per_proc: 4,
+            handshakes: 500,
+            deadline_unix_ms: 0.0,
+            behaviour: Behaviour::default(),
+        }
+    }
+
+    #[test]
+    fn every_worker_gets_every_node_and_a_contiguous_share() {
+        let urls = [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+        ];
+        let plans = spec(100_000, 0, &urls).plans();
+        assert_eq!(plans.len(), 6, "one process per 18,000 users");
+        let mut next = 0;
+        for p in &plans {
+            assert_eq!(p.servers, urls);
+            assert_eq!(p.first_user, next);
+            next += p.users;
+        }
+        assert_eq!(next, 100_000);
+        assert_eq!(plans[1].source_first, 1 + 4);
     }
 }

@@ -1,7 +1,7 @@
 //! The join proof of work, as a client solves it: fetch a challenge bound to the
 //! user, find `s` with `SHA-256(nonce ":" s)` starting with `bits` zero bits.
 
-use crate::user::Ctx;
+use crate::client::http::HttpClient;
 use sha2::{Digest, Sha256};
 
 fn leading_zero_bits(digest: &[u8]) -> u32 {
@@ -26,10 +26,13 @@ pub fn solve(nonce: &str, bits: u8) -> String {
 }
 
 /// `GET /api/activities/{id}/challenge`, then solve it (on a blocking thread).
-pub async fn fetch_and_solve(ctx: &Ctx, jwt: &str) -> Result<(String, String), String> {
-    let path = format!("/api/activities/{}/challenge", ctx.activity_id);
-    let res = ctx
-        .http
+pub async fn fetch_and_solve(
+    http: &HttpClient,
+    activity_id: &str,
+    jwt: &str,
+) -> Result<(String, String), String> {
+    let path = format!("/api/activities/{activity_id}/challenge");
+    let res = http
         .get(&path, Some(jwt))
         .await
         .map_err(|e| format!("challenge: {e:?}"))?;

@@ -42,9 +42,17 @@ impl Sampler {
     /// `pid` is read at each tick (0 = no process to sample), so a restarted
     /// server keeps being measured.
     pub fn start(admin: Admin, activity_id: String, pid: Arc<AtomicU32>) -> Self {
+        Self::start_over(vec![admin], activity_id, pid)
+    }
+
+    /// Like [`Sampler::start`], reading the view through the first of `admins`
+    /// that answers (the one that answered last is asked first): a cluster's
+    /// nodes all serve it, and one of them may be gone.
+    pub fn start_over(admins: Vec<Admin>, activity_id: String, pid: Arc<AtomicU32>) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let start = now_ms();
+            let mut preferred = 0;
             let mut samples = Vec::new();
             let mut tick = tokio::time::interval(PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -54,10 +62,18 @@ impl Sampler {
                     _ = stopped.changed() => break,
                 }
                 let t_secs = (now_ms() - start) / 1000.0;
-                let view =
-                    tokio::time::timeout(Duration::from_secs(2), admin.view(&activity_id)).await;
+                let mut view = None;
+                for k in 0..admins.len() {
+                    let i = (preferred + k) % admins.len();
+                    let read = admins[i].view(&activity_id);
+                    if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(2), read).await {
+                        preferred = i;
+                        view = Some(v);
+                        break;
+                    }
+                }
                 let mut s = match view {
-                    Ok(Ok(v)) => Sample {
+                    Some(v) => Sample {
                         t_secs,
                         ok: true,
                         waiting: v.waiting,

@@ -88,8 +88,9 @@ impl ServerProcess {
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
-                    "server exited with {status} before serving; log: {}",
-                    spec.log_path.display()
+                    "server exited with {status} before serving; log: {}\n{}",
+                    spec.log_path.display(),
+                    failure_excerpt(&spec.log_path)
                 ));
             }
             if healthz(addr).await {
@@ -112,6 +113,11 @@ impl ServerProcess {
         Ok(())
     }
 
+    /// SIGKILL without waiting for the exit (for cleanup on an error path).
+    pub fn kill_now(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn stop(mut self, grace: Duration) -> Option<i32> {
         let _ = std::process::Command::new("kill")
@@ -130,6 +136,29 @@ impl ServerProcess {
     /// One RSS/CPU reading of the server process.
     pub fn sample(&self) -> Option<ProcSample> {
         ProcSample::read(self.pid)
+    }
+}
+
+/// The last `lines` lines of a server log (empty if unreadable).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Why a server stopped, from its log: the `Error:` / `panicked` lines
+/// (before any backtrace), else the last lines.
+fn failure_excerpt(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let reasons: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Error") || l.contains("panicked"))
+        .take(3)
+        .collect();
+    if reasons.is_empty() {
+        log_tail(path, 10)
+    } else {
+        reasons.join("\n")
     }
 }
 

@@ -34,7 +34,9 @@ pub struct Behaviour {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerPlan {
     pub worker_id: usize,
-    pub server: String,
+    /// Base URLs of the server nodes; user `idx` starts on `servers[idx % len]`
+    /// (one entry unless the run is against a cluster).
+    pub servers: Vec<String>,
     pub activity_id: String,
     pub jwt_secret: String,
     pub user_prefix: String,
@@ -78,7 +80,7 @@ pub async fn run(
     control: watch::Receiver<u64>,
     events: mpsc::UnboundedSender<WorkerEvent>,
 ) {
-    let server = match crate::client::resolve_base_url(&plan.server) {
+    let servers = match resolve_servers(&plan.servers) {
         Ok(s) => s,
         Err(e) => {
             let _ = events.send(WorkerEvent::Done {
@@ -88,7 +90,7 @@ pub async fn run(
             return;
         }
     };
-    let ctx = Arc::new(Ctx::new(&plan, server, control));
+    let ctx = Arc::new(Ctx::new(&plan, &servers, control));
     let mut tasks = Vec::with_capacity(plan.users);
     for i in 0..plan.users {
         let idx = plan.first_user + i;
@@ -121,6 +123,15 @@ pub async fn run(
         worker: plan.worker_id,
         error,
     });
+}
+
+fn resolve_servers(urls: &[String]) -> Result<Vec<std::net::SocketAddr>, String> {
+    if urls.is_empty() {
+        return Err("the worker plan names no server".into());
+    }
+    urls.iter()
+        .map(|u| crate::client::resolve_base_url(u))
+        .collect()
 }
 
 fn progress_of(worker: usize, ctx: &Ctx) -> Progress {

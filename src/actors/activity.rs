@@ -11,6 +11,7 @@
 //! `OrderCall`, `OrdersOf`, `Admin`, `Tick`, `Drain`.
 
 use super::messages::*;
+use crate::cluster::replicate::ReplicaError;
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};
 use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, Push, TicketView};
 use crate::domain::clock::{Clock, Millis};
@@ -41,8 +42,17 @@ pub struct ActorDeps {
     pub outbox: bool,
 }
 
+/// In cluster mode: where this owner replicates its commits, and the lease (with its
+/// fencing token) every replicated write must still hold.
+#[derive(Clone)]
+pub struct Replica {
+    pub replicator: crate::cluster::replicate::Replicator,
+    pub holder: String,
+}
+
 pub struct ActivityActor {
     id: ActivityId,
+    replica: Option<Replica>,
     activity: Activity,
     deps: ActorDeps,
     sessions: HashMap<UserId, SessionHandle>,
@@ -103,9 +113,10 @@ impl Notices {
 }
 
 impl ActivityActor {
-    pub fn new(activity: Activity, deps: ActorDeps) -> Self {
+    pub fn new(activity: Activity, deps: ActorDeps, replica: Option<Replica>) -> Self {
         Self {
             id: activity.spec().id.clone(),
+            replica,
             activity,
             deps,
             sessions: HashMap::new(),
@@ -135,10 +146,24 @@ impl ActivityActor {
         }
         let record = fx.record_dirty.then(|| self.activity.record());
         let ops = codec::encode(&self.id, record.as_ref(), &fx.mutations, self.deps.outbox);
+        let replicated = self
+            .replica
+            .as_ref()
+            .map(|r| r.replicator.apply(&self.id, &r.holder, &ops));
         let ack = match self.deps.store.commit(ops) {
             Ok(rx) => async move {
-                match rx.await {
-                    Ok(Ok(())) => Ok(()),
+                let local = matches!(rx.await, Ok(Ok(())));
+                let replica = match replicated {
+                    None => Ok(()),
+                    Some(r) => r.await.unwrap_or(Err(ReplicaError::Unavailable(
+                        "the replicator stopped".into(),
+                    ))),
+                };
+                match (local, replica) {
+                    (true, Ok(())) => Ok(()),
+                    (_, Err(ReplicaError::Fenced)) => Err(CallError::Unavailable(
+                        "this node no longer owns the activity; retry",
+                    )),
                     _ => Err(CallError::Unavailable("the store cannot write")),
                 }
             }
@@ -160,14 +185,17 @@ impl ActivityActor {
         ctx.spawn(
             ack.clone()
                 .into_actor(self)
-                .map(move |res, act, _| act.on_durable(no, res)),
+                .map(move |res, act, ctx| act.on_durable(no, res, ctx)),
         );
         self.last = Some(ack.clone());
         ack
     }
 
     /// Commits finish in order; pushes go out in the same order, only when durable.
-    fn on_durable(&mut self, no: u64, res: Result<(), CallError>) {
+    fn on_durable(&mut self, no: u64, res: Result<(), CallError>, ctx: &mut Context<Self>) {
+        if res.is_err() && self.replica.is_some() {
+            return self.step_down(ctx);
+        }
         if let Some(f) = self.inflight.iter_mut().find(|f| f.no == no) {
             f.done = Some(res);
         }
@@ -180,6 +208,24 @@ impl ActivityActor {
         if self.inflight.is_empty() {
             self.last = None;
         }
+    }
+
+    /// Cluster mode: a commit missed the replica (lease lost, or Redis failed), so this
+    /// actor's memory is ahead of what a successor would rebuild. It stops deciding at
+    /// once; the activity is rebuilt from the replica by whichever node owns it next.
+    /// Local sessions are told to reconnect; relayed ones are re-joined by their nodes.
+    fn step_down(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        tracing::warn!(activity_id = %self.id, "stepping down: the replica did not take a commit");
+        metrics::counter!("sluice_cluster_step_downs_total").increment(1);
+        for s in self.sessions.values().filter(|s| s.is_local()) {
+            s.push(ToSession::Restarting);
+        }
+        self.inflight.clear();
+        ctx.stop();
     }
 
     /// Sends a batch of pushes. Users admitted in this batch go first (each user's
@@ -216,7 +262,7 @@ impl ActivityActor {
             return;
         };
         let last = push.is_final();
-        s.queue.push(ToSession::Push(push));
+        s.push(ToSession::Push(push));
         if last {
             self.sessions.remove(user);
         }
@@ -353,7 +399,7 @@ impl Handler<Join> for ActivityActor {
         if let (Ok(_), Some(session)) = (&result, msg.session) {
             if let Some(old) = self.sessions.insert(msg.user.clone(), session.clone()) {
                 if old.id != session.id {
-                    old.queue.push(ToSession::Superseded);
+                    old.push(ToSession::Superseded);
                 }
             }
         }
@@ -466,12 +512,21 @@ impl Handler<Admin> for ActivityActor {
     }
 }
 
+impl Handler<StepDown> for ActivityActor {
+    type Result = ();
+    fn handle(&mut self, _: StepDown, ctx: &mut Self::Context) {
+        self.step_down(ctx);
+    }
+}
+
 impl Handler<Drain> for ActivityActor {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
-        for s in self.sessions.values() {
-            s.queue.push(ToSession::Restarting);
+        // Sessions relayed from other nodes stay: those nodes re-join them to the
+        // activity's next owner.
+        for s in self.sessions.values().filter(|s| s.is_local()) {
+            s.push(ToSession::Restarting);
         }
         let durable = self.commit(ctx);
         Box::pin(async move {

@@ -21,7 +21,7 @@ pub enum CallError {
 pub type CallResult<T> = Result<T, CallError>;
 
 /// What a session is told; a fact, delivered after it is durable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ToSession {
     Push(Push),
     /// The same user connected elsewhere.
@@ -33,9 +33,31 @@ pub enum ToSession {
 /// A WebSocket session as the activity sees it.
 #[derive(Clone)]
 pub struct SessionHandle {
-    /// Unique per connection, so a superseded socket's goodbye cannot detach its successor.
+    /// Unique per connection (and across cluster nodes), so a superseded socket's
+    /// goodbye cannot detach its successor.
     pub id: u64,
-    pub queue: std::sync::Arc<super::session_queue::SessionQueue>,
+    pub sink: SessionSink,
+}
+
+/// Where a session's messages go: its queue on this node, or the link to the cluster
+/// node that holds its socket (batched per node per tick).
+#[derive(Clone)]
+pub enum SessionSink {
+    Local(std::sync::Arc<super::session_queue::SessionQueue>),
+    Remote(std::sync::Arc<crate::cluster::relay::NodeLink>),
+}
+
+impl SessionHandle {
+    pub fn push(&self, msg: ToSession) {
+        match &self.sink {
+            SessionSink::Local(q) => q.push(msg),
+            SessionSink::Remote(link) => link.push(self.id, msg),
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.sink, SessionSink::Local(_))
+    }
 }
 
 /// Join or resume. With a session the place is attached and the session receives
@@ -128,3 +150,8 @@ pub struct Tick;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain;
+
+/// Cluster mode: the lease is gone; stop deciding now (see `ActivityActor::step_down`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StepDown;

@@ -2,13 +2,14 @@
 //! arbiter (thread), apart from the HTTP workers; they are started at boot from the
 //! store and on creation by an operator.
 
-use super::activity::{ActivityActor, ActorDeps};
-use super::messages::{Admin, CallError, Drain};
+use super::activity::{ActivityActor, ActorDeps, Replica};
+use super::messages::{Admin, CallError, Drain, StepDown};
 use crate::domain::activity::{Activity, ActivityError, ActivityView};
 use crate::domain::ids::ActivityId;
 use crate::domain::spec::{ActivitySpec, SlotSpec};
 use crate::domain::token::TokenKey;
-use crate::store::{Store, StoreError};
+use crate::store::codec::KvOp;
+use crate::store::{layout, Store, StoreError};
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,16 +49,16 @@ impl Registry {
         let n = loaded.len();
         for l in loaded {
             let activity = Activity::restore(l.record, l.data, self.key.clone(), now);
-            self.spawn(activity);
+            self.spawn(activity, None);
         }
         Ok(n)
     }
 
-    fn spawn(&self, activity: Activity) -> Addr<ActivityActor> {
+    fn spawn(&self, activity: Activity, replica: Option<Replica>) -> Addr<ActivityActor> {
         let id = activity.spec().id.clone();
         let deps = self.deps.clone();
         let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
-            ActivityActor::new(activity, deps)
+            ActivityActor::new(activity, deps, replica)
         });
         self.actors
             .write()
@@ -71,6 +72,7 @@ impl Registry {
         &self,
         spec: ActivitySpec,
         slots: Vec<SlotSpec>,
+        replica: Option<Replica>,
     ) -> Result<ActivityView, CallError> {
         if self.is_draining() {
             return Err(CallError::Unavailable("the server is restarting"));
@@ -90,7 +92,7 @@ impl Registry {
             let activity = Activity::new(spec.clone(), &slots, self.key.clone(), now);
             let deps = self.deps.clone();
             let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
-                ActivityActor::new(activity, deps)
+                ActivityActor::new(activity, deps, replica)
             });
             map.insert(spec.id.clone(), addr.clone());
             addr
@@ -98,6 +100,54 @@ impl Registry {
         addr.send(Admin::View { admin: true })
             .await
             .map_err(|_| CallError::Unavailable("the activity stopped"))?
+    }
+
+    /// Cluster mode: takes an activity over from its replicated state (`kvs`: its sled
+    /// keys and values). This node's copy is replaced by the replica in one commit,
+    /// every order is queued for the sink again (idempotent there: the previous owner
+    /// may have died before flushing), and the actor starts replicating as `replica`.
+    /// `Ok(false)`: the replica holds no record (nothing to adopt).
+    pub async fn adopt(
+        &self,
+        id: &ActivityId,
+        kvs: Vec<(Vec<u8>, Vec<u8>)>,
+        replica: Replica,
+    ) -> Result<bool, StoreError> {
+        let mut ops = vec![KvOp::DelPrefix(layout::activity_key(id, ""))];
+        ops.extend(kvs.into_iter().map(|(k, v)| KvOp::Put(k, v)));
+        let ack = self.deps.store.commit(ops)?;
+        ack.await.map_err(|_| StoreError::Unavailable)??;
+        let Some(loaded) = self.deps.store.load_activity(id)? else {
+            return Ok(false);
+        };
+        if self.deps.outbox {
+            let requeue: Vec<KvOp> = loaded
+                .data
+                .orders
+                .iter()
+                .map(|o| KvOp::Outbox(serde_json::to_vec(&o.view()).unwrap_or_default()))
+                .collect();
+            if !requeue.is_empty() {
+                let ack = self.deps.store.commit(requeue)?;
+                ack.await.map_err(|_| StoreError::Unavailable)??;
+            }
+        }
+        let now = self.deps.clock.now_ms();
+        let activity = Activity::restore(loaded.record, loaded.data, self.key.clone(), now);
+        self.spawn(activity, Some(replica));
+        Ok(true)
+    }
+
+    /// Cluster mode: stops an activity this node no longer owns.
+    pub fn remove(&self, id: &ActivityId) {
+        let addr = self
+            .actors
+            .write()
+            .expect("registry lock is never poisoned")
+            .remove(id);
+        if let Some(addr) = addr {
+            addr.do_send(StepDown);
+        }
     }
 
     pub fn get(&self, id: &ActivityId) -> Option<Addr<ActivityActor>> {

@@ -25,7 +25,7 @@ pub enum PowError {
 }
 
 /// A client's answer to a challenge.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PowSolution {
     pub nonce: String,
     pub solution: String,

@@ -49,7 +49,7 @@ impl Default for Admission {
 }
 
 /// A partial `Admission`, as in `PATCH .../admission` and the create body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionPatch {
     pub rate_per_sec: Option<u32>,
@@ -125,7 +125,7 @@ impl SlotSpec {
 }
 
 /// The body of `POST /api/admin/activities`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateActivity {
     pub id: String,

@@ -25,8 +25,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list(st: Data<AppState>) -> HttpResponse {
-    let views = crate::http::admin::all_views(&st, false).await;
+async fn list(req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+    let local_only = crate::http::internal::internal_caller(&req).is_some();
+    let views = crate::http::admin::all_views_from(&st, false, local_only).await;
     HttpResponse::Ok().json(serde_json::json!({ "activities": views }))
 }
 

@@ -2,13 +2,16 @@
 //! Server-Sent Events stream of every activity's counters for the dashboard.
 
 use crate::actors::messages::Admin as AdminCall;
+use crate::cluster::client::forward;
 use crate::domain::spec::{AdmissionPatch, CreateActivity, SlotSpec};
 use crate::error::ApiError;
 use crate::http::calls::{activity_id, call, call_id};
 use crate::http::identity::Admin;
+use crate::http::internal::internal_caller;
+use crate::http::limits::client_ip;
 use crate::http::state::AppState;
 use actix_web::web::{self, Bytes, Data, Json, Path};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/activities", web::post().to(create))
             .route("/activities", web::get().to(list))
             .route("/events", web::get().to(events))
+            .route("/cluster", web::get().to(cluster))
             .route("/activities/{id}", web::get().to(get))
             .route("/activities/{id}/stock", web::post().to(add_stock))
             .route("/activities/{id}/slots", web::post().to(add_slots))
@@ -34,31 +38,94 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn create(
     _: Admin,
+    req: HttpRequest,
     st: Data<AppState>,
     body: Json<CreateActivity>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
     let (spec, slots) = body
-        .into_inner()
+        .clone()
         .validate(st.clock.now_ms())
         .map_err(|e| ApiError::invalid(e.0))?;
+    if let Some(c) = &st.cluster {
+        // Created on its rendezvous node, so activities spread over the cluster.
+        let forwarded = internal_caller(&req).is_some();
+        if let Some((node, base)) = c
+            .preferred(&spec.id)
+            .filter(|(n, _)| !forwarded && *n != c.node_id)
+        {
+            tracing::info!(activity_id = %spec.id, node = %node, "creating activity on its node");
+            let json = serde_json::to_vec(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let res = forward(&req, json.into(), &base, c.key(), client_ip(&req)).await;
+            c.refresh().await;
+            return Ok(res);
+        }
+        tracing::info!(activity_id = %spec.id, kind = ?spec.kind, "creating activity (owned here)");
+        return Ok(HttpResponse::Created().json(c.create(spec, slots).await?));
+    }
     tracing::info!(activity_id = %spec.id, kind = ?spec.kind, "creating activity");
-    let view = st.registry.create(spec, slots).await?;
+    let view = st.registry.create(spec, slots, None).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
-/// Every activity's view, for the operator (`admin = true`) or the public.
-pub async fn all_views(st: &AppState, admin: bool) -> Vec<crate::domain::activity::ActivityView> {
-    let mut views = Vec::new();
-    for (_, addr) in st.registry.all() {
-        if let Ok(v) = call(st, &addr, AdminCall::View { admin }).await {
-            views.push(v);
-        }
+async fn cluster(_: Admin, st: Data<AppState>) -> HttpResponse {
+    match &st.cluster {
+        Some(c) => HttpResponse::Ok().json(c.describe()),
+        None => HttpResponse::Ok().json(serde_json::json!({"enabled": false})),
     }
-    views
 }
 
-async fn list(_: Admin, st: Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "activities": all_views(&st, true).await }))
+/// Every activity's view, for the operator (`admin = true`) or the public.
+/// Views of every activity running here; in cluster mode (unless `local_only`, as
+/// for a peer's fan-out) also those of every other live node, by id.
+pub async fn all_views(st: &AppState, admin: bool) -> Vec<serde_json::Value> {
+    all_views_from(st, admin, false).await
+}
+
+pub async fn all_views_from(
+    st: &AppState,
+    admin: bool,
+    local_only: bool,
+) -> Vec<serde_json::Value> {
+    let mut views = std::collections::BTreeMap::new();
+    for (id, addr) in st.registry.all() {
+        if let Ok(v) = call(st, &addr, AdminCall::View { admin }).await {
+            views.insert(id.to_string(), serde_json::to_value(v).unwrap_or_default());
+        }
+    }
+    if let (Some(c), false) = (&st.cluster, local_only) {
+        let path = if admin {
+            "/api/admin/activities"
+        } else {
+            "/api/activities"
+        };
+        let bearer =
+            actix_web::http::header::HeaderValue::from_str(&format!("Bearer {}", c.key())).ok();
+        let auth = if admin { bearer.as_ref() } else { None };
+        for (node, base) in c.peers() {
+            match crate::cluster::client::get_json::<serde_json::Value>(&base, path, c.key(), auth)
+                .await
+            {
+                Ok(v) => {
+                    for view in v["activities"].as_array().cloned().unwrap_or_default() {
+                        if let Some(id) = view["id"].as_str() {
+                            views.entry(id.to_owned()).or_insert(view);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "cannot list a node's activities")
+                }
+            }
+        }
+    }
+    views.into_values().collect()
+}
+
+async fn list(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+    let local_only = internal_caller(&req).is_some();
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "activities": all_views_from(&st, true, local_only).await }))
 }
 
 async fn get(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {

@@ -123,9 +123,15 @@ impl Credentials {
     }
 }
 
-fn load(st: &AppState, username: &str) -> Result<Option<Account>, ApiError> {
+/// Accounts live in this node's store, or in cluster mode in the cluster's Redis (so
+/// a user registered through one node logs in through any).
+async fn load(st: &AppState, username: &str) -> Result<Option<Account>, ApiError> {
     let unavailable = |_| ApiError::new(ErrorCode::Unavailable, "the store cannot be read");
-    match st.store.get(&account_key(username)).map_err(unavailable)? {
+    let stored = match &st.cluster {
+        Some(c) => c.account(username).await?,
+        None => st.store.get(&account_key(username)).map_err(unavailable)?,
+    };
+    match stored {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -149,7 +155,7 @@ async fn register(
         .await?
         .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))?;
     let _guard = st.accounts.registering.lock().await;
-    if load(&st, &creds.username)?.is_some() {
+    if load(&st, &creds.username).await?.is_some() {
         return Err(ApiError::new(ErrorCode::Conflict, "that username is taken"));
     }
     let user_id = format!("usr-{}", crate::domain::ids::new_ticket());
@@ -159,6 +165,14 @@ async fn register(
         password_hash: hash,
     };
     let value = serde_json::to_vec(&account).expect("accounts serialize");
+    if let Some(c) = &st.cluster {
+        // HSETNX: two nodes registering the same name at once cannot both win.
+        return if c.add_account(&creds.username, &value).await? {
+            Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id })))
+        } else {
+            Err(ApiError::new(ErrorCode::Conflict, "that username is taken"))
+        };
+    }
     let ack = st
         .store
         .commit(vec![KvOp::Put(account_key(&creds.username), value)])
@@ -179,7 +193,7 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     st.limits.check_login(&req)?;
     let creds = body.into_inner();
-    let account = load(&st, &creds.username)?;
+    let account = load(&st, &creds.username).await?;
     let stored = account.as_ref().map_or_else(
         || st.accounts.dummy_hash.clone(),
         |a| a.password_hash.clone(),

@@ -14,9 +14,13 @@ pub fn activity_id(raw: &str) -> Result<ActivityId, ApiError> {
 }
 
 pub fn actor(st: &AppState, id: &ActivityId) -> Result<Addr<ActivityActor>, ApiError> {
-    st.registry
-        .get(id)
-        .ok_or_else(|| ApiError::not_found("no such activity"))
+    st.registry.get(id).ok_or_else(|| match &st.cluster {
+        // Known to the cluster but not running here (it just moved): retry, not 404.
+        Some(c) if !matches!(c.route(id), crate::cluster::Route::Unknown) => {
+            crate::http::forward::moving()
+        }
+        _ => ApiError::not_found("no such activity"),
+    })
 }
 
 /// Sends with backpressure: a full mailbox makes the caller wait up to the actor

@@ -83,8 +83,23 @@ fn limited(secs: u64) -> ApiError {
 }
 
 fn ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    client_ip(req)
+}
+
+/// The client's address: the peer's, or on a request a cluster node forwarded, the
+/// original client's (so per-IP limits apply to clients, not to nodes).
+pub fn client_ip(req: &HttpRequest) -> IpAddr {
+    let forwarded = || {
+        let v = req
+            .headers()
+            .get(crate::cluster::client::CLIENT_IP_HEADER)?;
+        crate::http::internal::internal_caller(req)?;
+        v.to_str().ok()?.parse().ok()
+    };
+    forwarded().unwrap_or_else(|| {
+        req.peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    })
 }
 
 impl<C: Clock + Clone> RateLimits<C> {

@@ -29,12 +29,14 @@ async fn readyz(st: Data<AppState>) -> HttpResponse {
             }
         },
     };
-    let ready = store_ok && sink != "unreachable";
+    let cluster = st.cluster.as_ref().map(|c| c.is_healthy());
+    let ready = store_ok && sink != "unreachable" && cluster != Some(false);
     let body = serde_json::json!({
         "ready": ready,
         "store": if st.registry.is_draining() { "draining" } else if store_ok { "ok" } else { "cannot write" },
         "sink": sink,
         "outbox_backlog": st.store.outbox_len(),
+        "cluster": match cluster { None => "off", Some(true) => "ok", Some(false) => "unreachable" },
     });
     if ready {
         HttpResponse::Ok().json(body)

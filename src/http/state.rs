@@ -28,6 +28,8 @@ pub struct AppState {
     pub limits: RateLimits,
     pub accounts: crate::http::auth::Accounts,
     pub session_ids: AtomicU64,
+    /// Cluster mode only.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {

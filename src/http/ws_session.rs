@@ -15,9 +15,12 @@
 //! are bounded there, and a write that cannot finish within 30 s drops the session.
 
 use crate::actors::activity::ActivityActor;
-use crate::actors::messages::{CallError, Detach, Join, Leave, SessionHandle, ToSession};
+use crate::actors::messages::{Detach, Join, Leave, SessionHandle, SessionSink, ToSession};
 use crate::actors::session_queue::{Drained, SessionQueue};
-use crate::domain::activity::{ActivityError, Push};
+use crate::cluster::relay::OwnerRef;
+use crate::cluster::Cluster;
+use crate::domain::activity::Push;
+use crate::domain::ids::ActivityId;
 use crate::domain::ids::UserId;
 use crate::domain::pow::PowSolution;
 use crate::error::{ApiError, ErrorCode};
@@ -43,12 +46,23 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// The contract's frame limit; larger frames close the socket with 1009.
 pub const MAX_FRAME: usize = 4096;
 
+/// The activity a session waits for: running here, or owned by another cluster node
+/// (the session's operations and messages are relayed, see `cluster::relay`).
+pub enum Target {
+    Local(Addr<ActivityActor>),
+    Remote {
+        id: ActivityId,
+        owner: OwnerRef,
+        cluster: Arc<Cluster>,
+    },
+}
+
 /// Who connected, to what, as checked by the upgrade.
 pub struct SessionSpec {
     pub user: UserId,
     pub ticket: Option<String>,
     pub pow: Option<PowSolution>,
-    pub activity: Addr<ActivityActor>,
+    pub activity: Target,
     pub state: Data<AppState>,
     /// Counted in `WsLimits`; released when the session ends.
     pub ip: IpAddr,
@@ -79,10 +93,13 @@ enum Event {
 impl Drop for Session {
     /// Runs however the session ends, including the server dropping its task.
     fn drop(&mut self) {
-        self.spec.activity.do_send(Detach {
-            user: self.spec.user.clone(),
-            session_id: self.id,
-        });
+        match &self.spec.activity {
+            Target::Local(addr) => addr.do_send(Detach {
+                user: self.spec.user.clone(),
+                session_id: self.id,
+            }),
+            Target::Remote { cluster, .. } => cluster.relay.detach(self.id),
+        }
         self.spec.state.ws.close(self.spec.ip);
     }
 }
@@ -126,6 +143,13 @@ async fn serve_session(mut io: TcpStream, pending: BytesMut, mut s: Session) {
     }
 }
 
+fn busy() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the activity is busy; reconnect shortly",
+    )
+}
+
 /// Reads what the socket has (one chunk) into `rbuf`; false at end of stream or error.
 fn fill(io: &TcpStream, rbuf: &mut BytesMut) -> bool {
     let mut chunk = [0u8; 4096];
@@ -143,46 +167,60 @@ impl Session {
     /// Joins or resumes; the activity puts `queued`/`prequeue` in the queue once durable.
     /// A refusal is the frame to send and how to close.
     async fn join(&mut self) -> Result<(), (String, CloseCode, &'static str)> {
-        let join = Join {
-            user: self.spec.user.clone(),
-            ticket: self.spec.ticket.take(),
-            pow: self.spec.pow.take(),
-            session: Some(SessionHandle {
-                id: self.id,
-                queue: Arc::clone(&self.queue),
-            }),
+        let (ticket, pow) = (self.spec.ticket.take(), self.spec.pow.take());
+        let res = match &self.spec.activity {
+            Target::Local(addr) => {
+                let join = Join {
+                    user: self.spec.user.clone(),
+                    ticket,
+                    pow,
+                    session: Some(SessionHandle {
+                        id: self.id,
+                        sink: SessionSink::Local(Arc::clone(&self.queue)),
+                    }),
+                };
+                match addr.send(join).timeout(self.spec.state.actor_timeout).await {
+                    Ok(r) => r.map(drop).map_err(|e| (ApiError::from(e), false)),
+                    Err(_) => Err((busy(), true)),
+                }
+            }
+            Target::Remote { id, owner, cluster } => {
+                let queue = Arc::clone(&self.queue);
+                let joined = cluster.relay.join(
+                    id,
+                    owner.clone(),
+                    self.id,
+                    &self.spec.user,
+                    ticket,
+                    pow,
+                    queue,
+                );
+                match timeout(self.spec.state.actor_timeout, joined).await {
+                    Ok(r) => r.map_err(|e| (e, false)),
+                    Err(_) => Err((busy(), true)),
+                }
+            }
         };
-        let res = self
-            .spec
-            .activity
-            .send(join)
-            .timeout(self.spec.state.actor_timeout)
-            .await;
-        Err(match res {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(CallError::Domain(ActivityError::SoldOut(_)))) => (
+        let (e, timed_out) = match res {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        Err(match e.code {
+            ErrorCode::SoldOut => (
                 encode(&ToSession::Push(Push::SoldOut)),
                 CloseCode::Normal,
                 "sold out",
             ),
-            Ok(Err(CallError::Domain(ActivityError::NotOpen(_)))) => (
+            ErrorCode::NotOpen => (
                 encode(&ToSession::Push(Push::Closed)),
                 CloseCode::Normal,
                 "closed",
             ),
-            Ok(Err(e)) => {
-                let e = ApiError::from(e);
+            _ if !timed_out => {
                 let code = e.code.as_str();
                 (error_frame(e.code, &e.message), CloseCode::Policy, code)
             }
-            Err(_) => (
-                error_frame(
-                    ErrorCode::Unavailable,
-                    "the activity is busy; reconnect shortly",
-                ),
-                CloseCode::Again,
-                "busy",
-            ),
+            _ => (error_frame(e.code, &e.message), CloseCode::Again, "busy"),
         })
     }
 
@@ -282,15 +320,18 @@ impl Session {
             .and_then(parse_client);
         match parsed {
             Ok(ClientFrame::Leave) => {
-                let leave = Leave {
-                    user: self.spec.user.clone(),
-                };
-                let _ = self
-                    .spec
-                    .activity
-                    .send(leave)
-                    .timeout(self.spec.state.actor_timeout)
-                    .await;
+                let timeout_after = self.spec.state.actor_timeout;
+                match &self.spec.activity {
+                    Target::Local(addr) => {
+                        let leave = Leave {
+                            user: self.spec.user.clone(),
+                        };
+                        let _ = addr.send(leave).timeout(timeout_after).await;
+                    }
+                    Target::Remote { cluster, .. } => {
+                        let _ = timeout(timeout_after, cluster.relay.leave(self.id)).await;
+                    }
+                }
                 Err(End::Close(CloseCode::Normal, "left"))
             }
             Err(m) => {

@@ -7,18 +7,20 @@
 //! as plain HTTP responses before any upgrade. Plain `GET`s of the path (no upgrade)
 //! reach the app's route in `ws_route`.
 
+use crate::cluster::Route;
 use crate::domain::ids::is_ticket_shaped;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::calls::{activity_id, actor};
+use crate::http::calls::activity_id;
 use crate::http::identity::user_in;
 use crate::http::state::AppState;
-use crate::http::ws_session::{self, SessionSpec};
+use crate::http::ws_session::{self, SessionSpec, Target};
 use actix_codec::Framed;
 use actix_http::{h1, ws, HttpMessage, Method, Request};
 use actix_web::dev::{fn_service, ServiceFactory};
 use actix_web::web::{self, BytesMut, Data};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -47,12 +49,13 @@ pub fn service(
             let answer = answer(&state, req, framed);
             async move {
                 match answer {
-                    Answer::Upgrade {
-                        mut io,
-                        response,
-                        pending,
-                        spec,
-                    } => {
+                    Answer::Upgrade(up) => {
+                        let Upgrade {
+                            mut io,
+                            response,
+                            pending,
+                            spec,
+                        } = *up;
                         if Box::pin(io.write_all(response.as_bytes())).await.is_ok() {
                             drop(response);
                             ws_session::run(io, pending, spec).await;
@@ -73,16 +76,15 @@ pub fn service(
 }
 
 enum Answer {
-    Upgrade {
-        io: TcpStream,
-        response: String,
-        pending: BytesMut,
-        spec: SessionSpec,
-    },
-    Refuse {
-        io: TcpStream,
-        response: String,
-    },
+    Upgrade(Box<Upgrade>),
+    Refuse { io: TcpStream, response: String },
+}
+
+struct Upgrade {
+    io: TcpStream,
+    response: String,
+    pending: BytesMut,
+    spec: SessionSpec,
 }
 
 fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) -> Answer {
@@ -104,12 +106,12 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
             );
-            Answer::Upgrade {
+            Answer::Upgrade(Box::new(Upgrade {
                 io,
                 response,
                 pending,
                 spec,
-            }
+            }))
         }
         Err(e) => {
             let (status, _) = e.code.status_and_code();
@@ -182,13 +184,21 @@ fn check(
 }
 
 /// The activity and the query of a WebSocket request, checked (also for plain `GET`s).
-pub fn target(
-    st: &AppState,
-    raw_id: &str,
-    query: &str,
-) -> Result<(actix::Addr<crate::actors::activity::ActivityActor>, WsQuery), ApiError> {
+pub fn target(st: &AppState, raw_id: &str, query: &str) -> Result<(Target, WsQuery), ApiError> {
     let id = activity_id(raw_id)?;
-    let addr = actor(st, &id)?;
+    let target = match (st.registry.get(&id), &st.cluster) {
+        (Some(addr), _) => Target::Local(addr),
+        (None, Some(c)) => match c.route(&id) {
+            Route::Owner(owner) => Target::Remote {
+                id,
+                owner,
+                cluster: Arc::clone(c),
+            },
+            Route::Moving => return Err(crate::http::forward::moving()),
+            Route::Unknown => return Err(ApiError::not_found("no such activity")),
+        },
+        (None, None) => return Err(ApiError::not_found("no such activity")),
+    };
     if st.registry.is_draining() {
         return Err(
             ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),
@@ -202,5 +212,5 @@ pub fn target(
             return Err(ApiError::not_found("no such ticket"));
         }
     }
-    Ok((addr, q))
+    Ok((target, q))
 }

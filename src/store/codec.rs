@@ -10,6 +10,10 @@ use crate::domain::ids::ActivityId;
 pub enum KvOp {
     Put(Vec<u8>, Vec<u8>),
     Del(Vec<u8>),
+    /// Every key under a prefix (an activity adopted from the cluster's replica
+    /// replaces whatever this node had of it). Applied before the commit's puts
+    /// only if it comes first in the commit.
+    DelPrefix(Vec<u8>),
     Outbox(Vec<u8>),
 }
 

@@ -15,6 +15,7 @@ mod writer;
 pub use codec::KvOp;
 pub use recovery::LoadedActivity;
 
+use crate::domain::ids::ActivityId;
 use layout::{OUTBOX_PREFIX, SCHEMA_KEY, SCHEMA_VERSION};
 use sink::OrderRecord;
 use std::path::Path;
@@ -158,6 +159,13 @@ impl Store {
     /// Loads every activity for recovery; any undecodable entry stops start-up.
     pub fn load_activities(&self) -> Result<Vec<LoadedActivity>, StoreError> {
         self.with_db(|db| recovery::load(db, &self.inner.path))
+    }
+
+    /// Loads one activity (cluster adoption), if the store has its record.
+    pub fn load_activity(&self, id: &ActivityId) -> Result<Option<LoadedActivity>, StoreError> {
+        let prefix = layout::activity_key(id, "");
+        self.with_db(|db| recovery::load_prefix(db, &self.inner.path, &prefix))
+            .map(|mut v| v.pop())
     }
 
     pub fn outbox_len(&self) -> u64 {

@@ -22,9 +22,18 @@ fn decode<T: serde::de::DeserializeOwned>(
 }
 
 pub(super) fn load(db: &sled::Db, path: &str) -> Result<Vec<LoadedActivity>, StoreError> {
+    load_prefix(db, path, ACTIVITY_PREFIX)
+}
+
+/// Loads the activities under `prefix` (all of them, or one: `a/{id}/`).
+pub(super) fn load_prefix(
+    db: &sled::Db,
+    path: &str,
+    prefix: &[u8],
+) -> Result<Vec<LoadedActivity>, StoreError> {
     let mut records: BTreeMap<String, ActivityRecord> = BTreeMap::new();
     let mut data: BTreeMap<String, Restored> = BTreeMap::new();
-    for kv in db.scan_prefix(ACTIVITY_PREFIX) {
+    for kv in db.scan_prefix(prefix) {
         let (k, v) = kv?;
         let key = parse_activity_key(&k).ok_or_else(|| StoreError::Corrupt {
             path: path.into(),

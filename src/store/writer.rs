@@ -72,6 +72,11 @@ fn apply(db: &sled::Db, jobs: &[Job], next_outbox: &mut u64) -> Result<u64, Stor
             match op {
                 KvOp::Put(k, v) => batch.insert(k.as_slice(), v.as_slice()),
                 KvOp::Del(k) => batch.remove(k.as_slice()),
+                KvOp::DelPrefix(p) => {
+                    for key in db.scan_prefix(p.as_slice()).keys() {
+                        batch.remove(key?);
+                    }
+                }
                 KvOp::Outbox(v) => {
                     batch.insert(outbox_key(*next_outbox), v.as_slice());
                     *next_outbox += 1;

@@ -1,6 +1,8 @@
 //! API tests: one binary (links once), one module per feature area.
 
 mod helpers;
+#[path = "../common/ws_user.rs"]
+mod ws_user;
 
 mod contract_errors;
 mod durability;

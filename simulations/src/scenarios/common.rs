@@ -41,18 +41,7 @@ pub struct Target {
 impl Target {
     /// Uses `--url`, or starts `--spawn-server` with `extra_env`.
     pub async fn open(args: &ServerArgs, extra_env: Vec<(String, String)>) -> Result<Self, String> {
-        let mut env = extra_env;
-        if !args.keep_rate_limits {
-            for class in PER_IP_LIMITS {
-                env.push((format!("SLUICE__LIMITS__{class}"), "0".to_string()));
-            }
-        }
-        for kv in &args.server_env {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("--server-env {kv}: expected KEY=VALUE"))?;
-            env.push((k.to_string(), v.to_string()));
-        }
+        let env = spawned_server_env(extra_env, args.keep_rate_limits, &args.server_env)?;
         let (url, spec, process) = match &args.spawn_server {
             Some(binary) => {
                 let spec = ServerSpec::fresh(binary, env)?;
@@ -135,10 +124,30 @@ impl Target {
         let Some(spec) = &self.spec else {
             return String::new();
         };
-        let text = std::fs::read_to_string(&spec.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
+        crate::server::log_tail(&spec.log_path, 10)
     }
+}
+
+/// The environment of a spawned server: `extra`, then the per-IP limits
+/// lifted (unless `keep_rate_limits`), then each `--server-env KEY=VALUE`.
+pub fn spawned_server_env(
+    extra: Vec<(String, String)>,
+    keep_rate_limits: bool,
+    server_env: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    let mut env = extra;
+    if !keep_rate_limits {
+        for class in PER_IP_LIMITS {
+            env.push((format!("SLUICE__LIMITS__{class}"), "0".to_string()));
+        }
+    }
+    for kv in server_env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--server-env {kv}: expected KEY=VALUE"))?;
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(env)
 }
 
 /// The run's deadline, as a tokio instant and as unix ms (for children).
@@ -219,7 +228,7 @@ pub fn finish(
     let scenario = report.scenario.clone();
     if let Some(dir) = &run.charts {
         match crate::charts::draw_run(dir, &scenario, samples, latencies) {
-            Ok(files) => report.charts = files,
+            Ok(files) => report.charts.extend(files),
             Err(e) => report.run_errors.push(format!("charts: {e}")),
         }
     }

@@ -73,7 +73,7 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
     let baseline = target.sample();
     let sampler = Sampler::start(target.admin.clone(), id.clone(), target.pid.clone());
     let spec = CrowdSpec {
-        server_url: target.url.clone(),
+        server_urls: vec![target.url.clone()],
         activity_id: id.clone(),
         jwt_secret: target.jwt_secret.clone(),
         user_prefix: "patient-".into(),

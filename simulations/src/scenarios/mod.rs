@@ -1,6 +1,7 @@
 //! The scenarios. Each builds a [`crate::report::Report`]; the exit code is
 //! 0 when every check passed, 1 when one failed, 2 when the run itself failed.
 
+mod cluster;
 mod common;
 mod crash;
 mod flash_sale;
@@ -19,6 +20,7 @@ pub async fn run(command: Command) -> i32 {
         Command::Crash(a) => crash::run(a).await,
         Command::SinkOutage(a) => sink_outage::run(a).await,
         Command::Hospital(a) => hospital::run(a).await,
+        Command::Cluster(a) => cluster::run(a).await,
         Command::Worker { .. } => Err("the worker subcommand is handled in main".to_string()),
     };
     match result {

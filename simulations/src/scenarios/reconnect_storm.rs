@@ -9,7 +9,7 @@ use super::sale::{self, Twist};
 use super::sale_report;
 use crate::cli::StormArgs;
 use crate::report::Report;
-use crate::user::record::UserRecord;
+use crate::user::record::{Resume, UserRecord};
 
 /// How the resumes went.
 #[derive(Debug, Default, Serialize)]
@@ -30,12 +30,17 @@ pub struct ResumeStats {
 
 impl ResumeStats {
     pub fn of(records: &[UserRecord], cause: &str) -> Self {
+        Self::of_matching(records, |r| r.cause == cause)
+    }
+
+    /// Over the resumes `keep` selects.
+    pub fn of_matching(records: &[UserRecord], keep: impl Fn(&Resume) -> bool) -> Self {
         let mut s = Self::default();
         let mut sum_before = 0.0;
         for r in records
             .iter()
             .flat_map(|r| r.resumes.iter())
-            .filter(|r| r.cause == cause)
+            .filter(|r| keep(r))
         {
             s.resumes += 1;
             sum_before += r.position_before.unwrap_or(0) as f64;

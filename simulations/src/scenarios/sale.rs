@@ -18,9 +18,7 @@ use crate::server::ProcSample;
 use crate::user::record::UserRecord;
 use crate::worker::Behaviour;
 
-/// API.md: `position` at least every 5 s while waiting; 1 s of slack for
-/// a loaded machine.
-pub const POSITION_GAP_LIMIT_MS: f64 = 6000.0;
+pub use crate::user::record::POSITION_GAP_LIMIT_MS;
 
 /// What happens between "everyone joined" and "sale over".
 pub enum Twist {
@@ -245,20 +243,20 @@ pub async fn shell(cmd: &str) -> String {
 }
 
 /// Timestamped notes of what the run did, for the report.
-struct Timeline {
+pub(super) struct Timeline {
     start_ms: f64,
-    entries: Vec<(f64, String)>,
+    pub(super) entries: Vec<(f64, String)>,
 }
 
 impl Timeline {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         Self {
             start_ms: now_ms(),
             entries: Vec::new(),
         }
     }
 
-    fn mark(&mut self, what: String) {
+    pub(super) fn mark(&mut self, what: String) {
         self.entries
             .push(((now_ms() - self.start_ms) / 1000.0, what));
     }
@@ -273,7 +271,7 @@ fn crowd_spec(
     deadline_ms: f64,
 ) -> CrowdSpec {
     CrowdSpec {
-        server_url: target.url.clone(),
+        server_urls: vec![target.url.clone()],
         activity_id: id.to_string(),
         jwt_secret: target.jwt_secret.clone(),
         user_prefix: format!("{scenario}-u"),

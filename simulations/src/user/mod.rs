@@ -3,6 +3,7 @@
 
 pub mod purchase;
 pub mod record;
+pub mod route;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use crate::client::addrs::SourceAddrs;
 use crate::client::http::HttpClient;
 use crate::worker::{Behaviour, WorkerPlan};
+use route::Route;
 
 /// Live counters a worker reports as progress.
 #[derive(Default)]
@@ -38,13 +40,21 @@ impl Counters {
     }
 }
 
+/// One server node users may talk to (a cluster has several; every other
+/// scenario has one).
+pub struct Node {
+    pub addr: SocketAddr,
+    /// Keep-alive HTTP client for purchases, payments and challenges.
+    pub http: HttpClient,
+}
+
 /// What every user of a worker shares.
 pub struct Ctx {
     pub activity_id: String,
     pub jwt_secret: String,
-    pub server: SocketAddr,
+    /// At least one; user `idx` starts on `nodes[idx % nodes.len()]` (see [`Route`]).
+    pub nodes: Vec<Node>,
     pub sources: Arc<SourceAddrs>,
-    pub http: Arc<HttpClient>,
     /// Bounds WebSocket handshakes in flight (the server's backlog is ~1024).
     pub handshakes: Semaphore,
     pub deadline: Instant,
@@ -55,16 +65,24 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(plan: &WorkerPlan, server: SocketAddr, control: watch::Receiver<u64>) -> Self {
+    /// `servers` must not be empty.
+    pub fn new(plan: &WorkerPlan, servers: &[SocketAddr], control: watch::Receiver<u64>) -> Self {
         let sources = Arc::new(SourceAddrs::new(plan.source_first, plan.source_count));
-        let http = Arc::new(HttpClient::new(server, sources.clone(), 256));
+        // Idle keep-alive sockets are file descriptors too (20,000 per process).
+        let max_idle = (256 / servers.len().max(1)).max(32);
+        let nodes = servers
+            .iter()
+            .map(|&addr| Node {
+                addr,
+                http: HttpClient::new(addr, sources.clone(), max_idle),
+            })
+            .collect();
         let left_ms = (plan.deadline_unix_ms - crate::client::now_ms()).max(0.0);
         Self {
             activity_id: plan.activity_id.clone(),
             jwt_secret: plan.jwt_secret.clone(),
-            server,
+            nodes,
             sources,
-            http,
             handshakes: Semaphore::new(plan.handshakes.max(1)),
             deadline: Instant::now() + Duration::from_millis(left_ms as u64),
             behaviour: plan.behaviour.clone(),
@@ -75,6 +93,11 @@ impl Ctx {
 
     pub fn past_deadline(&self) -> bool {
         Instant::now() >= self.deadline
+    }
+
+    /// The node `route` points at.
+    pub fn node(&self, route: Route) -> &Node {
+        &self.nodes[route.node() % self.nodes.len()]
     }
 }
 

@@ -10,8 +10,9 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 
 use super::record::{OrderAck, Outcome, UserRecord};
+use super::route::Route;
 use super::Ctx;
-use crate::client::http::Response;
+use crate::client::http::{HttpClient, Response};
 use crate::client::now_ms;
 
 /// Purchase attempts per admission (slot retries and transient failures).
@@ -19,8 +20,10 @@ const MAX_ATTEMPTS: u32 = 200;
 /// Times every slot may be tried before an admitted user gives up.
 const MAX_SLOT_ROUNDS: u32 = 3;
 
-/// Buys with `token`; records the order or why there is none.
-pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str) {
+/// Buys with `token` through the user's node (the next one when its node
+/// does not answer: any node serves the purchase); records the order or why
+/// there is none.
+pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str, route: &mut Route) {
     let mut rng = StdRng::seed_from_u64(
         ctx.behaviour.seed ^ (rec.idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
@@ -43,7 +46,7 @@ pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str) {
         } else if let Some(h) = hint.take() {
             Some(h)
         } else {
-            match pick_slot(ctx, jwt, &tried, &mut rng).await {
+            match pick_slot(ctx, &ctx.node(*route).http, jwt, &tried, &mut rng).await {
                 Ok(Some(s)) => Some(s),
                 Ok(None) if rounds < MAX_SLOT_ROUNDS => {
                     rounds += 1;
@@ -62,6 +65,7 @@ pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str) {
                     if rec.purchase_transport_errors == 1 {
                         rec.anomaly(format!("slot view: {e}"));
                     }
+                    route.fail_over();
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     continue;
                 }
@@ -71,14 +75,16 @@ pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str) {
         if let Some(s) = &slot {
             body["slot_id"] = json!(s);
         }
-        let resp = match ctx.http.post(&path, Some(jwt), &body).await {
+        let resp = match ctx.node(*route).http.post(&path, Some(jwt), &body).await {
             Ok(r) => r,
             Err(e) => {
-                // The server may be restarting: the token still buys afterwards.
+                // The server may be restarting, or this node is gone: the
+                // token still buys afterwards, on any node.
                 rec.purchase_transport_errors += 1;
                 if rec.purchase_transport_errors == 1 {
                     rec.anomaly(format!("purchase transport error: {e}"));
                 }
+                route.fail_over();
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
@@ -100,7 +106,7 @@ pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str) {
                     };
                     rec.outcome = Outcome::Bought;
                     if ctx.behaviour.pay && !leave_unpaid {
-                        pay(ctx, rec, jwt, &mut ack).await;
+                        pay(ctx, rec, jwt, &mut ack, route).await;
                     }
                     rec.order = Some(ack);
                     return;
@@ -141,15 +147,21 @@ pub async fn buy(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, token: &str) {
     rec.outcome = Outcome::PurchaseFailed;
 }
 
-/// `POST /api/orders/{id}/pay`, retried while the server is unreachable.
-async fn pay(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, ack: &mut OrderAck) {
+/// `POST /api/orders/{id}/pay`, retried (on the next node) while the server
+/// is unreachable.
+async fn pay(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, ack: &mut OrderAck, route: &mut Route) {
     let path = format!("/api/orders/{}/pay", ack.id);
     for _ in 0..MAX_ATTEMPTS {
         if ctx.past_deadline() {
             rec.anomaly("deadline passed before payment");
             return;
         }
-        match ctx.http.post(&path, Some(jwt), &json!({})).await {
+        match ctx
+            .node(*route)
+            .http
+            .post(&path, Some(jwt), &json!({}))
+            .await
+        {
             Ok(r) if r.status == 200 => {
                 ack.status = order_of(&r)
                     .map(|o| str_field(&o, "status"))
@@ -164,7 +176,10 @@ async fn pay(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, ack: &mut OrderAck) {
                 rec.anomaly(format!("pay -> {} {}", r.status, r.body_text()));
                 return;
             }
-            Err(_) => rec.purchase_transport_errors += 1,
+            Err(_) => {
+                rec.purchase_transport_errors += 1;
+                route.fail_over();
+            }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -175,11 +190,12 @@ async fn pay(ctx: &Ctx, rec: &mut UserRecord, jwt: &str, ack: &mut OrderAck) {
 /// counted there). `Ok(None)`: every slot was tried.
 async fn pick_slot(
     ctx: &Ctx,
+    http: &HttpClient,
     jwt: &str,
     tried: &HashSet<String>,
     rng: &mut StdRng,
 ) -> Result<Option<String>, String> {
-    let view = crate::admin::public_view(&ctx.http, &ctx.activity_id, Some(jwt)).await?;
+    let view = crate::admin::public_view(http, &ctx.activity_id, Some(jwt)).await?;
     let open: Vec<&str> = view
         .slots
         .iter()

@@ -61,6 +61,22 @@ pub struct Resume {
     pub first_frame: String,
     pub ticket_after: Option<String>,
     pub position_after: Option<u64>,
+    /// Node (index in the run's node list) the lost socket was on.
+    #[serde(default)]
+    pub node_before: usize,
+    /// Node the user came back through (where it was when the first frame came).
+    #[serde(default)]
+    pub node_after: usize,
+    /// When the socket was lost (unix ms).
+    #[serde(default)]
+    pub dropped_ms: f64,
+    /// Last `queued`/`position` frame on the lost socket: the place was still
+    /// waiting then (an admission of it happened later).
+    #[serde(default)]
+    pub waiting_frame_ms: Option<f64>,
+    /// When the first frame after reconnecting came; `None`: never heard back.
+    #[serde(default)]
+    pub back_ms: Option<f64>,
 }
 
 /// Everything measured for one user. Times are unix milliseconds.
@@ -85,9 +101,22 @@ pub struct UserRecord {
     pub gap_max_ms: f64,
     /// Times a `position` was greater than the one before on the same socket.
     pub position_increases: u32,
+    /// Gaps between waiting frames longer than [`POSITION_GAP_LIMIT_MS`], as
+    /// `[end unix ms, gap ms]`; at most [`MAX_LONG_GAPS`] kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub long_gaps: Vec<[f64; 2]>,
+    /// All such gaps, kept or not.
+    #[serde(default)]
+    pub long_gap_count: u32,
     pub waiting_for_returns_frames: u32,
     pub admitted_ms: Option<f64>,
     pub issued_at_ms: Option<f64>,
+    /// Node (index in the run's node list) the user was on when it joined.
+    #[serde(default)]
+    pub join_node: Option<usize>,
+    /// Node the first `admitted` frame came through.
+    #[serde(default)]
+    pub admitted_node: Option<usize>,
     pub admissions: u32,
     pub order: Option<OrderAck>,
     /// `409 sold_out` answers to a purchase (full slot).
@@ -97,6 +126,9 @@ pub struct UserRecord {
     pub paused_frames: u32,
     pub resumed_frames: u32,
     pub restarting_frames: u32,
+    /// `error` frames with code `unavailable` (the user came back later).
+    #[serde(default)]
+    pub unavailable_frames: u32,
     pub connect_errors: u32,
     pub unexpected_closes: u32,
     pub resumes: Vec<Resume>,
@@ -107,6 +139,11 @@ pub struct UserRecord {
 
 /// At most this many anomalies are kept per user.
 const MAX_ANOMALIES: usize = 8;
+/// API.md: `position` at least every 5 s while waiting; 1 s of slack for
+/// a loaded machine.
+pub const POSITION_GAP_LIMIT_MS: f64 = 6000.0;
+/// At most this many gaps over the limit are kept per user (all are counted).
+pub const MAX_LONG_GAPS: usize = 8;
 
 impl UserRecord {
     pub fn new(idx: usize, user: String) -> Self {
@@ -121,6 +158,25 @@ impl UserRecord {
         if self.anomalies.len() < MAX_ANOMALIES {
             self.anomalies.push(what.into());
         }
+    }
+
+    /// Notes a gap between two waiting frames that ended at `end_ms`.
+    pub fn waiting_gap(&mut self, end_ms: f64, gap_ms: f64) {
+        self.gap_count += 1;
+        self.gap_sum_ms += gap_ms;
+        self.gap_max_ms = self.gap_max_ms.max(gap_ms);
+        if gap_ms > POSITION_GAP_LIMIT_MS {
+            self.long_gap_count += 1;
+            if self.long_gaps.len() < MAX_LONG_GAPS {
+                self.long_gaps.push([end_ms, gap_ms]);
+            }
+        }
+    }
+
+    /// True when the first `admitted` came as the first frame of a resumed
+    /// session: the user was away when its turn came.
+    pub fn admitted_on_resume(&self) -> bool {
+        self.admitted_ms.is_some() && self.resumes.iter().any(|r| r.first_frame == "admitted")
     }
 
     pub fn join_latency_ms(&self) -> Option<f64> {

@@ -8,6 +8,7 @@ use futures_util::StreamExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::record::{Outcome, Resume, UserRecord};
+use super::route::Route;
 use super::{encode_query, purchase, Counters, Ctx};
 use crate::client::now_ms;
 use crate::client::ws::{self, ConnectError, Ws};
@@ -24,6 +25,9 @@ enum End {
     Done,
     /// Reconnect with the ticket after a delay; the cause goes in the record.
     Reconnect(Duration, &'static str),
+    /// The server answered `unavailable` (busy, or the activity is between
+    /// owners): come back to the same node after a backoff.
+    Retry,
 }
 
 /// Per-user state that lives across reconnects.
@@ -35,6 +39,8 @@ struct Place {
     pending_resume: Option<Resume>,
     /// When the previous frame arrived while waiting (for the cadence).
     last_frame_ms: Option<f64>,
+    /// The node this user talks to now.
+    route: Route,
 }
 
 /// Runs one user to the end and returns what it saw.
@@ -45,45 +51,55 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
         storm_seen: *ctx.control.borrow(),
         pending_resume: None,
         last_frame_ms: None,
+        route: Route::home(idx, ctx.nodes.len()),
     };
     let mut rec = UserRecord::new(idx, user);
+    // Consecutive attempts that did not get a session going.
     let mut failures = 0u32;
     loop {
         if ctx.past_deadline() {
             rec.outcome = Outcome::Timeout;
             break;
         }
-        match connect(&ctx, &mut rec, &place).await {
-            Ok(ws) => {
-                failures = 0;
-                match session(&ctx, &mut rec, &mut place, ws).await {
-                    End::Done => break,
-                    End::Reconnect(delay, cause) => {
-                        start_resume(&rec, &mut place, cause);
-                        if rec.resumes.len() as u32 >= MAX_RECONNECTS {
-                            rec.anomaly("too many reconnects");
-                            rec.outcome = Outcome::ConnectFailed;
-                            break;
-                        }
-                        tokio::time::sleep(delay).await;
+        let delay = match connect(&ctx, &mut rec, &place).await {
+            Ok(ws) => match session(&ctx, &mut rec, &mut place, ws).await {
+                End::Done => break,
+                End::Reconnect(delay, cause) => {
+                    failures = 0;
+                    start_resume(&mut rec, &mut place, cause);
+                    if cause != "storm" {
+                        // The node may be gone: come back through the next one.
+                        place.route.fail_over();
                     }
+                    if rec.resumes.len() as u32 >= MAX_RECONNECTS {
+                        rec.anomaly("too many reconnects");
+                        rec.outcome = Outcome::ConnectFailed;
+                        break;
+                    }
+                    delay
                 }
-            }
+                End::Retry => {
+                    failures += 1;
+                    if rec.ticket.is_some() || rec.prequeued {
+                        start_resume(&mut rec, &mut place, "unavailable");
+                    }
+                    if failures > MAX_CONNECT_FAILURES {
+                        rec.anomaly("still unavailable after every retry");
+                        rec.outcome = Outcome::ConnectFailed;
+                        break;
+                    }
+                    backoff(failures)
+                }
+            },
             Err(e) => {
-                rec.connect_errors += 1;
                 failures += 1;
-                let retry = match &e {
-                    ConnectError::Io(_) | ConnectError::Handshake(_) => true,
-                    ConnectError::Status(s, _) => *s == 503 || *s == 429,
-                };
-                if !retry || failures > MAX_CONNECT_FAILURES {
-                    rec.anomaly(format!("connect: {e}"));
-                    rec.outcome = Outcome::ConnectFailed;
-                    break;
+                match after_connect_error(&mut rec, &mut place, &e, failures) {
+                    Some(delay) => delay,
+                    None => break,
                 }
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(10)))).await;
             }
-        }
+        };
+        tokio::time::sleep(delay).await;
     }
     if let Some(mut resume) = place.pending_resume.take() {
         // Reconnected (or tried to) but never heard back.
@@ -97,14 +113,52 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
     rec
 }
 
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100 * u64::from(failures.min(10)))
+}
+
+/// A failed connection attempt: the delay before the next, or `None` to give up.
+fn after_connect_error(
+    rec: &mut UserRecord,
+    place: &mut Place,
+    e: &ConnectError,
+    failures: u32,
+) -> Option<Duration> {
+    rec.connect_errors += 1;
+    let retry = match e {
+        ConnectError::Io(_) | ConnectError::Handshake(_) => true,
+        ConnectError::Status(s, _) => *s == 503 || *s == 429,
+    };
+    if !retry || failures > MAX_CONNECT_FAILURES {
+        rec.anomaly(format!("connect: {e}"));
+        rec.outcome = Outcome::ConnectFailed;
+        return None;
+    }
+    let holds_place = rec.ticket.is_some() || rec.prequeued;
+    if holds_place && !matches!(e, ConnectError::Status(..)) {
+        // A node that does not answer at all may be dead; one that answers
+        // 503 is alive and asks us to come back.
+        place.route.fail_over();
+    }
+    Some(backoff(failures))
+}
+
 /// Notes the place held before a reconnect; the next frame completes it.
-fn start_resume(rec: &UserRecord, place: &mut Place, cause: &'static str) {
-    place.last_frame_ms = None;
+/// The silence since the last waiting frame counts as a gap.
+fn start_resume(rec: &mut UserRecord, place: &mut Place, cause: &'static str) {
+    let waiting_frame_ms = place.last_frame_ms.take();
+    if let Some(last) = waiting_frame_ms {
+        let now = now_ms();
+        rec.waiting_gap(now, now - last);
+    }
     if place.pending_resume.is_none() {
         place.pending_resume = Some(Resume {
             cause: cause.to_string(),
             ticket_before: rec.ticket.clone(),
             position_before: rec.last_position,
+            node_before: place.route.node(),
+            dropped_ms: now_ms(),
+            waiting_frame_ms,
             ..Resume::default()
         });
     }
@@ -120,7 +174,8 @@ async fn connect(ctx: &Ctx, rec: &mut UserRecord, place: &Place) -> Result<Ws, C
         path.push_str("&ticket=");
         path.push_str(&encode_query(t));
     } else if ctx.behaviour.pow_bits > 0 {
-        let (nonce, solution) = crate::pow::fetch_and_solve(ctx, &place.jwt)
+        let http = &ctx.node(place.route).http;
+        let (nonce, solution) = crate::pow::fetch_and_solve(http, &ctx.activity_id, &place.jwt)
             .await
             .map_err(ConnectError::Io)?;
         path.push_str(&format!(
@@ -141,7 +196,7 @@ async fn connect(ctx: &Ctx, rec: &mut UserRecord, place: &Place) -> Result<Ws, C
     }
     match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        ws::connect(ctx.server, ctx.sources.next(), &path),
+        ws::connect(ctx.node(place.route).addr, ctx.sources.next(), &path),
     )
     .await
     {
@@ -200,6 +255,11 @@ async fn session(ctx: &Ctx, rec: &mut UserRecord, place: &mut Place, mut ws: Ws)
                 place.storm_seen = epoch;
             }
             _ = &mut deadline => {
+                if let Some(last) = place.last_frame_ms {
+                    // Silence until the deadline is a gap too.
+                    let now = now_ms();
+                    rec.waiting_gap(now, now - last);
+                }
                 rec.outcome = Outcome::Timeout;
                 let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                 return End::Done;
@@ -227,8 +287,17 @@ async fn on_frame(
     frame: ServerFrame,
     now: f64,
 ) -> Option<End> {
+    if let ServerFrame::Error { code, .. } = &frame {
+        if code == "unavailable" {
+            // Not an answer to the join or resume: it is still pending.
+            rec.unavailable_frames += 1;
+            return Some(End::Retry);
+        }
+    }
     if let Some(mut resume) = place.pending_resume.take() {
         resume.first_frame = frame.kind().to_string();
+        resume.node_after = place.route.node();
+        resume.back_ms = Some(now);
         if let ServerFrame::Queued {
             ticket, position, ..
         } = &frame
@@ -247,6 +316,7 @@ async fn on_frame(
         } => {
             if rec.joined_ms.is_none() {
                 rec.joined_ms = Some(now);
+                rec.join_node = Some(place.route.node());
                 Counters::bump(&ctx.counters.joined);
             }
             if rec.prequeued && rec.opening_position.is_none() {
@@ -277,10 +347,7 @@ async fn on_frame(
                 rec.position_increases += 1;
             }
             if let Some(last) = place.last_frame_ms {
-                let gap = now - last;
-                rec.gap_count += 1;
-                rec.gap_sum_ms += gap;
-                rec.gap_max_ms = rec.gap_max_ms.max(gap);
+                rec.waiting_gap(now, now - last);
             }
             place.last_frame_ms = Some(now);
             rec.last_position = Some(position);
@@ -289,6 +356,7 @@ async fn on_frame(
         ServerFrame::Prequeue => {
             if rec.joined_ms.is_none() {
                 rec.joined_ms = Some(now);
+                rec.join_node = Some(place.route.node());
                 Counters::bump(&ctx.counters.joined);
             }
             rec.prequeued = true;
@@ -301,11 +369,12 @@ async fn on_frame(
             if rec.admitted_ms.is_none() {
                 rec.admitted_ms = Some(now);
                 rec.issued_at_ms = issued_at_ms;
+                rec.admitted_node = Some(place.route.node());
                 Counters::bump(&ctx.counters.admitted);
             }
             rec.admissions += 1;
             place.last_frame_ms = None;
-            purchase::buy(ctx, rec, &place.jwt, &token).await;
+            purchase::buy(ctx, rec, &place.jwt, &token, &mut place.route).await;
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
             Some(End::Done)
         }

@@ -52,7 +52,7 @@ pub enum Mutation {
 }
 
 /// A message for one user's session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Push {
     Queued {
         ticket: String,

@@ -1,0 +1,93 @@
+//! Position cadence across a failover. A waiting user hears at least every
+//! 5 s (+1 s slack); sessions on surviving nodes "may see a short pause"
+//! while the activity has no owner, so a gap that overlaps the failover is
+//! allowed until 5 s (+1 s) after the failover ended, and no longer.
+
+use serde::Serialize;
+
+use crate::user::record::{UserRecord, POSITION_GAP_LIMIT_MS};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FailoverCadence {
+    /// Gaps between waiting frames over the limit, all users.
+    pub over_limit: usize,
+    /// Of those, pauses overlapping the failover that ended in time.
+    pub excused: usize,
+    /// The others (including gaps counted but not kept per user).
+    pub violations: usize,
+    pub max_excused_ms: f64,
+    /// Longest kept gap that was not excused.
+    pub max_violation_ms: f64,
+}
+
+impl FailoverCadence {
+    /// `failover`: (kill, failover over) in unix ms, when it completed.
+    pub fn of(records: &[UserRecord], failover: Option<(f64, f64)>) -> Self {
+        let mut c = Self::default();
+        for r in records {
+            c.over_limit += r.long_gap_count as usize;
+            c.violations += (r.long_gap_count as usize).saturating_sub(r.long_gaps.len());
+            for &[end, gap] in &r.long_gaps {
+                if pause_of_failover(end - gap, end, failover) {
+                    c.excused += 1;
+                    c.max_excused_ms = c.max_excused_ms.max(gap);
+                } else {
+                    c.violations += 1;
+                    c.max_violation_ms = c.max_violation_ms.max(gap);
+                }
+            }
+        }
+        c
+    }
+
+    pub fn holds(&self) -> bool {
+        self.violations == 0
+    }
+}
+
+/// A gap from `start` to `end` overlaps the failover and ended within the
+/// cadence limit after it.
+fn pause_of_failover(start: f64, end: f64, failover: Option<(f64, f64)>) -> bool {
+    failover.is_some_and(|(killed, served)| {
+        start < served && end > killed && end <= served + POSITION_GAP_LIMIT_MS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_gaps(gaps: &[[f64; 2]]) -> UserRecord {
+        let mut r = UserRecord::default();
+        for &[end, gap] in gaps {
+            r.waiting_gap(end, gap);
+        }
+        r
+    }
+
+    #[test]
+    fn a_pause_over_the_failover_is_allowed_until_the_limit_after_it() {
+        // Kill at 10 s, failover over at 14 s.
+        let w = Some((10_000.0, 14_000.0));
+        let ok = with_gaps(&[[19_500.0, 12_000.0]]); // 7.5 s .. 19.5 s
+        let late = with_gaps(&[[20_500.0, 12_000.0]]); // ends 6.5 s after
+        let before = with_gaps(&[[9_000.0, 7_000.0]]); // before the kill
+        let c = FailoverCadence::of(&[ok, late, before], w);
+        assert_eq!((c.over_limit, c.excused, c.violations), (3, 1, 2));
+        assert_eq!(c.max_excused_ms, 12_000.0);
+        assert!(!c.holds());
+    }
+
+    #[test]
+    fn without_a_failover_every_long_gap_counts() {
+        let c = FailoverCadence::of(&[with_gaps(&[[19_500.0, 7_000.0]])], None);
+        assert_eq!(c.violations, 1);
+    }
+
+    #[test]
+    fn short_gaps_are_not_kept() {
+        let c = FailoverCadence::of(&[with_gaps(&[[5_000.0, 5_900.0]])], None);
+        assert!(c.holds());
+        assert_eq!(c.over_limit, 0);
+    }
+}

@@ -1,0 +1,35 @@
+//! The environment of a cluster node: what all nodes share (cluster mode,
+//! Redis, secrets, lifted per-IP limits) and what is its own (id, address).
+
+use crate::cli::ClusterArgs;
+
+/// Variables every node gets. `SLUICE__SERVER__BIND` and
+/// `SLUICE__STORE__PATH` are set by [`crate::server::ServerProcess::start`].
+pub fn common(args: &ClusterArgs, redis_url: &str) -> Result<Vec<(String, String)>, String> {
+    let mut env = vec![
+        kv("SLUICE__CLUSTER__ENABLED", "true"),
+        kv("SLUICE__CLUSTER__REDIS_URL", redis_url),
+        // Every node must accept the same admin key and identities.
+        kv("SLUICE__ADMIN__API_KEY", &args.admin_key),
+        kv("SLUICE__AUTH__JWT_SECRET", &args.jwt_secret),
+    ];
+    if let Some(ms) = args.lease_ms {
+        env.push(kv("SLUICE__CLUSTER__LEASE_MS", &ms.to_string()));
+    }
+    crate::scenarios::common::spawned_server_env(env, args.keep_rate_limits, &args.server_env)
+}
+
+/// Variables of node `id` listening on `port`.
+pub fn own(id: &str, port: u16) -> Vec<(String, String)> {
+    vec![
+        kv("SLUICE__CLUSTER__NODE_ID", id),
+        kv(
+            "SLUICE__CLUSTER__ADVERTISE",
+            &format!("http://127.0.0.1:{port}"),
+        ),
+    ]
+}
+
+fn kv(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}

@@ -1,0 +1,140 @@
+//! The cluster's Redis: a throwaway `redis-server` on a free port with its own
+//! temp dir and no persistence (or one given with `--redis-url`, left alone).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long a fresh redis-server may take to answer PING.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+pub struct Redis {
+    pub url: String,
+    /// The redis-server we started; `None` when it was given.
+    child: Option<Child>,
+    log_path: Option<PathBuf>,
+}
+
+impl Redis {
+    /// A Redis someone else runs: used as is, never stopped.
+    pub fn given(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            child: None,
+            log_path: None,
+        }
+    }
+
+    /// Starts `binary` on a free port with `dir` as its working directory,
+    /// `--save "" --appendonly no`, and waits until it answers PING.
+    pub async fn start(binary: &Path, dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let port = crate::server::free_port()?;
+        let log_path = dir.join("redis.log");
+        let mut cmd = Command::new(binary);
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "start {}: {e} (install Redis, or pass --redis-url)",
+                binary.display()
+            )
+        })?;
+        let mut redis = Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            child: Some(child),
+            log_path: Some(log_path),
+        };
+        redis.wait_ready(port).await?;
+        Ok(redis)
+    }
+
+    async fn wait_ready(&mut self, port: u16) -> Result<(), String> {
+        let until = Instant::now() + START_LIMIT;
+        while Instant::now() < until {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "redis-server exited with {status} before answering; {}",
+                    self.log_hint()
+                ));
+            }
+            if ping(port).await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "redis-server did not answer PING within {START_LIMIT:?}; {}",
+            self.log_hint()
+        ))
+    }
+
+    fn log_hint(&self) -> String {
+        match &self.log_path {
+            Some(p) => format!("log {}:\n{}", p.display(), crate::server::log_tail(p, 10)),
+            None => String::new(),
+        }
+    }
+
+    /// Whether we started it (and so stop it).
+    pub fn is_ours(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGTERM, SIGKILL after 5 s. A given Redis is left running.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// SIGKILL without waiting (cleanup on an error path).
+    pub fn kill_now(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// True when `127.0.0.1:port` answers `PING` with `+PONG`.
+async fn ping(port: u16) -> bool {
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].starts_with(b"+PONG"),
+        _ => false,
+    }
+}

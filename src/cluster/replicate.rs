@@ -1,0 +1,161 @@
+//! The owner's side of failover: every commit of an activity is also applied to its
+//! replicated state in Redis (`sluice:state:{id}`), fenced by the owner's lease, and
+//! the commit is acknowledged only once both sled and Redis have it.
+//!
+//! One task per process sends the commits in order, as pipelines of `EVALSHA APPLY`
+//! (one per commit), so the replica sees each activity's commits in commit order.
+//! A failed or fenced commit is never retried out of order: the activity stops and
+//! is rebuilt from the replica (by this node or another), which holds exactly the
+//! commits Redis applied.
+
+use super::keys;
+use crate::domain::ids::ActivityId;
+use crate::store::codec::KvOp;
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a commit did not reach the replica.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("the lease was lost: another node owns the activity now")]
+    Fenced,
+    #[error("the shared store cannot be written: {0}")]
+    Unavailable(String),
+}
+
+pub type ReplicaAck = oneshot::Receiver<Result<(), ReplicaError>>;
+
+struct Job {
+    activity: ActivityId,
+    holder: String,
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ack: oneshot::Sender<Result<(), ReplicaError>>,
+}
+
+/// Commits waiting to be replicated are sent as one pipeline of at most this many.
+const MAX_PIPELINE: usize = 512;
+
+#[derive(Clone)]
+pub struct Replicator {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl Replicator {
+    /// Starts the sending task on the current runtime.
+    pub fn start(conn: ConnectionManager) -> Replicator {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(conn, rx));
+        Replicator { tx }
+    }
+
+    /// Queues one commit. Outbox entries are not replicated: a new owner re-queues
+    /// every order of the activity for the sink, whose writes are idempotent.
+    pub fn apply(&self, activity: &ActivityId, holder: &str, ops: &[KvOp]) -> ReplicaAck {
+        let (ack, rx) = oneshot::channel();
+        let ops = ops
+            .iter()
+            .filter_map(|op| match op {
+                KvOp::Put(k, v) => Some((k.clone(), Some(v.clone()))),
+                KvOp::Del(k) => Some((k.clone(), None)),
+                KvOp::Outbox(_) | KvOp::DelPrefix(_) => None,
+            })
+            .collect();
+        let job = Job {
+            activity: activity.clone(),
+            holder: holder.to_owned(),
+            ops,
+            ack,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
+            let _ = job.ack.send(Err(ReplicaError::Unavailable(
+                "the replicator stopped".into(),
+            )));
+        }
+        rx
+    }
+}
+
+async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let script = Script::new(keys::APPLY);
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_PIPELINE {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let results = send(&mut conn, &script, &jobs).await;
+        for (job, res) in jobs.into_iter().zip(results) {
+            if let Err(e) = &res {
+                tracing::warn!(activity_id = %job.activity, error = %e, "replication failed");
+            }
+            let _ = job.ack.send(res);
+        }
+    }
+}
+
+/// One pipeline; on NOSCRIPT (a restarted Redis) the script is loaded and the
+/// pipeline sent once more (the script is idempotent: absolute puts and deletes).
+async fn send(
+    conn: &mut ConnectionManager,
+    script: &Script,
+    jobs: &[Job],
+) -> Vec<Result<(), ReplicaError>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for job in jobs {
+        let mut inv = script.prepare_invoke();
+        inv.key(keys::lease(&job.activity))
+            .key(keys::state(&job.activity))
+            .arg(&job.holder);
+        for (k, v) in &job.ops {
+            match v {
+                Some(v) => inv.arg("P").arg(k.as_slice()).arg(v.as_slice()),
+                None => inv.arg("D").arg(k.as_slice()),
+            };
+        }
+        pipe.invoke_script(&inv);
+    }
+    for attempt in 0..2 {
+        let values: Vec<Value> = match pipe.query_async(conn).await {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                return jobs
+                    .iter()
+                    .map(|_| Err(ReplicaError::Unavailable(msg.clone())))
+                    .collect();
+            }
+        };
+        let noscript = values
+            .iter()
+            .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+        if noscript && attempt == 0 {
+            if let Err(e) = script.prepare_invoke().load_async(conn).await {
+                let msg = e.to_string();
+                return jobs
+                    .iter()
+                    .map(|_| Err(ReplicaError::Unavailable(msg.clone())))
+                    .collect();
+            }
+            continue;
+        }
+        return values
+            .into_iter()
+            .map(|v| match v {
+                Value::ServerError(e) if e.code() == "FENCED" => Err(ReplicaError::Fenced),
+                Value::ServerError(e) => Err(ReplicaError::Unavailable(e.to_string())),
+                _ => Ok(()),
+            })
+            .collect();
+    }
+    jobs.iter()
+        .map(|_| {
+            Err(ReplicaError::Unavailable(
+                "the script could not be loaded".into(),
+            ))
+        })
+        .collect()
+}

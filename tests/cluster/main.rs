@@ -1,0 +1,428 @@
+//! Cluster mode against real processes: three sluice nodes and a throwaway Redis per
+//! test (`harness`). They need `redis-server` on the PATH, so they are ignored by a
+//! plain `cargo test`; `scripts/test.sh` runs them (and installs Redis if missing).
+
+mod harness;
+#[path = "../common/ws_user.rs"]
+mod ws_user;
+
+use harness::*;
+use serde_json::json;
+use sluice::cluster::keys;
+use sluice::domain::ids::ActivityId;
+use std::time::Duration;
+
+async fn three_nodes(redis_urls: [&str; 3]) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for (i, url) in redis_urls.iter().enumerate() {
+        nodes.push(Node::start(&format!("n{}", i + 1), url).await);
+    }
+    nodes
+}
+
+/// Waits until every node sees `owner` own `id`.
+async fn settled(c: &Client, nodes: &[&Node], id: &str, owner: &str) {
+    for n in nodes {
+        c.owner(n, id, &[owner]).await;
+    }
+}
+
+fn node<'a>(nodes: &'a [Node], id: &str) -> &'a Node {
+    nodes.iter().find(|n| n.id == id).expect("node")
+}
+
+/// An activity id whose rendezvous node among n1..n3 is `want`.
+fn id_owned_by(prefix: &str, want: &str) -> String {
+    (0..1000)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| {
+            let a = ActivityId::parse(id).expect("id");
+            keys::rendezvous(&a, ["n1", "n2", "n3"]) == Some(want)
+        })
+        .expect("some id lands on the node")
+}
+
+async fn purchase(c: &Client, via: &Node, id: &str, user: &str, token: &str) -> Resp {
+    c.user(
+        via,
+        user,
+        "POST",
+        &format!("/api/activities/{id}/purchase"),
+        Some(json!({ "token": token })),
+    )
+    .await
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let nodes = three_nodes([&url, &url, &url]).await;
+    let c = Client::default();
+    c.create_sale(
+        &nodes[0],
+        "fifo",
+        3,
+        json!({"max_active": 1, "rate_per_sec": 1000}),
+    )
+    .await;
+    let (owner, _) = c.owner(&nodes[0], "fifo", &["n1", "n2", "n3"]).await;
+    settled(&c, &nodes.iter().collect::<Vec<_>>(), "fifo", &owner).await;
+    assert_eq!(
+        c.admin(&nodes[2], "POST", "/activities/fifo/pause", None)
+            .await
+            .status,
+        200
+    );
+
+    // Joins through all three nodes form one line with exact positions.
+    let mut users = Vec::new();
+    for i in 0..9 {
+        let mut u = c.ws(&nodes[i % 3], "fifo", &format!("u{i}"), None).await;
+        let q = u.until("queued").await;
+        assert_eq!(
+            q["position"],
+            i + 1,
+            "u{i} through {}: {q}",
+            nodes[i % 3].id
+        );
+        users.push((u, q["ticket"].as_str().expect("ticket").to_owned()));
+    }
+
+    // One place per user across nodes: u0 through another node gets the same ticket
+    // and place, and its first socket is superseded.
+    let mut again = c.ws(&nodes[1], "fifo", "u0", None).await;
+    let q = again.until("queued").await;
+    assert_eq!(
+        (q["ticket"].as_str(), q["position"].as_u64()),
+        (Some(users[0].1.as_str()), Some(1))
+    );
+    users[0].0.until("superseded").await;
+    users[0].0 = again;
+
+    // FIFO across nodes: one token at a time, in join order; purchases go through a
+    // node that does not own the activity.
+    let non_owner = nodes.iter().find(|n| n.id != owner).expect("a non-owner");
+    assert_eq!(
+        c.admin(&nodes[1], "POST", "/activities/fifo/resume", None)
+            .await
+            .status,
+        200
+    );
+    let mut orders = Vec::new();
+    for (i, (u, _)) in users.iter_mut().enumerate().take(3) {
+        let a = u.until("admitted").await;
+        let r = purchase(
+            &c,
+            non_owner,
+            "fifo",
+            &format!("u{i}"),
+            a["token"].as_str().expect("token"),
+        )
+        .await;
+        assert_eq!(r.status, 201, "u{i}: {}", r.body);
+        orders.push(r.body["order"]["id"].as_str().expect("order id").to_owned());
+    }
+    for (i, (u, _)) in users.iter_mut().enumerate().skip(3) {
+        let end = u.until("sold_out").await;
+        assert_eq!(end["type"], "sold_out", "u{i}");
+    }
+
+    // Orders are visible from every node.
+    for (i, order) in orders.iter().enumerate() {
+        let via = &nodes[(i + 1) % 3];
+        let mine = c
+            .user(via, &format!("u{i}"), "GET", "/api/orders", None)
+            .await;
+        assert!(
+            mine.body["orders"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x["id"] == order.as_str())),
+            "{}",
+            mine.body
+        );
+    }
+    let v = c.assert_invariant(&nodes[2], "fifo").await;
+    assert_eq!(v["sold"], 3);
+    assert_eq!(v["admitted_total"], 3);
+
+    // Accounts are cluster-wide: registered through one node, logged in through another.
+    let creds = json!({"username": "ada", "password": "correct horse battery"});
+    let reg = c
+        .request(
+            &nodes[0],
+            "POST",
+            "/api/auth/register",
+            "-",
+            Some(creds.clone()),
+        )
+        .await;
+    assert_eq!(reg.status, 201, "{}", reg.body);
+    let dup = c
+        .request(
+            &nodes[2],
+            "POST",
+            "/api/auth/register",
+            "-",
+            Some(creds.clone()),
+        )
+        .await;
+    assert_eq!((dup.status, dup.code()), (409, "conflict"));
+    let login = c
+        .request(&nodes[1], "POST", "/api/auth/login", "-", Some(creds))
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert_eq!(login.body["user_id"], reg.body["user_id"]);
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places_survive() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let mut nodes = three_nodes([&url, &url, &url]).await;
+    let c = Client::default();
+    let id = id_owned_by("kill", "n1");
+    c.create_sale(
+        &nodes[1],
+        &id,
+        10,
+        json!({"max_active": 2, "rate_per_sec": 1000}),
+    )
+    .await;
+    settled(&c, &nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    assert_eq!(
+        c.admin(&nodes[0], "POST", &format!("/activities/{id}/pause"), None)
+            .await
+            .status,
+        200
+    );
+
+    // Six users relayed through n2 and n3, one on the owner itself.
+    let mut relayed = Vec::new();
+    for i in 0..6 {
+        let mut u = c.ws(&nodes[1 + i % 2], &id, &format!("r{i}"), None).await;
+        u.until("queued").await;
+        relayed.push(u);
+    }
+    let mut direct = c.ws(&nodes[0], &id, "d0", None).await;
+    direct.until("queued").await;
+    assert_eq!(
+        c.admin(&nodes[2], "POST", &format!("/activities/{id}/resume"), None)
+            .await
+            .status,
+        200
+    );
+
+    // Two buy before the crash.
+    let mut acknowledged = Vec::new();
+    for (i, u) in relayed.iter_mut().enumerate().take(2) {
+        let a = u.until("admitted").await;
+        let r = purchase(
+            &c,
+            &nodes[1 + i % 2],
+            &id,
+            &format!("r{i}"),
+            a["token"].as_str().expect("token"),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        acknowledged.push(r.body["order"]["id"].as_str().expect("id").to_owned());
+    }
+
+    nodes[0].kill9();
+    let (new_owner, fence) = c.owner(&nodes[1], &id, &["n2", "n3"]).await;
+    assert!(fence >= 2, "a higher fencing token: {fence}");
+    settled(&c, &[&nodes[1], &nodes[2]], &id, &new_owner).await;
+
+    // The relayed sessions kept their sockets and places: the next ones are admitted
+    // (again, with the same token, if it was issued before the crash) and buy.
+    for (i, u) in relayed.iter_mut().enumerate().skip(2).take(3) {
+        let a = u.until("admitted").await;
+        let r = purchase(
+            &c,
+            &nodes[1 + i % 2],
+            &id,
+            &format!("r{i}"),
+            a["token"].as_str().expect("token"),
+        )
+        .await;
+        assert_eq!(r.status, 201, "r{i} after the takeover: {}", r.body);
+        acknowledged.push(r.body["order"]["id"].as_str().expect("id").to_owned());
+    }
+
+    // Every acknowledged order exists, through either survivor.
+    for (i, order) in acknowledged.iter().enumerate() {
+        let got = c
+            .request(
+                &nodes[1 + i % 2],
+                "GET",
+                &format!("/api/orders/{order}"),
+                sluice::config::DEV_ADMIN_KEY,
+                None,
+            )
+            .await;
+        assert_eq!(got.status, 200, "order {order}: {}", got.body);
+    }
+    let v = c.assert_invariant(&nodes[2], &id).await;
+    assert_eq!(v["sold"].as_u64(), Some(acknowledged.len() as u64), "{v}");
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn a_stale_owner_cannot_write_after_another_node_took_over() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let nodes = three_nodes([&url, &url, &url]).await;
+    let c = Client::default();
+    let id = id_owned_by("stale", "n1");
+    c.create_sale(&nodes[0], &id, 5, json!({})).await;
+    settled(&c, &nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+
+    // n1 freezes past its lease; another node takes over with a higher fence.
+    nodes[0].signal("-STOP");
+    let (new_owner, fence) = c.owner(&nodes[1], &id, &["n2", "n3"]).await;
+    assert_eq!(fence, 2);
+    let add = c
+        .admin(
+            node(&nodes, &new_owner),
+            "POST",
+            &format!("/activities/{id}/stock"),
+            Some(json!({"add": 1})),
+        )
+        .await;
+    assert_eq!(add.status, 200, "{}", add.body);
+
+    // n1 wakes up still believing it owns the activity. Its write is refused by the
+    // fencing check (503), or, if it noticed the lost lease first, forwarded to the
+    // new owner (200). Never applied by the stale owner.
+    nodes[0].signal("-CONT");
+    let stale = c
+        .admin(
+            &nodes[0],
+            "POST",
+            &format!("/activities/{id}/stock"),
+            Some(json!({"add": 1})),
+        )
+        .await;
+    assert!(
+        stale.status == 200 || (stale.status == 503 && stale.code() == "unavailable"),
+        "{} {}",
+        stale.status,
+        stale.body
+    );
+    let forwarded = u64::from(stale.status == 200);
+    let v = c.assert_invariant(&nodes[1], &id).await;
+    assert_eq!(v["capacity"].as_u64(), Some(6 + forwarded), "{v}");
+    let (owner, f) = c.owner(&nodes[2], &id, &["n2", "n3"]).await;
+    assert_eq!((owner.as_str(), f), (new_owner.as_str(), 2));
+    // And n1 let go of it.
+    for _ in 0..200 {
+        let me = c.admin(&nodes[0], "GET", "/cluster", None).await.body;
+        if me["owned_here"].as_object().is_some_and(|o| o.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("n1 still claims the activity");
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn a_node_cut_off_from_redis_steps_down_and_its_activity_moves() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let proxy = Proxy::start(redis.port).await;
+    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    let nodes = three_nodes([&proxied, &url, &url]).await;
+    let c = Client::default();
+    let id = id_owned_by("cut", "n1");
+    c.create_sale(&nodes[1], &id, 1, json!({"max_active": 1}))
+        .await;
+    settled(&c, &nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    assert_eq!(
+        c.admin(&nodes[1], "POST", &format!("/activities/{id}/pause"), None)
+            .await
+            .status,
+        200
+    );
+    let mut relayed = c.ws(&nodes[1], &id, "r0", None).await;
+    relayed.until("queued").await;
+    let mut direct = c.ws(&nodes[0], &id, "d0", None).await;
+    direct.until("queued").await;
+
+    proxy.cut();
+    // n1 cannot renew: it stops deciding and tells its own sessions to reconnect.
+    direct.until("restarting").await;
+    let (owner, _) = c.owner(&nodes[1], &id, &["n2", "n3"]).await;
+    settled(&c, &[&nodes[1], &nodes[2]], &id, &owner).await;
+
+    // The session relayed through n2 kept its place and buys.
+    assert_eq!(
+        c.admin(&nodes[2], "POST", &format!("/activities/{id}/resume"), None)
+            .await
+            .status,
+        200
+    );
+    let a = relayed.until("admitted").await;
+    let r = purchase(
+        &c,
+        &nodes[2],
+        &id,
+        "r0",
+        a["token"].as_str().expect("token"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = c.assert_invariant(&nodes[1], &id).await;
+    assert_eq!(v["sold"], 1);
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn replicated_writes_need_the_current_fencing_token() {
+    use redis::AsyncCommands;
+    use sluice::cluster::replicate::{ReplicaError, Replicator};
+    use sluice::store::KvOp;
+    let redis = Redis::start().await;
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("connects");
+    let id = ActivityId::parse("fenced").expect("id");
+    let _: () = conn
+        .set(keys::lease(&id), keys::holder("n1", 1))
+        .await
+        .expect("set");
+    let r = Replicator::start(conn.clone());
+    let put = |v: &str| vec![KvOp::Put(b"a/fenced/rec".to_vec(), v.as_bytes().to_vec())];
+    assert_eq!(
+        r.apply(&id, &keys::holder("n1", 1), &put("one"))
+            .await
+            .expect("acked"),
+        Ok(())
+    );
+    // n2 takes the lease with the next token; n1's next write is refused and not applied.
+    let _: () = conn
+        .set(keys::lease(&id), keys::holder("n2", 2))
+        .await
+        .expect("set");
+    assert_eq!(
+        r.apply(&id, &keys::holder("n1", 1), &put("two"))
+            .await
+            .expect("acked"),
+        Err(ReplicaError::Fenced)
+    );
+    let stored: String = conn
+        .hget(keys::state(&id), "a/fenced/rec")
+        .await
+        .expect("hget");
+    assert_eq!(stored, "one");
+    assert_eq!(
+        r.apply(&id, &keys::holder("n2", 2), &put("three"))
+            .await
+            .expect("acked"),
+        Ok(())
+    );
+}
