@@ -264,6 +264,7 @@ impl Application {
                             Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
                         }
                         Decision::Forward(owner) => Box::pin(forward::forward(req, owner)),
+                        Decision::Lookup(id) => Box::pin(forward::after_lookup(req, id)),
                         Decision::Moving => {
                             let res = req.error_response(forward::moving());
                             Box::pin(async move { Ok(res) })

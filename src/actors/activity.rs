@@ -62,6 +62,8 @@ pub struct ActivityActor {
     draining: bool,
     last_metrics: Millis,
     notices: Notices,
+    /// Commits in flight, in order, to the acknowledgement stream (see `commit`).
+    acks: Option<tokio::sync::mpsc::UnboundedSender<(u64, Durable)>>,
 }
 
 /// Pause/resume notices, sent at most `NOTICES_PER_TICK` a tick: a broadcast to a
@@ -126,6 +128,7 @@ impl ActivityActor {
             draining: false,
             last_metrics: 0,
             notices: Notices::default(),
+            acks: None,
         }
     }
 
@@ -135,7 +138,7 @@ impl ActivityActor {
 
     /// Sends what the activity decided to the writer; the returned future resolves
     /// when it (and everything before it) is durable.
-    fn commit(&mut self, ctx: &mut Context<Self>) -> Durable {
+    fn commit(&mut self, _ctx: &mut Context<Self>) -> Durable {
         let fx = self.activity.take_effects();
         if fx.mutations.is_empty() && !fx.record_dirty {
             match self.inflight.back_mut() {
@@ -182,11 +185,12 @@ impl ActivityActor {
             done: None,
             pushes: fx.pushes,
         });
-        ctx.spawn(
-            ack.clone()
-                .into_actor(self)
-                .map(move |res, act, ctx| act.on_durable(no, res, ctx)),
-        );
+        // One ordered stream of acknowledgements rather than a future spawned in the
+        // context per commit: actix polls every spawned future on each wake-up, which
+        // made each message cost O(commits in flight) (thousands with replication).
+        if let Some(acks) = &self.acks {
+            let _ = acks.send((no, ack.clone()));
+        }
         self.last = Some(ack.clone());
         ack
     }
@@ -196,6 +200,7 @@ impl ActivityActor {
         if res.is_err() && self.replica.is_some() {
             return self.step_down(ctx);
         }
+        // Acknowledgements arrive in commit order, so this is the front.
         if let Some(f) = self.inflight.iter_mut().find(|f| f.no == no) {
             f.done = Some(res);
         }
@@ -351,6 +356,12 @@ impl Actor for ActivityActor {
         // Bounded: handlers wait (backpressure, then 503 after a timeout) rather than
         // letting a flood queue without limit.
         ctx.set_mailbox_capacity(4096);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Durable)>();
+        self.acks = Some(tx);
+        ctx.add_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            let (no, durable) = rx.recv().await?;
+            Some(((no, durable.await), rx))
+        }));
         ctx.run_interval(self.deps.tick, |_, ctx| ctx.notify(Tick));
         // Persist the initial record of a new activity (no-op after recovery).
         self.persist(ctx);
@@ -509,6 +520,12 @@ impl Handler<Admin> for ActivityActor {
             Ok(a.view(now, admin))
         });
         self.reply(ctx, value)
+    }
+}
+
+impl StreamHandler<(u64, Result<(), CallError>)> for ActivityActor {
+    fn handle(&mut self, (no, res): (u64, Result<(), CallError>), ctx: &mut Self::Context) {
+        self.on_durable(no, res, ctx);
     }
 }
 

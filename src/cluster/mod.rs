@@ -284,6 +284,25 @@ impl Cluster {
             .map_err(redis_down)
     }
 
+    /// Looks an activity this node has not heard of up in Redis (it may have been
+    /// created through another node since the last round), so the first clients of a
+    /// new activity are not told it does not exist.
+    pub async fn lookup(&self, id: &ActivityId) {
+        let mut conn = self.conn.clone();
+        let known: redis::RedisResult<bool> = conn.hexists(keys::ACTIVITIES, id.as_str()).await;
+        if !matches!(known, Ok(true)) {
+            return;
+        }
+        let lease: redis::RedisResult<Option<String>> = conn.get(keys::lease(id)).await;
+        let owner = lease
+            .ok()
+            .flatten()
+            .as_deref()
+            .and_then(keys::parse_holder)
+            .map(|(n, f)| (n.to_owned(), f));
+        self.note_owner(id, owner);
+    }
+
     /// True while this node holds the activity's lease (running, or being rebuilt).
     pub fn holds(&self, id: &ActivityId) -> bool {
         self.owned().contains_key(id)

@@ -371,9 +371,16 @@ impl Relay {
             ticket,
             pow,
         };
+        // Removed again unless the join succeeds, also if the caller gives up waiting
+        // (drops this future).
+        let mut guard = Unregister {
+            relay: self,
+            session: Some(session),
+        };
+        // (A dropped join may still land at the owner: the guard detaches it there.)
         let res = self.call(&base, op).await;
-        if res.is_err() {
-            self.sessions().remove(&session);
+        if res.is_ok() {
+            guard.session = None;
         }
         res
     }
@@ -501,6 +508,21 @@ impl Relay {
                     }
                 });
             });
+        }
+    }
+}
+
+struct Unregister<'a> {
+    relay: &'a Relay,
+    session: Option<u64>,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session {
+            // `detach` unregisters and tells the owner; the owner ignores a detach of a
+            // session it does not have (a join it refused).
+            self.relay.detach(s);
         }
     }
 }

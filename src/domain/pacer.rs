@@ -14,6 +14,8 @@ pub struct Pacer {
     last_ms: Millis,
     /// Admission times within the last second, oldest first (at most `rate` entries).
     recent: VecDeque<Millis>,
+    /// No admission before this (after a restart or takeover, see `hold_off`).
+    quiet_until: Millis,
 }
 
 impl Pacer {
@@ -28,8 +30,18 @@ impl Pacer {
         self.allowance = (self.allowance + dt * f64::from(rate_per_sec)).min(cap);
     }
 
+    /// The admission log of the last second is not persisted: after a restart or a
+    /// cluster takeover, admissions wait out one second so that the previous process's
+    /// last second and this one's first never add up to more than `rate_per_sec`.
+    pub fn hold_off(&mut self, now: Millis) {
+        self.quiet_until = now + 1000;
+    }
+
     /// Takes one admission at `now` if both the bucket and the one-second window allow.
     pub fn try_take(&mut self, now: Millis, rate_per_sec: u32) -> bool {
+        if now < self.quiet_until {
+            return false;
+        }
         while self.recent.front().is_some_and(|&t| t + 1000 <= now) {
             self.recent.pop_front();
         }

@@ -16,6 +16,8 @@ use actix_web::{FromRequest, ResponseError};
 
 pub enum Decision {
     Local,
+    /// Not known here yet: look it up in the cluster, then decide again.
+    Lookup(ActivityId),
     Forward(OwnerRef),
     /// The activity exists but is between owners (a failover in progress).
     Moving,
@@ -57,7 +59,33 @@ pub fn decide(req: &ServiceRequest) -> Decision {
     match route {
         Route::Owner(o) => Decision::Forward(o),
         Route::Moving => Decision::Moving,
-        Route::Unknown => Decision::Local,
+        Route::Unknown => Decision::Lookup(id),
+    }
+}
+
+/// Serves a request about an activity this node had not heard of: after a lookup it
+/// is forwarded, refused as moving, or it names nothing in the cluster: `404`.
+pub async fn after_lookup(
+    req: ServiceRequest,
+    id: ActivityId,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let cluster = req
+        .app_data::<Data<AppState>>()
+        .and_then(|st| st.cluster.clone());
+    if let Some(c) = cluster {
+        c.lookup(&id).await;
+    }
+    match decide(&req) {
+        Decision::Forward(owner) => forward(req, owner).await,
+        Decision::Moving => Ok(req.error_response(moving())),
+        Decision::Local | Decision::Lookup(_) => {
+            let what = if req.path().starts_with("/api/orders/") {
+                "no such order"
+            } else {
+                "no such activity"
+            };
+            Ok(req.error_response(ApiError::not_found(what)))
+        }
     }
 }
 

@@ -7,8 +7,9 @@
 //! as plain HTTP responses before any upgrade. Plain `GET`s of the path (no upgrade)
 //! reach the app's route in `ws_route`.
 
-use crate::cluster::Route;
+use crate::cluster::{Cluster, Route};
 use crate::domain::ids::is_ticket_shaped;
+use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::activity_id;
 use crate::http::identity::user_in;
@@ -46,8 +47,24 @@ pub fn service(
             // The checks run here, synchronously, so the long-lived future captures only
             // the socket and the session (an async fn keeps its arguments, here the
             // request and the dispatcher's codec, for its whole life).
-            let answer = answer(&state, req, framed);
+            let first = match unknown_to_cluster(&state, &req) {
+                // An activity this node has not heard of yet: look it up first (boxed:
+                // rare, and the request is large).
+                Some((c, id)) => Err(Box::new((c, id, req, framed, state.clone()))),
+                None => Ok(answer(&state, req, framed)),
+            };
             async move {
+                let answer = match first {
+                    Ok(a) => a,
+                    Err(lookup) => {
+                        Box::pin(async move {
+                            let (c, id, req, framed, state) = *lookup;
+                            c.lookup(&id).await;
+                            answer(&state, req, framed)
+                        })
+                        .await
+                    }
+                };
                 match answer {
                     Answer::Upgrade(up) => {
                         let Upgrade {
@@ -59,6 +76,9 @@ pub fn service(
                         if Box::pin(io.write_all(response.as_bytes())).await.is_ok() {
                             drop(response);
                             ws_session::run(io, pending, spec).await;
+                        } else {
+                            // No session was started: release the socket count here.
+                            spec.state.ws.close(spec.ip);
                         }
                     }
                     Answer::Refuse { mut io, response } => {
@@ -85,6 +105,15 @@ struct Upgrade {
     response: String,
     pending: BytesMut,
     spec: SessionSpec,
+}
+
+/// Cluster mode: the activity of a WebSocket request when this node knows nothing of
+/// it (neither running here nor in its view of the cluster).
+fn unknown_to_cluster(st: &AppState, req: &Request) -> Option<(Arc<Cluster>, ActivityId)> {
+    let c = st.cluster.as_ref()?;
+    let id = ActivityId::parse(req.path().strip_prefix("/ws/activities/")?).ok()?;
+    let unknown = st.registry.get(&id).is_none() && matches!(c.route(&id), Route::Unknown);
+    unknown.then(|| (Arc::clone(c), id))
 }
 
 fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) -> Answer {

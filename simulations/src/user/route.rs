@@ -1,11 +1,16 @@
-//! Which server node a user talks to: its home node (`idx % nodes`) first,
-//! the next one in the list once its socket is lost or its node stops answering.
+//! Which server node a user talks to: its home node (`idx % nodes`) first; once its
+//! socket is lost or its node stops answering, another node, spread so that the users
+//! of a dead node land evenly on all the others (sending them all to the next node
+//! would put two nodes' sessions on one process, past its 20,000 open files).
 
 /// A user's current node, as an index into the run's node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     current: usize,
     nodes: usize,
+    /// The first move's distance, 1..nodes-1, different among a node's users.
+    spread: usize,
+    moved: bool,
 }
 
 impl Route {
@@ -15,6 +20,8 @@ impl Route {
         Self {
             current: idx % nodes,
             nodes,
+            spread: 1 + (idx / nodes) % (nodes - 1).max(1),
+            moved: false,
         }
     }
 
@@ -22,9 +29,12 @@ impl Route {
         self.current
     }
 
-    /// Moves to the next node (`(i + 1) % nodes`); with one node, stays.
+    /// Moves to another node: first by the user's spread, then to the next one (so
+    /// every node is tried); with one node, stays.
     pub fn fail_over(&mut self) {
-        self.current = (self.current + 1) % self.nodes;
+        let step = if self.moved { 1 } else { self.spread };
+        self.moved = true;
+        self.current = (self.current + step) % self.nodes;
     }
 }
 
@@ -45,6 +55,18 @@ mod tests {
         assert_eq!(r.node(), 0);
         r.fail_over();
         assert_eq!(r.node(), 1);
+    }
+
+    #[test]
+    fn a_dead_nodes_users_spread_over_every_other_node() {
+        let mut landed = std::collections::BTreeMap::new();
+        for idx in (0..600).filter(|i| i % 6 == 2) {
+            let mut r = Route::home(idx, 6);
+            r.fail_over();
+            *landed.entry(r.node()).or_insert(0) += 1;
+        }
+        assert_eq!(landed.keys().copied().collect::<Vec<_>>(), [0, 1, 3, 4, 5]);
+        assert!(landed.values().all(|&n| n == 20), "{landed:?}");
     }
 
     #[test]

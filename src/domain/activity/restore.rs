@@ -69,6 +69,7 @@ impl Activity {
     pub fn restore(rec: ActivityRecord, mut data: Restored, key: TokenKey, now: Millis) -> Self {
         let mut a = Activity::new(rec.spec, &rec.slots, key, now);
         a.fx = Default::default();
+        a.pacer.hold_off(now);
         a.paused = rec.paused;
         a.closed = rec.closed;
         a.opened = rec.opened;
