@@ -75,6 +75,8 @@ impl FifoCheck {
 /// Everything the reports print about a crowd.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CrowdMetrics {
+    /// Most admissions in any one-second window of server time (`issued_at_ms`).
+    pub peak_admissions_1s: usize,
     pub users: usize,
     pub joined: usize,
     pub never_joined: usize,
@@ -147,6 +149,7 @@ impl CrowdMetrics {
             .filter_map(UserRecord::admission_latency_ms)
             .collect();
         m.admission_latency_ms = Summary::of(&adm_lat);
+        m.peak_admissions_1s = peak_per_second(records.iter().filter_map(|r| r.issued_at_ms));
         let (mut gap_sum, mut gap_n) = (0.0, 0u64);
         for r in records {
             if let Some(o) = &r.order {
@@ -198,6 +201,21 @@ impl CrowdMetrics {
             .filter_map(UserRecord::admission_latency_ms)
             .collect()
     }
+}
+
+/// The most timestamps (ms) within any window of one second.
+fn peak_per_second(times: impl Iterator<Item = f64>) -> usize {
+    let mut t: Vec<f64> = times.collect();
+    t.sort_by(f64::total_cmp);
+    let mut start = 0;
+    let mut best = 0;
+    for end in 0..t.len() {
+        while t[end] - t[start] >= 1000.0 {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
 }
 
 /// Groups anomalies that differ only in ids and numbers.
@@ -259,6 +277,15 @@ pub fn invariant_violations(v: &ActivityView) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_per_second_counts_the_densest_second() {
+        let times = [0.0, 100.0, 999.0, 1000.0, 1500.0, 1999.9, 2000.0];
+        assert_eq!(peak_per_second(times.into_iter()), 3);
+        let times = [0.0, 999.0, 1000.0, 1500.0, 1998.0, 2500.0];
+        assert_eq!(peak_per_second(times.into_iter()), 4);
+        assert_eq!(peak_per_second(std::iter::empty()), 0);
+    }
 
     fn user(idx: usize, seq: u64, issued: Option<f64>) -> UserRecord {
         UserRecord {

@@ -49,6 +49,8 @@ struct Owned {
     fence: u64,
     /// When the last successful renewal was sent: the lease lasts `lease_ms` from then.
     renewed: Instant,
+    /// Still being rebuilt from the replica (no actor yet); renewed all the same.
+    adopting: bool,
 }
 
 /// How a request for an activity not running here is served.
@@ -257,6 +259,7 @@ impl Cluster {
                 holder: holder.clone(),
                 fence,
                 renewed: Instant::now(),
+                adopting: false,
             },
         );
         let replica = Replica {
@@ -354,7 +357,7 @@ impl Cluster {
         match self.read_view().await {
             Ok(view) => {
                 *self.view.write().unwrap_or_else(|e| e.into_inner()) = view.clone();
-                self.claim_free(&view).await;
+                self.claim_free(&view);
                 // Read again after claiming, so this node's own takeovers count too.
                 self.follow_moves(&self.view());
             }
@@ -366,14 +369,14 @@ impl Cluster {
     }
 
     async fn renew_all(&self) {
-        let owned: Vec<(ActivityId, String, Instant)> = self
+        let owned: Vec<(ActivityId, String, Instant, bool)> = self
             .owned()
             .iter()
-            .map(|(id, o)| (id.clone(), o.holder.clone(), o.renewed))
+            .map(|(id, o)| (id.clone(), o.holder.clone(), o.renewed, o.adopting))
             .collect();
-        for (id, holder, renewed) in owned {
+        for (id, holder, renewed, adopting) in owned {
             let running = self.registry.get(&id).is_some_and(|a| a.connected());
-            if !running {
+            if !running && !adopting {
                 // The actor stepped down itself (a commit missed the replica).
                 self.step_down(&id, "the activity stopped after a replication failure")
                     .await;
@@ -484,7 +487,9 @@ impl Cluster {
             .insert(id.clone(), owner);
     }
 
-    async fn claim_free(&self, view: &ClusterView) {
+    /// Claims run as their own tasks: rebuilding a large activity takes longer than a
+    /// lease, and the loop must go on renewing (that lease too) meanwhile.
+    fn claim_free(self: &Arc<Self>, view: &ClusterView) {
         let live: Vec<&str> = view.nodes.keys().map(String::as_str).collect();
         for (id, owner) in &view.activities {
             if owner.is_some() || keys::rendezvous(id, live.iter().copied()) != Some(&self.node_id)
@@ -494,9 +499,12 @@ impl Cluster {
             if self.owned().contains_key(id) {
                 continue;
             }
-            if let Err(e) = self.adopt(id).await {
-                tracing::warn!(activity_id = %id, error = %e, "cannot take the activity over");
-            }
+            let (me, id) = (Arc::clone(self), id.clone());
+            actix_web::rt::spawn(async move {
+                if let Err(e) = me.adopt(&id).await {
+                    tracing::warn!(activity_id = %id, error = %e, "cannot take the activity over");
+                }
+            });
         }
     }
 
@@ -508,23 +516,37 @@ impl Cluster {
             return Ok(());
         }
         let holder = keys::holder(&self.node_id, fence);
-        let mut conn = self.conn.clone();
-        let kvs: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(keys::state(id)).await?;
-        let replica = Replica {
-            replicator: self.replicator.clone(),
-            holder: holder.clone(),
-        };
-        // Owned before the actor starts, so its first renewal comes on time.
+        // Owned (and renewed by the loop) from the moment the lease is ours.
         self.owned().insert(
             id.clone(),
             Owned {
                 holder: holder.clone(),
                 fence,
                 renewed: Instant::now(),
+                adopting: true,
             },
         );
-        match self.registry.adopt(id, kvs, replica).await {
+        let replica = Replica {
+            replicator: self.replicator.clone(),
+            holder: holder.clone(),
+        };
+        let mut conn = self.conn.clone();
+        let loaded = match conn
+            .hgetall::<_, Vec<(Vec<u8>, Vec<u8>)>>(keys::state(id))
+            .await
+        {
+            Ok(kvs) => self
+                .registry
+                .adopt(id, kvs, replica)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match loaded {
             Ok(true) => {
+                if let Some(o) = self.owned().get_mut(id) {
+                    o.adopting = false;
+                }
                 self.note_owner(id, Some((self.node_id.clone(), fence)));
                 tracing::info!(activity_id = %id, fence, elapsed_ms = started.elapsed().as_millis() as u64, "took the activity over");
                 metrics::counter!("sluice_cluster_takeovers_total").increment(1);
@@ -535,7 +557,7 @@ impl Cluster {
                 self.release_lease(id, &holder).await;
                 match other {
                     Ok(_) => Ok(()), // registered, but its first commit never landed
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 }
             }
         }

@@ -37,9 +37,10 @@ const OPS_BATCH: Duration = Duration::from_millis(2);
 /// Messages a link holds for a node that is not taking them; past it, positions
 /// (which a later one replaces anyway) are dropped.
 const MAX_LINK_PENDING: usize = 500_000;
-/// Re-joins at a new owner that answers `unavailable` (still rebuilding) are retried
-/// this many times (about 8 s in all) before the session is told to reconnect.
-const REJOIN_ATTEMPTS: u64 = 10;
+/// A session relayed to a new owner that answers `unavailable` (still rebuilding, or
+/// busy with every other node's sessions re-joining at once) is retried for as long
+/// as its socket is open: telling it to reconnect would only add to the storm.
+const REJOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// One session operation, node -> owner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -478,10 +479,11 @@ impl Relay {
             let (activity, base) = (activity.clone(), owner.base.clone());
             self.arbiter.spawn_fn(move || {
                 actix_web::rt::spawn(async move {
-                    // The new owner may still be rebuilding the activity: `unavailable`
-                    // is retried for a few seconds before the session is told to reconnect.
-                    let mut attempt = 0u64;
+                    let mut backoff = Duration::from_millis(100);
                     loop {
+                        if !relay.sessions().contains_key(&id) {
+                            break; // the socket closed meanwhile
+                        }
                         let op = SessionOp::Join {
                             activity: activity.clone(),
                             session: id,
@@ -491,13 +493,9 @@ impl Relay {
                         };
                         match relay.call(&base, op).await {
                             Ok(()) => break,
-                            Err(e)
-                                if e.code == ErrorCode::Unavailable
-                                    && attempt < REJOIN_ATTEMPTS =>
-                            {
-                                attempt += 1;
-                                tokio::time::sleep(Duration::from_millis(250 * attempt.min(4)))
-                                    .await;
+                            Err(e) if e.code == ErrorCode::Unavailable => {
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(REJOIN_BACKOFF_MAX);
                             }
                             Err(e) => {
                                 relay.sessions().remove(&id);

@@ -129,6 +129,9 @@ impl Activity {
             a.set_user(&p.user, &p.ticket, Stage::Waiting(seq));
             a.room.insert_at(seq, place(p, deadline));
         }
+        // Every admission takes the next hold id (from 1), and admissions do not
+        // rewrite the record: the hold counter gives the admission count.
+        a.admitted_total = a.admitted_total.max(a.next_hold.saturating_sub(1));
         let max_hold_seq = a.holds.values().map(|h| h.seq + 1).max().unwrap_or(0);
         a.room.reserve_seq(rec.next_seq.max(max_hold_seq));
         for (n, p) in data.pre {
