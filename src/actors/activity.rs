@@ -408,6 +408,9 @@ impl Handler<Join> for ActivityActor {
             })
         });
         if let (Ok(_), Some(session)) = (&result, msg.session) {
+            // A notice still pending from before this connection is stale: the new
+            // session hears `queued` first, and `paused` after it if so.
+            self.notices.take(&msg.user);
             if let Some(old) = self.sessions.insert(msg.user.clone(), session.clone()) {
                 if old.id != session.id {
                     old.push(ToSession::Superseded);

@@ -530,11 +530,7 @@ impl Cluster {
             replicator: self.replicator.clone(),
             holder: holder.clone(),
         };
-        let mut conn = self.conn.clone();
-        let loaded = match conn
-            .hgetall::<_, Vec<(Vec<u8>, Vec<u8>)>>(keys::state(id))
-            .await
-        {
+        let loaded = match self.read_replica(id).await {
             Ok(kvs) => self
                 .registry
                 .adopt(id, kvs, replica)
@@ -560,6 +556,29 @@ impl Cluster {
                     Err(e) => Err(e),
                 }
             }
+        }
+    }
+
+    /// The replica of an activity, in `HSCAN` pages: one `HGETALL` of 100,000 places
+    /// (~25 MB) outlasts the connection's response timeout. Nothing writes it meanwhile
+    /// (the lease is ours), so the pages add up to one consistent state.
+    async fn read_replica(&self, id: &ActivityId) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut conn = self.conn.clone();
+        let mut all = std::collections::BTreeMap::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(Vec<u8>, Vec<u8>)>) = redis::cmd("HSCAN")
+                .arg(keys::state(id))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut conn)
+                .await?;
+            all.extend(page);
+            if next == 0 {
+                return Ok(all.into_iter().collect());
+            }
+            cursor = next;
         }
     }
 

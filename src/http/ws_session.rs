@@ -50,11 +50,14 @@ pub const MAX_FRAME: usize = 4096;
 /// (the session's operations and messages are relayed, see `cluster::relay`).
 pub enum Target {
     Local(Addr<ActivityActor>),
-    Remote {
-        id: ActivityId,
-        owner: OwnerRef,
-        cluster: Arc<Cluster>,
-    },
+    /// Boxed: every idle session carries a `Target`, most of them local.
+    Remote(Box<RemoteTarget>),
+}
+
+pub struct RemoteTarget {
+    pub id: ActivityId,
+    pub owner: OwnerRef,
+    pub cluster: Arc<Cluster>,
 }
 
 /// Who connected, to what, as checked by the upgrade.
@@ -98,7 +101,7 @@ impl Drop for Session {
                 user: self.spec.user.clone(),
                 session_id: self.id,
             }),
-            Target::Remote { cluster, .. } => cluster.relay.detach(self.id),
+            Target::Remote(r) => r.cluster.relay.detach(self.id),
         }
         self.spec.state.ws.close(self.spec.ip);
     }
@@ -184,7 +187,8 @@ impl Session {
                     Err(_) => Err((busy(), true)),
                 }
             }
-            Target::Remote { id, owner, cluster } => {
+            Target::Remote(r) => {
+                let RemoteTarget { id, owner, cluster } = &**r;
                 let queue = Arc::clone(&self.queue);
                 let joined = cluster.relay.join(
                     id,
@@ -328,7 +332,8 @@ impl Session {
                         };
                         let _ = addr.send(leave).timeout(timeout_after).await;
                     }
-                    Target::Remote { cluster, .. } => {
+                    Target::Remote(r) => {
+                        let cluster = &r.cluster;
                         let _ = timeout(timeout_after, cluster.relay.leave(self.id)).await;
                     }
                 }

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::activity_id;
 use crate::http::identity::user_in;
 use crate::http::state::AppState;
-use crate::http::ws_session::{self, SessionSpec, Target};
+use crate::http::ws_session::{self, RemoteTarget, SessionSpec, Target};
 use actix_codec::Framed;
 use actix_http::{h1, ws, HttpMessage, Method, Request};
 use actix_web::dev::{fn_service, ServiceFactory};
@@ -218,11 +218,11 @@ pub fn target(st: &AppState, raw_id: &str, query: &str) -> Result<(Target, WsQue
     let target = match (st.registry.get(&id), &st.cluster) {
         (Some(addr), _) => Target::Local(addr),
         (None, Some(c)) => match c.route(&id) {
-            Route::Owner(owner) => Target::Remote {
+            Route::Owner(owner) => Target::Remote(Box::new(RemoteTarget {
                 id,
                 owner,
                 cluster: Arc::clone(c),
-            },
+            })),
             Route::Moving => return Err(crate::http::forward::moving()),
             Route::Unknown => return Err(ApiError::not_found("no such activity")),
         },
