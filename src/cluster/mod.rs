@@ -32,6 +32,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// A sled key and its value, as replicated.
+type Kv = (Vec<u8>, Vec<u8>);
+
 /// What this node knows of the cluster, refreshed every `renew_ms`.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
@@ -567,7 +570,7 @@ impl Cluster {
         let mut all = std::collections::BTreeMap::new();
         let mut cursor = 0u64;
         loop {
-            let (next, page): (u64, Vec<(Vec<u8>, Vec<u8>)>) = redis::cmd("HSCAN")
+            let (next, page): (u64, Vec<Kv>) = redis::cmd("HSCAN")
                 .arg(keys::state(id))
                 .arg(cursor)
                 .arg("COUNT")
