@@ -42,6 +42,25 @@ const MAX_LINK_PENDING: usize = 500_000;
 /// as its socket is open: telling it to reconnect would only add to the storm.
 const REJOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// Requests stay bounded, so one never outlives its timeout and turns into a burst
+/// of `unavailable` answers (and client retries) for work the owner is still doing:
+/// the rest of a backlog goes in the next request, right after.
+const MAX_OPS_PER_POST: usize = 1_000;
+const MAX_EVENTS_PER_POST: usize = 20_000;
+
+/// Takes up to `max` items, oldest first; if more are left, the link goes again
+/// without waiting for a new push.
+fn take_batch<T>(pending: &Mutex<Vec<T>>, max: usize, wake: &Notify) -> Vec<T> {
+    let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    if p.len() <= max {
+        return std::mem::take(&mut *p);
+    }
+    let rest = p.split_off(max);
+    let batch = std::mem::replace(&mut *p, rest);
+    wake.notify_one();
+    batch
+}
+
 /// One session operation, node -> owner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -139,8 +158,7 @@ impl NodeLink {
         loop {
             self.wake.notified().await;
             tokio::time::sleep(EVENTS_BATCH).await;
-            let items =
-                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            let items = take_batch(&self.pending, MAX_EVENTS_PER_POST, &self.wake);
             if items.is_empty() {
                 continue;
             }
@@ -188,8 +206,7 @@ impl OpsLink {
         loop {
             self.wake.notified().await;
             tokio::time::sleep(OPS_BATCH).await;
-            let batch =
-                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            let batch = take_batch(&self.pending, MAX_OPS_PER_POST, &self.wake);
             if batch.is_empty() {
                 continue;
             }
