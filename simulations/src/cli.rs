@@ -29,6 +29,8 @@ pub enum Command {
     SinkOutage(SinkOutageArgs),
     /// Appointment booking: pre-queue shuffle, slot choice, unpaid orders released.
     Hospital(HospitalArgs),
+    /// Users that stop reading their socket: server memory must stay bounded.
+    StalledClients(StalledArgs),
     /// N sluice nodes sharing one Redis: a crowd spread over them, the activity's owner killed mid-sale.
     Cluster(ClusterArgs),
     /// Internal: one child process's share of the users (JSON lines on stdout).
@@ -185,6 +187,66 @@ pub struct SinkOutageArgs {
     /// How long to wait for the sink to catch up after the sale.
     #[arg(long, default_value_t = 60)]
     pub catch_up_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StalledArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Normal users (read every frame, buy when admitted); they join second.
+    #[arg(long, default_value_t = 8000)]
+    pub users: usize,
+    /// Users that join first, read until `queued`, then never read again.
+    #[arg(long, default_value_t = 8000)]
+    pub stalled: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub stock: u64,
+    /// admission.rate_per_sec
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+    /// admission.max_active (above rate x token_ttl, so expiring stalled
+    /// tokens do not throttle admission)
+    #[arg(long, default_value_t = 2000)]
+    pub max_active: u64,
+    /// admission.token_ttl_secs: stalled users' tokens expire unspent.
+    #[arg(long, default_value_t = 5)]
+    pub token_ttl: u64,
+    /// Length of the stall period: from the sale's start until the stalled
+    /// users read again.
+    #[arg(long, default_value_t = 40)]
+    pub run_secs: u64,
+    /// Pause and resume the activity every second during the stall period
+    /// (`--toggles false` to keep it open).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub toggles: bool,
+    /// SO_RCVBUF of the stalled users' sockets, in bytes (0 = kernel default).
+    #[arg(long, default_value_t = 4096)]
+    pub rcvbuf: u32,
+    /// Bound on the RSS growth over the stall period, per stalled session.
+    #[arg(long, default_value_t = 16.0)]
+    pub max_growth_kib: f64,
+    /// Do not pay orders after buying.
+    #[arg(long)]
+    pub no_pay: bool,
+}
+
+impl StalledArgs {
+    /// The sale, in the shape the shared sale code takes (normal users only).
+    pub fn sale(&self) -> SaleArgs {
+        SaleArgs {
+            users: self.users,
+            stock: self.stock,
+            rate: self.rate,
+            max_active: self.max_active,
+            token_ttl: self.token_ttl,
+            admit_during_joins: false,
+            no_pay: self.no_pay,
+            hold_secs: 0.0,
+            pow_bits: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

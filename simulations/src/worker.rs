@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use crate::user::record::UserRecord;
-use crate::user::{session, Ctx};
+use crate::user::{session, stalled, Ctx};
 
 /// What users do once admitted, and whether they take part in a storm.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -28,6 +28,10 @@ pub struct Behaviour {
     /// `/challenge` and solve it before a fresh join.
     #[serde(default)]
     pub pow_bits: u8,
+    /// With `Some(rcvbuf)`, every user of the plan stalls (see `user::stalled`):
+    /// reads until `queued`, then not at all until the control signal.
+    #[serde(default)]
+    pub stall_rcvbuf: Option<u32>,
 }
 
 /// One worker's share of a run.
@@ -95,7 +99,10 @@ pub async fn run(
     for i in 0..plan.users {
         let idx = plan.first_user + i;
         let user = format!("{}{idx}", plan.user_prefix);
-        tasks.push(tokio::spawn(session::run_user(ctx.clone(), idx, user)));
+        tasks.push(match plan.behaviour.stall_rcvbuf {
+            Some(rcvbuf) => tokio::spawn(stalled::run_user(ctx.clone(), idx, user, rcvbuf)),
+            None => tokio::spawn(session::run_user(ctx.clone(), idx, user)),
+        });
     }
     let ticker = {
         let ctx = ctx.clone();

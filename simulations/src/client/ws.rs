@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
@@ -43,6 +43,35 @@ pub async fn connect(
     let stream = connect_from(source, server)
         .await
         .map_err(|e| ConnectError::Io(e.to_string()))?;
+    handshake(stream, server, path_and_query).await
+}
+
+/// Like [`connect`], with the socket's receive buffer (SO_RCVBUF) set to
+/// `rcvbuf` bytes before connecting (so the window is small from the SYN on;
+/// Linux doubles the value and keeps a floor). 0 keeps the kernel default.
+pub async fn connect_with_rcvbuf(
+    server: SocketAddr,
+    source: IpAddr,
+    path_and_query: &str,
+    rcvbuf: u32,
+) -> Result<Ws, ConnectError> {
+    let io = |e: std::io::Error| ConnectError::Io(e.to_string());
+    let socket = TcpSocket::new_v4().map_err(io)?;
+    socket.set_reuseaddr(true).map_err(io)?;
+    if rcvbuf > 0 {
+        socket.set_recv_buffer_size(rcvbuf).map_err(io)?;
+    }
+    socket.bind(SocketAddr::new(source, 0)).map_err(io)?;
+    let stream = socket.connect(server).await.map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    handshake(stream, server, path_and_query).await
+}
+
+async fn handshake(
+    stream: TcpStream,
+    server: SocketAddr,
+    path_and_query: &str,
+) -> Result<Ws, ConnectError> {
     let url = format!("ws://{server}{path_and_query}");
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)

@@ -89,6 +89,7 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
             seed: a.run.seed,
             storm_every: 0,
             pow_bits: 0,
+            stall_rcvbuf: None,
         },
     };
     let mut crowd = Crowd::start(&spec).await?;

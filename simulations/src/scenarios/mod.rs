@@ -10,6 +10,7 @@ mod reconnect_storm;
 mod sale;
 mod sale_report;
 mod sink_outage;
+mod stalled_clients;
 
 use crate::cli::Command;
 
@@ -21,6 +22,7 @@ pub async fn run(command: Command) -> i32 {
         Command::SinkOutage(a) => sink_outage::run(a).await,
         Command::Hospital(a) => hospital::run(a).await,
         Command::Cluster(a) => cluster::run(a).await,
+        Command::StalledClients(a) => stalled_clients::run(a).await,
         Command::Worker { .. } => Err("the worker subcommand is handled in main".to_string()),
     };
     match result {

@@ -159,6 +159,41 @@ pub fn joined_check(report: &mut Report, m: &CrowdMetrics) {
     );
 }
 
+/// The final view against what the users saw: the invariant, `sold` against the
+/// acknowledged orders, and (when they paid) `paid` against the paid orders.
+pub fn final_view_checks(
+    report: &mut Report,
+    view: Option<&crate::admin::ActivityView>,
+    orders: usize,
+    paid: Option<usize>,
+) {
+    let Some(v) = view else {
+        return report.check(
+            "final admin view readable",
+            false,
+            "GET /api/admin/activities/{id} failed",
+        );
+    };
+    let bad = invariant_violations(v);
+    report.check(
+        "capacity == available + held + sold",
+        bad.is_empty(),
+        bad.join("; "),
+    );
+    report.check(
+        "sold == orders acknowledged",
+        v.sold == orders as i64,
+        format!("sold {} vs {orders} orders", v.sold),
+    );
+    if let Some(paid) = paid {
+        report.check(
+            "paid == orders paid",
+            v.paid == paid as i64,
+            format!("paid {} vs {paid}", v.paid),
+        );
+    }
+}
+
 /// Positions, admission rate, orders, the final view's invariant; and the
 /// anomalies. (FIFO and cadence are checked by the caller: a failover changes
 /// what the contract allows there.)
@@ -195,34 +230,8 @@ pub fn outcome_checks(report: &mut Report, run: &SaleRun, sale: &SaleArgs, m: &C
         m.orders == expect_orders,
         format!("{} orders, expected {expect_orders}", m.orders),
     );
-    match &run.final_view {
-        Some(v) => {
-            let bad = invariant_violations(v);
-            report.check(
-                "capacity == available + held + sold",
-                bad.is_empty(),
-                bad.join("; "),
-            );
-            let live_orders = m.orders as i64;
-            report.check(
-                "sold == orders acknowledged",
-                v.sold == live_orders,
-                format!("sold {} vs {live_orders} orders", v.sold),
-            );
-            if !sale.no_pay {
-                report.check(
-                    "paid == orders paid",
-                    v.paid == m.orders_paid as i64,
-                    format!("paid {} vs {}", v.paid, m.orders_paid),
-                );
-            }
-        }
-        None => report.check(
-            "final admin view readable",
-            false,
-            "GET /api/admin/activities/{id} failed",
-        ),
-    }
+    let paid = (!sale.no_pay).then_some(m.orders_paid);
+    final_view_checks(report, run.final_view.as_ref(), m.orders, paid);
     report.anomalies = m.anomalies.iter().map(|(k, v)| (k.clone(), *v)).collect();
     report.anomalies.sort_by_key(|x| std::cmp::Reverse(x.1));
 }

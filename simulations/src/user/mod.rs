@@ -5,6 +5,7 @@ pub mod purchase;
 pub mod record;
 pub mod route;
 pub mod session;
+pub mod stalled;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

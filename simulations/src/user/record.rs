@@ -135,6 +135,24 @@ pub struct UserRecord {
     /// Unexpected frames and responses, capped.
     pub anomalies: Vec<String>,
     pub outcome: Outcome,
+    /// A stalled user's socket (stalled-clients scenario only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<StallRecord>,
+}
+
+/// What a stalled user's socket showed once it read again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StallRecord {
+    /// Frames read before the stall (up to and including `queued`).
+    pub frames_before: u32,
+    /// Text frames read while draining, by kind.
+    pub drained_positions: u32,
+    pub drained_notices: u32,
+    pub drained_other: u32,
+    /// How the socket ended: `close 1008: messages not read in time`,
+    /// `eof without close frame`, `reset`, `still open`, ...
+    pub end: String,
+    pub close_code: Option<u16>,
 }
 
 /// At most this many anomalies are kept per user.
