@@ -206,7 +206,11 @@ impl OpsLink {
         loop {
             self.wake.notified().await;
             tokio::time::sleep(OPS_BATCH).await;
-            let batch = take_batch(&self.pending, MAX_OPS_PER_POST, &self.wake);
+            let mut batch = take_batch(&self.pending, MAX_OPS_PER_POST, &self.wake);
+            // A join whose session gave up waiting (its socket closed, the client
+            // retrying elsewhere) is not sent: landing after the retry, it would
+            // supersede the client's live socket with its dead one.
+            batch.retain(|(op, tx)| !(matches!(op, SessionOp::Join { .. }) && tx.is_closed()));
             if batch.is_empty() {
                 continue;
             }
