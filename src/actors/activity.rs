@@ -138,7 +138,7 @@ impl ActivityActor {
 
     /// Sends what the activity decided to the writer; the returned future resolves
     /// when it (and everything before it) is durable.
-    fn commit(&mut self, _ctx: &mut Context<Self>) -> Durable {
+    fn commit(&mut self) -> Durable {
         let fx = self.activity.take_effects();
         if fx.mutations.is_empty() && !fx.record_dirty {
             match self.inflight.back_mut() {
@@ -280,9 +280,9 @@ impl ActivityActor {
         }
     }
 
-    /// Commits without waiting: the commit's own `on_durable` future delivers pushes.
-    fn persist(&mut self, ctx: &mut Context<Self>) {
-        drop(self.commit(ctx));
+    /// Commits without waiting: the acknowledgement stream delivers its pushes.
+    fn persist(&mut self) {
+        drop(self.commit());
     }
 
     /// Runs a domain call, containing a panic (a bug) to this request: it is logged and
@@ -306,12 +306,8 @@ impl ActivityActor {
     }
 
     /// Replies with `value` once everything decided so far is durable.
-    fn reply<T: Send + 'static>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        value: CallResult<T>,
-    ) -> ResponseFuture<CallResult<T>> {
-        let durable = self.commit(ctx);
+    fn reply<T: Send + 'static>(&mut self, value: CallResult<T>) -> ResponseFuture<CallResult<T>> {
+        let durable = self.commit();
         Box::pin(async move {
             durable.await?;
             value
@@ -364,21 +360,21 @@ impl Actor for ActivityActor {
         }));
         ctx.run_interval(self.deps.tick, |_, ctx| ctx.notify(Tick));
         // Persist the initial record of a new activity (no-op after recovery).
-        self.persist(ctx);
+        self.persist();
         tracing::info!(activity_id = %self.id, "activity started");
     }
 }
 
 impl Handler<Tick> for ActivityActor {
     type Result = ();
-    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Tick, _: &mut Self::Context) {
         self.notices.new_tick();
         self.send_notices();
         let _ = self.guarded(|a, now| {
             a.tick(now);
             Ok(())
         });
-        self.persist(ctx);
+        self.persist();
         let now = self.now();
         self.record_metrics(now);
     }
@@ -386,7 +382,7 @@ impl Handler<Tick> for ActivityActor {
 
 impl Handler<Join> for ActivityActor {
     type Result = ResponseFuture<CallResult<JoinReply>>;
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
         if self.draining {
             return Box::pin(async { Err(CallError::Unavailable("the server is restarting")) });
         }
@@ -417,13 +413,13 @@ impl Handler<Join> for ActivityActor {
                 }
             }
         }
-        self.reply(ctx, result)
+        self.reply(result)
     }
 }
 
 impl Handler<Detach> for ActivityActor {
     type Result = ();
-    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
         let current = self
             .sessions
             .get(&msg.user)
@@ -434,42 +430,42 @@ impl Handler<Detach> for ActivityActor {
                 a.detach(&msg.user, now);
                 Ok(())
             });
-            self.persist(ctx);
+            self.persist();
         }
     }
 }
 
 impl Handler<Leave> for ActivityActor {
     type Result = ResponseFuture<CallResult<()>>;
-    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Leave, _: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.leave(&msg.user, now));
         self.sessions.remove(&msg.user);
-        self.reply(ctx, value)
+        self.reply(value)
     }
 }
 
 impl Handler<GetTicket> for ActivityActor {
     type Result = ResponseFuture<CallResult<TicketView>>;
-    fn handle(&mut self, msg: GetTicket, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: GetTicket, _: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.ticket(&msg.user, &msg.ticket, now));
-        self.reply(ctx, value)
+        self.reply(value)
     }
 }
 
 impl Handler<LeaveTicket> for ActivityActor {
     type Result = ResponseFuture<CallResult<TicketView>>;
-    fn handle(&mut self, msg: LeaveTicket, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: LeaveTicket, _: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.leave_ticket(&msg.user, &msg.ticket, now));
         if value.is_ok() {
             self.sessions.remove(&msg.user);
         }
-        self.reply(ctx, value)
+        self.reply(value)
     }
 }
 
 impl Handler<Purchase> for ActivityActor {
     type Result = ResponseFuture<CallResult<Purchased>>;
-    fn handle(&mut self, msg: Purchase, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Purchase, _: &mut Self::Context) -> Self::Result {
         let req = PurchaseRequest {
             user: msg.user,
             claims: msg.claims,
@@ -477,13 +473,13 @@ impl Handler<Purchase> for ActivityActor {
             slot_id: msg.slot_id,
         };
         let value = self.guarded(|a, now| a.purchase(req, now));
-        self.reply(ctx, value)
+        self.reply(value)
     }
 }
 
 impl Handler<OrderCall> for ActivityActor {
     type Result = ResponseFuture<CallResult<Order>>;
-    fn handle(&mut self, msg: OrderCall, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: OrderCall, _: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| match msg {
             OrderCall::Get { n, user } => match a.order(n) {
                 None => Err(ActivityError::NotFound("no such order".into())),
@@ -495,21 +491,21 @@ impl Handler<OrderCall> for ActivityActor {
             OrderCall::Pay { n, user } => a.pay(n, user.as_ref()),
             OrderCall::Cancel { n, user } => a.cancel(n, user.as_ref(), now),
         });
-        self.reply(ctx, value)
+        self.reply(value)
     }
 }
 
 impl Handler<OrdersOf> for ActivityActor {
     type Result = ResponseFuture<CallResult<Vec<Order>>>;
-    fn handle(&mut self, msg: OrdersOf, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: OrdersOf, _: &mut Self::Context) -> Self::Result {
         let orders = self.activity.orders_of(&msg.user).cloned().collect();
-        self.reply(ctx, Ok(orders))
+        self.reply(Ok(orders))
     }
 }
 
 impl Handler<Admin> for ActivityActor {
     type Result = ResponseFuture<CallResult<ActivityView>>;
-    fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Admin, _: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| {
             let admin = match msg {
                 Admin::View { admin } => admin,
@@ -522,7 +518,7 @@ impl Handler<Admin> for ActivityActor {
             };
             Ok(a.view(now, admin))
         });
-        self.reply(ctx, value)
+        self.reply(value)
     }
 }
 
@@ -541,14 +537,14 @@ impl Handler<StepDown> for ActivityActor {
 
 impl Handler<Drain> for ActivityActor {
     type Result = ResponseFuture<()>;
-    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         self.draining = true;
         // Sessions relayed from other nodes stay: those nodes re-join them to the
         // activity's next owner.
         for s in self.sessions.values().filter(|s| s.is_local()) {
             s.push(ToSession::Restarting);
         }
-        let durable = self.commit(ctx);
+        let durable = self.commit();
         Box::pin(async move {
             let _ = durable.await;
         })

@@ -93,6 +93,8 @@ pub struct Cluster {
     pub relay: Arc<Relay>,
     /// Shared secret of node-to-node calls (the admin key).
     key: String,
+    /// Its SHA-256, compared in constant time (computed once, not per request).
+    key_hash: [u8; 32],
     acquire: Script,
     renew: Script,
     release: Script,
@@ -136,6 +138,7 @@ impl Cluster {
                 key.clone(),
                 relay_arbiter,
             )),
+            key_hash: crate::http::state::AppState::hash_key(&key),
             key,
             acquire: Script::new(keys::ACQUIRE),
             renew: Script::new(keys::RENEW),
@@ -172,7 +175,7 @@ impl Cluster {
     pub fn is_internal(&self, presented: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
         crate::http::state::AppState::hash_key(&String::from_utf8_lossy(presented))
-            .ct_eq(&crate::http::state::AppState::hash_key(&self.key))
+            .ct_eq(&self.key_hash)
             .into()
     }
 
@@ -255,20 +258,7 @@ impl Cluster {
                 "the activity is being created elsewhere; retry",
             ));
         }
-        let holder = keys::holder(&self.node_id, fence);
-        self.owned().insert(
-            id.clone(),
-            Owned {
-                holder: holder.clone(),
-                fence,
-                renewed: Instant::now(),
-                adopting: false,
-            },
-        );
-        let replica = Replica {
-            replicator: self.replicator.clone(),
-            holder,
-        };
+        let replica = self.hold(&id, fence, false);
         let res = self.registry.create(spec, slots, Some(replica)).await;
         self.note_owner(&id, Some((self.node_id.clone(), fence)));
         res.map_err(ApiError::from)
@@ -319,6 +309,25 @@ impl Cluster {
     pub async fn refresh(&self) {
         if let Ok(view) = self.read_view().await {
             *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
+        }
+    }
+
+    /// Records a lease just taken (renewed by the loop from now on) and returns what
+    /// the activity's actor replicates with.
+    fn hold(&self, id: &ActivityId, fence: u64, adopting: bool) -> Replica {
+        let holder = keys::holder(&self.node_id, fence);
+        self.owned().insert(
+            id.clone(),
+            Owned {
+                holder: holder.clone(),
+                fence,
+                renewed: Instant::now(),
+                adopting,
+            },
+        );
+        Replica {
+            replicator: self.replicator.clone(),
+            holder,
         }
     }
 
@@ -518,21 +527,8 @@ impl Cluster {
         if fence == 0 {
             return Ok(());
         }
-        let holder = keys::holder(&self.node_id, fence);
-        // Owned (and renewed by the loop) from the moment the lease is ours.
-        self.owned().insert(
-            id.clone(),
-            Owned {
-                holder: holder.clone(),
-                fence,
-                renewed: Instant::now(),
-                adopting: true,
-            },
-        );
-        let replica = Replica {
-            replicator: self.replicator.clone(),
-            holder: holder.clone(),
-        };
+        let replica = self.hold(id, fence, true);
+        let holder = replica.holder.clone();
         let loaded = match self.read_replica(id).await {
             Ok(kvs) => self
                 .registry

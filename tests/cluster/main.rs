@@ -53,6 +53,21 @@ async fn purchase(c: &Client, via: &Node, id: &str, user: &str, token: &str) -> 
     .await
 }
 
+/// Waits for the user's `admitted` frame, buys with its token through `via` (201
+/// expected) and returns the order id.
+async fn buy_when_admitted(
+    c: &Client,
+    via: &Node,
+    id: &str,
+    user: &str,
+    ws: &mut WsUser,
+) -> String {
+    let a = ws.until("admitted").await;
+    let r = purchase(c, via, id, user, a["token"].as_str().expect("token")).await;
+    assert_eq!(r.status, 201, "{user} through {}: {}", via.id, r.body);
+    r.body["order"]["id"].as_str().expect("order id").to_owned()
+}
+
 #[actix_web::test]
 #[ignore = "needs redis-server: run scripts/test.sh"]
 async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
@@ -112,17 +127,7 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
     );
     let mut orders = Vec::new();
     for (i, (u, _)) in users.iter_mut().enumerate().take(3) {
-        let a = u.until("admitted").await;
-        let r = purchase(
-            &c,
-            non_owner,
-            "fifo",
-            &format!("u{i}"),
-            a["token"].as_str().expect("token"),
-        )
-        .await;
-        assert_eq!(r.status, 201, "u{i}: {}", r.body);
-        orders.push(r.body["order"]["id"].as_str().expect("order id").to_owned());
+        orders.push(buy_when_admitted(&c, non_owner, "fifo", &format!("u{i}"), u).await);
     }
     for (i, (u, _)) in users.iter_mut().enumerate().skip(3) {
         let end = u.until("sold_out").await;
@@ -218,17 +223,8 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
     // Two buy before the crash.
     let mut acknowledged = Vec::new();
     for (i, u) in relayed.iter_mut().enumerate().take(2) {
-        let a = u.until("admitted").await;
-        let r = purchase(
-            &c,
-            &nodes[1 + i % 2],
-            &id,
-            &format!("r{i}"),
-            a["token"].as_str().expect("token"),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        acknowledged.push(r.body["order"]["id"].as_str().expect("id").to_owned());
+        let via = &nodes[1 + i % 2];
+        acknowledged.push(buy_when_admitted(&c, via, &id, &format!("r{i}"), u).await);
     }
 
     nodes[0].kill9();
@@ -239,17 +235,8 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
     // The relayed sessions kept their sockets and places: the next ones are admitted
     // (again, with the same token, if it was issued before the crash) and buy.
     for (i, u) in relayed.iter_mut().enumerate().skip(2).take(3) {
-        let a = u.until("admitted").await;
-        let r = purchase(
-            &c,
-            &nodes[1 + i % 2],
-            &id,
-            &format!("r{i}"),
-            a["token"].as_str().expect("token"),
-        )
-        .await;
-        assert_eq!(r.status, 201, "r{i} after the takeover: {}", r.body);
-        acknowledged.push(r.body["order"]["id"].as_str().expect("id").to_owned());
+        let via = &nodes[1 + i % 2];
+        acknowledged.push(buy_when_admitted(&c, via, &id, &format!("r{i}"), u).await);
     }
 
     // Every acknowledged order exists, through either survivor.
@@ -365,16 +352,7 @@ async fn a_node_cut_off_from_redis_steps_down_and_its_activity_moves() {
             .status,
         200
     );
-    let a = relayed.until("admitted").await;
-    let r = purchase(
-        &c,
-        &nodes[2],
-        &id,
-        "r0",
-        a["token"].as_str().expect("token"),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    buy_when_admitted(&c, &nodes[2], &id, "r0", &mut relayed).await;
     let v = c.assert_invariant(&nodes[1], &id).await;
     assert_eq!(v["sold"], 1);
 }
