@@ -58,6 +58,12 @@ pub struct StoreSettings {
     pub commit_window_us: u64,
     pub commit_max_batch: usize,
     pub commit_queue: usize,
+    #[serde(default = "default_checkpoint_ms")]
+    pub checkpoint_ms: u64,
+}
+
+fn default_checkpoint_ms() -> u64 {
+    2000
 }
 
 #[derive(Clone, Deserialize)]
@@ -188,6 +194,9 @@ impl Settings {
         }
         if self.store.commit_window_us > 1_000_000 {
             return fail("store.commit_window_us", "must be at most 1000000");
+        }
+        if !(10..=3_600_000).contains(&self.store.checkpoint_ms) {
+            return fail("store.checkpoint_ms", "must be between 10 and 3600000");
         }
         if self.store.commit_max_batch == 0 || self.store.commit_queue == 0 {
             return fail("store.commit_max_batch/commit_queue", "must be positive");

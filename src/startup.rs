@@ -160,6 +160,7 @@ impl Application {
                 window: settings.commit_window(),
                 max_batch: settings.store.commit_max_batch,
                 queue: settings.store.commit_queue,
+                checkpoint: Duration::from_millis(settings.store.checkpoint_ms),
             },
         )?;
         let sink = match settings.sink.kind {

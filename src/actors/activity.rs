@@ -1,11 +1,14 @@
 //! `ActivityActor`: the single writer of one activity. It owns the `Activity` state,
 //! the sessions attached to it, and the commits in flight.
 //!
-//! Every handler is the same three steps: call the domain with `now`, hand the
-//! resulting mutations to the store writer, and reply (or push to sessions) only once
-//! that commit is durable. The actor keeps deciding meanwhile (memory runs ahead of
-//! disk) but tells nobody until the disk has caught up. Replies without new mutations
-//! still wait for the latest commit in flight, so nothing read is ever ahead of disk.
+//! Every handler is the same three steps: call the domain with `now`, gather the
+//! resulting mutations into the commit being gathered, and reply (or push to sessions)
+//! only once that commit is durable. The commit goes to the store writer when the
+//! mailbox runs dry (one commit for every message handled in one drain, so a burst of
+//! purchases costs one record encoding and one writer job, not one each). The actor
+//! keeps deciding meanwhile (memory runs ahead of disk) but tells nobody until the disk
+//! has caught up. Replies without new mutations still wait for the latest commit, so
+//! nothing read is ever ahead of disk.
 //!
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
 //! `OrderCall`, `OrdersOf`, `Admin`, `Tick`, `Drain`.
@@ -17,14 +20,116 @@ use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, P
 use crate::domain::clock::{Clock, Millis};
 use crate::domain::ids::{ActivityId, UserId};
 use crate::domain::order::Order;
+use crate::store::StoreError;
 use crate::store::{codec, Store};
 use actix::prelude::*;
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
-type Durable = Shared<BoxFuture<'static, Result<(), CallError>>>;
+/// A gathered commit goes to the writer early once this many calls joined it, so a
+/// mailbox that never runs dry still commits.
+const MAX_GATHERED: usize = 1024;
+
+/// A caller's answer, sent once its commit is durable (or failed).
+type ReplyFn = Box<dyn FnOnce(Result<(), CallError>) + Send>;
+type Replies = Arc<std::sync::Mutex<Vec<ReplyFn>>>;
+
+/// The commit being gathered: its acknowledgement channels exist before the commit
+/// does, and the answers to its callers wait in `replies`.
+struct Gathering {
+    store_ack: oneshot::Sender<Result<(), StoreError>>,
+    replica_ack: Option<oneshot::Sender<Result<(), ReplicaError>>>,
+    durable: Durable,
+    replies: Replies,
+    calls: usize,
+}
+
+fn answer(replies: &Replies, result: Result<(), CallError>) {
+    let waiting = std::mem::take(&mut *replies.lock().unwrap_or_else(|p| p.into_inner()));
+    for reply in waiting {
+        reply(result.clone());
+    }
+}
+
+/// A handler's answer: told at once, or (`waiting`) once the gathered commit it
+/// joined is durable. Sent from the writer thread in that case, so the caller is
+/// woken once, directly, not through the actor's thread.
+pub struct Deferred<T> {
+    value: CallResult<T>,
+    waiting: Option<Replies>,
+}
+
+impl<M, T> actix::dev::MessageResponse<ActivityActor, M> for Deferred<T>
+where
+    M: Message<Result = CallResult<T>>,
+    T: Send + 'static,
+{
+    fn handle(
+        self,
+        _: &mut Context<ActivityActor>,
+        tx: Option<actix::dev::OneshotSender<CallResult<T>>>,
+    ) {
+        let Some(tx) = tx else {
+            return;
+        };
+        let Deferred { value, waiting } = self;
+        match waiting {
+            None => drop(tx.send(value)),
+            Some(replies) => replies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Box::new(move |durable| drop(tx.send(durable.and(value))))),
+        }
+    }
+}
+
+impl Gathering {
+    fn new(replicated: bool) -> Gathering {
+        let (store_ack, store_rx) = oneshot::channel();
+        let (replica_ack, replica_rx) = if replicated {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let durable = async move {
+            let local = store_rx.await;
+            let replica = match replica_rx {
+                None => Ok(()),
+                Some(r) => r.await.unwrap_or(Err(ReplicaError::Unavailable(
+                    "the replicator stopped".into(),
+                ))),
+            };
+            match (local, replica) {
+                (Ok(Ok(())), Ok(())) => Ok(()),
+                (_, Err(ReplicaError::Fenced)) => Err(CallError::Unavailable(
+                    "this node no longer owns the activity; retry",
+                )),
+                // Dropped uncommitted: the actor stopped (stepped down) first.
+                (Err(_), _) => Err(CallError::Unavailable("the activity stopped; retry")),
+                _ => Err(CallError::Unavailable("the store cannot write")),
+            }
+        }
+        .boxed()
+        .shared();
+        Gathering {
+            store_ack,
+            replica_ack,
+            durable,
+            replies: Replies::default(),
+            calls: 0,
+        }
+    }
+}
+
+/// Sends the gathered commit to the writer; queued by the first call of a gathering,
+/// so it runs once the mailbox is drained.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushCommit;
 
 struct InFlight {
     no: u64,
@@ -59,6 +164,7 @@ pub struct ActivityActor {
     inflight: VecDeque<InFlight>,
     next_commit: u64,
     last: Option<Durable>,
+    gathering: Option<Gathering>,
     draining: bool,
     last_metrics: Millis,
     notices: Notices,
@@ -125,6 +231,7 @@ impl ActivityActor {
             inflight: VecDeque::new(),
             next_commit: 0,
             last: None,
+            gathering: None,
             draining: false,
             last_metrics: 0,
             notices: Notices::default(),
@@ -136,48 +243,70 @@ impl ActivityActor {
         self.deps.clock.now_ms()
     }
 
-    /// Sends what the activity decided to the writer; the returned future resolves
-    /// when it (and everything before it) is durable.
-    fn commit(&mut self) -> Durable {
+    /// Joins the commit being gathered (opening one, and queueing its flush, if none
+    /// is); returns where the caller's answer waits for it to be durable.
+    fn gather(&mut self, ctx: &mut Context<Self>) -> Replies {
+        // A full gathering goes first: the caller's answer must join one not yet sent.
+        if self
+            .gathering
+            .as_ref()
+            .is_some_and(|g| g.calls >= MAX_GATHERED)
+        {
+            self.flush();
+        }
+        let replicated = self.replica.is_some();
+        let g = self.gathering.get_or_insert_with(|| {
+            ctx.notify(FlushCommit);
+            Gathering::new(replicated)
+        });
+        g.calls += 1;
+        Arc::clone(&g.replies)
+    }
+
+    /// Sends the gathered commit, if any, to the writer.
+    fn flush(&mut self) {
+        if let Some(g) = self.gathering.take() {
+            drop(self.commit(Some(g)));
+        }
+    }
+
+    /// Something not yet durable: decisions not yet sent, or commits in flight.
+    fn behind(&self) -> bool {
+        self.gathering.is_some() || self.activity.has_writes() || !self.inflight.is_empty()
+    }
+
+    /// Sends what the activity decided to the writer (as `g`, when gathered); the
+    /// returned future resolves when it (and everything before it) is durable.
+    fn commit(&mut self, g: Option<Gathering>) -> Durable {
         let fx = self.activity.take_effects();
-        if fx.mutations.is_empty() && !fx.record_dirty {
+        if g.is_none() && fx.mutations.is_empty() && !fx.record_dirty {
             match self.inflight.back_mut() {
                 Some(last) => last.pushes.extend(fx.pushes),
                 None => self.deliver(fx.pushes),
             }
-            return self.last.clone().unwrap_or_else(|| done_ok());
+            return self.last.clone().unwrap_or_else(done_ok);
         }
+        let g = g.unwrap_or_else(|| Gathering::new(self.replica.is_some()));
         let record = fx.record_dirty.then(|| self.activity.record());
         let ops = codec::encode(&self.id, record.as_ref(), &fx.mutations, self.deps.outbox);
-        let replicated = self
-            .replica
-            .as_ref()
-            .map(|r| r.replicator.apply(&self.id, &r.holder, &ops));
-        let ack = match self.deps.store.commit(ops) {
-            Ok(rx) => async move {
-                let local = matches!(rx.await, Ok(Ok(())));
-                let replica = match replicated {
-                    None => Ok(()),
-                    Some(r) => r.await.unwrap_or(Err(ReplicaError::Unavailable(
-                        "the replicator stopped".into(),
-                    ))),
-                };
-                match (local, replica) {
-                    (true, Ok(())) => Ok(()),
-                    (_, Err(ReplicaError::Fenced)) => Err(CallError::Unavailable(
-                        "this node no longer owns the activity; retry",
-                    )),
-                    _ => Err(CallError::Unavailable("the store cannot write")),
-                }
+        let replies = g.replies;
+        let then: Option<crate::store::Then> = match (&self.replica, g.replica_ack) {
+            (Some(r), Some(ack)) => {
+                r.replicator.apply_to(&self.id, &r.holder, &ops, ack);
+                // Durable only once the replica took it too: answered from here.
+                let durable = g.durable.clone();
+                actix::spawn(async move { answer(&replies, durable.await) });
+                None
             }
-            .boxed()
-            .shared(),
-            Err(_) => {
-                futures_util::future::ready(Err(CallError::Unavailable("the store cannot write")))
-                    .boxed()
-                    .shared()
-            }
+            _ => Some(Box::new(move |res: Result<(), StoreError>| {
+                answer(
+                    &replies,
+                    res.map_err(|_| CallError::Unavailable("the store cannot write")),
+                )
+            })),
         };
+        self.deps.store.commit_to(ops, g.store_ack, then);
+        let ack = g.durable;
         let no = self.next_commit;
         self.next_commit += 1;
         self.inflight.push_back(InFlight {
@@ -230,6 +359,8 @@ impl ActivityActor {
             s.push(ToSession::Restarting);
         }
         self.inflight.clear();
+        // Callers of the uncommitted gathering hear "stopped; retry".
+        self.gathering = None;
         ctx.stop();
     }
 
@@ -281,8 +412,12 @@ impl ActivityActor {
     }
 
     /// Commits without waiting: the acknowledgement stream delivers its pushes.
-    fn persist(&mut self) {
-        drop(self.commit());
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        if self.gathering.is_some() || self.activity.has_writes() {
+            self.gather(ctx);
+        } else {
+            drop(self.commit(None));
+        }
     }
 
     /// Runs a domain call, containing a panic (a bug) to this request: it is logged and
@@ -305,13 +440,22 @@ impl ActivityActor {
         }
     }
 
-    /// Replies with `value` once everything decided so far is durable.
-    fn reply<T: Send + 'static>(&mut self, value: CallResult<T>) -> ResponseFuture<CallResult<T>> {
-        let durable = self.commit();
-        Box::pin(async move {
-            durable.await?;
-            value
-        })
+    /// `value`, to be told once everything decided so far is durable: at once when
+    /// it already is, else with the gathered commit (which may write nothing, just
+    /// follow the commits in flight).
+    fn reply<T>(&mut self, value: CallResult<T>, ctx: &mut Context<Self>) -> Deferred<T> {
+        if !self.behind() {
+            // Pushes decided without writes go out now (nothing is in flight).
+            drop(self.commit(None));
+            return Deferred {
+                value,
+                waiting: None,
+            };
+        }
+        Deferred {
+            value,
+            waiting: Some(self.gather(ctx)),
+        }
     }
 
     fn record_metrics(&mut self, now: Millis) {
@@ -345,6 +489,14 @@ fn done_ok() -> Durable {
     futures_util::future::ready(Ok(())).boxed().shared()
 }
 
+/// A refusal that reports nothing decided: told at once.
+fn refuse<T>(e: CallError) -> Deferred<T> {
+    Deferred {
+        value: Err(e),
+        waiting: None,
+    }
+}
+
 impl Actor for ActivityActor {
     type Context = Context<Self>;
 
@@ -360,31 +512,31 @@ impl Actor for ActivityActor {
         }));
         ctx.run_interval(self.deps.tick, |_, ctx| ctx.notify(Tick));
         // Persist the initial record of a new activity (no-op after recovery).
-        self.persist();
+        self.persist(ctx);
         tracing::info!(activity_id = %self.id, "activity started");
     }
 }
 
 impl Handler<Tick> for ActivityActor {
     type Result = ();
-    fn handle(&mut self, _: Tick, _: &mut Self::Context) {
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
         self.notices.new_tick();
         self.send_notices();
         let _ = self.guarded(|a, now| {
             a.tick(now);
             Ok(())
         });
-        self.persist();
+        self.persist(ctx);
         let now = self.now();
         self.record_metrics(now);
     }
 }
 
 impl Handler<Join> for ActivityActor {
-    type Result = ResponseFuture<CallResult<JoinReply>>;
-    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<JoinReply>;
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
         if self.draining {
-            return Box::pin(async { Err(CallError::Unavailable("the server is restarting")) });
+            return refuse(CallError::Unavailable("the server is restarting"));
         }
         let attach = msg.session.is_some();
         let result = self.guarded(|a, now| {
@@ -413,13 +565,13 @@ impl Handler<Join> for ActivityActor {
                 }
             }
         }
-        self.reply(result)
+        self.reply(result, ctx)
     }
 }
 
 impl Handler<Detach> for ActivityActor {
     type Result = ();
-    fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
         let current = self
             .sessions
             .get(&msg.user)
@@ -430,42 +582,42 @@ impl Handler<Detach> for ActivityActor {
                 a.detach(&msg.user, now);
                 Ok(())
             });
-            self.persist();
+            self.persist(ctx);
         }
     }
 }
 
 impl Handler<Leave> for ActivityActor {
-    type Result = ResponseFuture<CallResult<()>>;
-    fn handle(&mut self, msg: Leave, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<()>;
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.leave(&msg.user, now));
         self.sessions.remove(&msg.user);
-        self.reply(value)
+        self.reply(value, ctx)
     }
 }
 
 impl Handler<GetTicket> for ActivityActor {
-    type Result = ResponseFuture<CallResult<TicketView>>;
-    fn handle(&mut self, msg: GetTicket, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<TicketView>;
+    fn handle(&mut self, msg: GetTicket, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.ticket(&msg.user, &msg.ticket, now));
-        self.reply(value)
+        self.reply(value, ctx)
     }
 }
 
 impl Handler<LeaveTicket> for ActivityActor {
-    type Result = ResponseFuture<CallResult<TicketView>>;
-    fn handle(&mut self, msg: LeaveTicket, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<TicketView>;
+    fn handle(&mut self, msg: LeaveTicket, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.leave_ticket(&msg.user, &msg.ticket, now));
         if value.is_ok() {
             self.sessions.remove(&msg.user);
         }
-        self.reply(value)
+        self.reply(value, ctx)
     }
 }
 
 impl Handler<Purchase> for ActivityActor {
-    type Result = ResponseFuture<CallResult<Purchased>>;
-    fn handle(&mut self, msg: Purchase, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<Purchased>;
+    fn handle(&mut self, msg: Purchase, ctx: &mut Self::Context) -> Self::Result {
         let req = PurchaseRequest {
             user: msg.user,
             claims: msg.claims,
@@ -473,13 +625,13 @@ impl Handler<Purchase> for ActivityActor {
             slot_id: msg.slot_id,
         };
         let value = self.guarded(|a, now| a.purchase(req, now));
-        self.reply(value)
+        self.reply(value, ctx)
     }
 }
 
 impl Handler<OrderCall> for ActivityActor {
-    type Result = ResponseFuture<CallResult<Order>>;
-    fn handle(&mut self, msg: OrderCall, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<Order>;
+    fn handle(&mut self, msg: OrderCall, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| match msg {
             OrderCall::Get { n, user } => match a.order(n) {
                 None => Err(ActivityError::NotFound("no such order".into())),
@@ -491,21 +643,21 @@ impl Handler<OrderCall> for ActivityActor {
             OrderCall::Pay { n, user } => a.pay(n, user.as_ref()),
             OrderCall::Cancel { n, user } => a.cancel(n, user.as_ref(), now),
         });
-        self.reply(value)
+        self.reply(value, ctx)
     }
 }
 
 impl Handler<OrdersOf> for ActivityActor {
-    type Result = ResponseFuture<CallResult<Vec<Order>>>;
-    fn handle(&mut self, msg: OrdersOf, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<Vec<Order>>;
+    fn handle(&mut self, msg: OrdersOf, ctx: &mut Self::Context) -> Self::Result {
         let orders = self.activity.orders_of(&msg.user).cloned().collect();
-        self.reply(Ok(orders))
+        self.reply(Ok(orders), ctx)
     }
 }
 
 impl Handler<Admin> for ActivityActor {
-    type Result = ResponseFuture<CallResult<ActivityView>>;
-    fn handle(&mut self, msg: Admin, _: &mut Self::Context) -> Self::Result {
+    type Result = Deferred<ActivityView>;
+    fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| {
             let admin = match msg {
                 Admin::View { admin } => admin,
@@ -518,13 +670,20 @@ impl Handler<Admin> for ActivityActor {
             };
             Ok(a.view(now, admin))
         });
-        self.reply(value)
+        self.reply(value, ctx)
     }
 }
 
 impl StreamHandler<(u64, Result<(), CallError>)> for ActivityActor {
     fn handle(&mut self, (no, res): (u64, Result<(), CallError>), ctx: &mut Self::Context) {
         self.on_durable(no, res, ctx);
+    }
+}
+
+impl Handler<FlushCommit> for ActivityActor {
+    type Result = ();
+    fn handle(&mut self, _: FlushCommit, _: &mut Self::Context) {
+        self.flush();
     }
 }
 
@@ -544,7 +703,8 @@ impl Handler<Drain> for ActivityActor {
         for s in self.sessions.values().filter(|s| s.is_local()) {
             s.push(ToSession::Restarting);
         }
-        let durable = self.commit();
+        self.flush();
+        let durable = self.commit(None);
         Box::pin(async move {
             let _ = durable.await;
         })

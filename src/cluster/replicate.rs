@@ -24,8 +24,6 @@ pub enum ReplicaError {
     Unavailable(String),
 }
 
-pub type ReplicaAck = oneshot::Receiver<Result<(), ReplicaError>>;
-
 struct Job {
     activity: ActivityId,
     holder: String,
@@ -49,10 +47,28 @@ impl Replicator {
         Replicator { tx }
     }
 
-    /// Queues one commit. Outbox entries are not replicated: a new owner re-queues
-    /// every order of the activity for the sink, whose writes are idempotent.
-    pub fn apply(&self, activity: &ActivityId, holder: &str, ops: &[KvOp]) -> ReplicaAck {
+    /// Queues one commit; the receiver hears whether the replica took it.
+    pub fn apply(
+        &self,
+        activity: &ActivityId,
+        holder: &str,
+        ops: &[KvOp],
+    ) -> oneshot::Receiver<Result<(), ReplicaError>> {
         let (ack, rx) = oneshot::channel();
+        self.apply_to(activity, holder, ops, ack);
+        rx
+    }
+
+    /// Queues one commit; `ack` hears whether the replica took it. Outbox entries are
+    /// not replicated: a new owner re-queues every order of the activity for the
+    /// sink, whose writes are idempotent.
+    pub fn apply_to(
+        &self,
+        activity: &ActivityId,
+        holder: &str,
+        ops: &[KvOp],
+        ack: oneshot::Sender<Result<(), ReplicaError>>,
+    ) {
         let ops = ops
             .iter()
             .filter_map(|op| match op {
@@ -72,7 +88,6 @@ impl Replicator {
                 "the replicator stopped".into(),
             )));
         }
-        rx
     }
 }
 

@@ -24,7 +24,8 @@ pub fn actor(st: &AppState, id: &ActivityId) -> Result<Addr<ActivityActor>, ApiE
 }
 
 /// Sends with backpressure: a full mailbox makes the caller wait up to the actor
-/// timeout, then the answer is `503 unavailable` with `Retry-After`.
+/// timeout, then the answer is `503 unavailable` with `Retry-After`. The answer
+/// comes once it is durable, so the deadline covers that wait too.
 pub async fn call<M, T>(st: &AppState, addr: &Addr<ActivityActor>, msg: M) -> Result<T, ApiError>
 where
     M: Message<Result = CallResult<T>> + Send + 'static,

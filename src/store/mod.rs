@@ -1,13 +1,18 @@
-//! Durable state: sled is the source of truth, written by one group-commit writer.
+//! Durable state: sled holds it, a journal makes each commit durable, and one
+//! group-commit writer writes both.
 //!
 //! Activity actors hand their encoded mutations to `Store::commit`; the writer thread
-//! applies everything that arrived within the commit window as one atomic
-//! `sled::Batch`, calls `flush()` once, then acknowledges every job of the window. One
-//! writer because concurrent sled flushes deadlock or crawl (sled #1308); group commit
-//! so that durability costs one fsync per window, not per request.
+//! appends everything that arrived within the commit window to the journal as one
+//! frame, `fdatasync`s it, applies it to sled (in memory) as one atomic `sled::Batch`,
+//! then acknowledges every job of the window. sled is flushed by a background
+//! checkpoint, which then drops the journal it covers (see `journal`). One writer and
+//! one flusher because concurrent sled flushes deadlock or crawl (sled #1308); group
+//! commit so that durability costs one fsync per window, not per request.
 
 pub mod codec;
+mod journal;
 pub mod layout;
+mod memtable;
 pub mod recovery;
 pub mod sink;
 mod writer;
@@ -16,7 +21,7 @@ pub use codec::KvOp;
 pub use recovery::LoadedActivity;
 
 use crate::domain::ids::ActivityId;
-use layout::{OUTBOX_PREFIX, SCHEMA_KEY, SCHEMA_VERSION};
+use layout::{ACTIVITY_PREFIX, OUTBOX_PREFIX, SCHEMA_KEY, SCHEMA_VERSION};
 use sink::OrderRecord;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +44,8 @@ pub enum StoreError {
     },
     #[error("the store cannot write")]
     Unavailable,
+    #[error("journal I/O failed: {0}")]
+    Journal(String),
 }
 
 /// Group commit tuning.
@@ -51,13 +58,34 @@ pub struct CommitSettings {
     pub max_batch: usize,
     /// Jobs that may wait for the writer before committers block.
     pub queue: usize,
+    /// How often sled is flushed (and the journal it covers deleted) while commits
+    /// flow: bounds the journal replayed at start-up.
+    pub checkpoint: Duration,
 }
 
 pub type CommitAck = oneshot::Receiver<Result<(), StoreError>>;
 
+/// Run by the writer thread with a commit's outcome, right after its window.
+pub type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 struct Job {
     ops: Vec<KvOp>,
     ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    then: Option<Then>,
+}
+
+impl Job {
+    fn finish(self, result: Result<(), StoreError>) {
+        if let Some(then) = self.then {
+            then(match &result {
+                Ok(()) => Ok(()),
+                Err(_) => Err(StoreError::Unavailable),
+            });
+        }
+        if let Some(ack) = self.ack {
+            let _ = ack.send(result);
+        }
+    }
 }
 
 struct Inner {
@@ -67,6 +95,8 @@ struct Inner {
     path: String,
     tx: Mutex<Option<SyncSender<Job>>>,
     healthy: AtomicBool,
+    /// Committed writes sled does not have yet (see `memtable`).
+    mem: memtable::Memtable,
     outbox_len: AtomicU64,
     outbox_notify: tokio::sync::Notify,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -82,8 +112,11 @@ impl Store {
     /// Opens (or creates) the store, checks its schema, and starts the writer.
     pub fn open(path: &Path, settings: CommitSettings) -> Result<Store, StoreError> {
         let path_s = path.display().to_string();
-        let db = sled::Config::new().path(path).open()?;
+        // No background flush: the checkpoint thread is sled's only flusher.
+        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
         check_schema(&db, &path_s)?;
+        let journal_dir = path.join("journal");
+        let journal = journal::Journal::create(&journal_dir, journal::replay(&db, &journal_dir)?)?;
         let outbox_len = db.scan_prefix(OUTBOX_PREFIX).count() as u64;
         let next_outbox = db
             .scan_prefix(OUTBOX_PREFIX)
@@ -98,6 +131,7 @@ impl Store {
             path: path_s,
             tx: Mutex::new(Some(tx)),
             healthy: AtomicBool::new(true),
+            mem: memtable::Memtable::default(),
             outbox_len: AtomicU64::new(outbox_len),
             outbox_notify: tokio::sync::Notify::new(),
             writer: Mutex::new(None),
@@ -105,7 +139,17 @@ impl Store {
         let w = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("sluice-store-writer".into())
-            .spawn(move || writer::run(w, writer_db, rx, settings, next_outbox))
+            .spawn(move || {
+                writer::run(
+                    w,
+                    writer_db,
+                    rx,
+                    settings,
+                    next_outbox,
+                    journal,
+                    journal_dir,
+                )
+            })
             .map_err(|e| StoreError::Corrupt {
                 path: inner.path.clone(),
                 detail: format!("cannot start the writer thread: {e}"),
@@ -122,16 +166,36 @@ impl Store {
             return Err(StoreError::Unavailable);
         }
         let (ack, rx) = oneshot::channel();
-        let guard = self.inner.tx.lock().expect("sender lock is never poisoned");
-        let tx = guard.as_ref().ok_or(StoreError::Unavailable)?;
-        let tx = tx.clone();
-        drop(guard);
-        tx.send(Job {
+        self.commit_to(ops, ack, None);
+        Ok(rx)
+    }
+
+    /// `commit`, acknowledging to a sender the caller made beforehand (an actor hands
+    /// out the receiver of a commit before the commit exists: see `ActivityActor`),
+    /// and running `then` on the writer thread with the outcome: replies sent from
+    /// there wake their callers directly. A broken writer fails both at once.
+    pub fn commit_to(
+        &self,
+        ops: Vec<KvOp>,
+        ack: oneshot::Sender<Result<(), StoreError>>,
+        then: Option<Then>,
+    ) {
+        let job = Job {
             ops,
             ack: Some(ack),
-        })
-        .map_err(|_| StoreError::Unavailable)?;
-        Ok(rx)
+            then,
+        };
+        if !self.is_healthy() {
+            return job.finish(Err(StoreError::Unavailable));
+        }
+        let guard = self.inner.tx.lock().expect("sender lock is never poisoned");
+        let Some(tx) = guard.as_ref().cloned() else {
+            return job.finish(Err(StoreError::Unavailable));
+        };
+        drop(guard);
+        if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
+            job.finish(Err(StoreError::Unavailable));
+        }
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -153,19 +217,26 @@ impl Store {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(latest) = self.inner.mem.get(key) {
+            return Ok(latest);
+        }
         self.with_db(|db| Ok(db.get(key)?.map(|v| v.to_vec())))
+    }
+
+    /// Everything under `prefix`, in key order, at most `limit`.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<memtable::Entries, StoreError> {
+        self.with_db(|db| self.inner.mem.scan(db, prefix, limit))
     }
 
     /// Loads every activity for recovery; any undecodable entry stops start-up.
     pub fn load_activities(&self) -> Result<Vec<LoadedActivity>, StoreError> {
-        self.with_db(|db| recovery::load(db, &self.inner.path))
+        recovery::load(self.scan(ACTIVITY_PREFIX, usize::MAX)?, &self.inner.path)
     }
 
     /// Loads one activity (cluster adoption), if the store has its record.
     pub fn load_activity(&self, id: &ActivityId) -> Result<Option<LoadedActivity>, StoreError> {
         let prefix = layout::activity_key(id, "");
-        self.with_db(|db| recovery::load_prefix(db, &self.inner.path, &prefix))
-            .map(|mut v| v.pop())
+        recovery::load(self.scan(&prefix, usize::MAX)?, &self.inner.path).map(|mut v| v.pop())
     }
 
     pub fn outbox_len(&self) -> u64 {
@@ -179,28 +250,23 @@ impl Store {
 
     /// The oldest `limit` outbox entries, in commit order.
     pub fn outbox_batch(&self, limit: usize) -> Result<Vec<(Vec<u8>, OrderRecord)>, StoreError> {
-        self.with_db(|db| {
-            let mut out = Vec::with_capacity(limit);
-            for kv in db.scan_prefix(OUTBOX_PREFIX).take(limit) {
-                let (k, v) = kv?;
-                let rec = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                    path: self.inner.path.clone(),
-                    detail: format!("outbox entry {}: {e}", String::from_utf8_lossy(&k)),
-                })?;
-                out.push((k.to_vec(), rec));
-            }
-            Ok(out)
-        })
+        let mut out = Vec::with_capacity(limit);
+        for (k, v) in self.scan(OUTBOX_PREFIX, limit)? {
+            let rec = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                detail: format!("outbox entry {}: {e}", String::from_utf8_lossy(&k)),
+            })?;
+            out.push((k, rec));
+        }
+        Ok(out)
     }
 
-    /// Drops entries the sink confirmed. Not flushed here: the next commit flushes
-    /// it, and a replay after a crash is harmless because sink writes are idempotent.
+    /// Drops entries the sink confirmed. Not journaled: a replay after a crash may
+    /// queue them again, which is harmless because sink writes are idempotent.
     pub fn outbox_remove(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for k in keys {
-            batch.remove(k.as_slice());
-        }
-        self.with_db(|db| Ok(db.apply_batch(batch)?))?;
+        self.inner
+            .mem
+            .apply(keys.iter().map(|k| (k.clone(), None)).collect());
         self.inner
             .outbox_len
             .fetch_sub(keys.len() as u64, Ordering::Relaxed);
@@ -263,5 +329,100 @@ fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
             path: path.into(),
             detail: "data without a schema version".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        let settings = CommitSettings {
+            window: Duration::from_micros(100),
+            max_batch: 64,
+            queue: 1024,
+            // Every few commits rotate the journal and checkpoint sled.
+            checkpoint: Duration::from_millis(10),
+        };
+        Store::open(dir, settings).expect("store opens")
+    }
+
+    fn record(n: u64) -> Vec<u8> {
+        serde_json::to_vec(&OrderRecord {
+            id: format!("a-{n}"),
+            activity_id: "a".into(),
+            slot_id: None,
+            user_id: "u".into(),
+            quantity: 1,
+            amount_cents: 0,
+            status: "pending".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            pay_by: "2026-01-01T00:15:00Z".into(),
+            version: n,
+        })
+        .expect("serializes")
+    }
+
+    async fn commit(store: &Store, ops: Vec<KvOp>) {
+        let ack = store.commit(ops).expect("queued");
+        ack.await.expect("answered").expect("durable");
+    }
+
+    #[tokio::test]
+    async fn reads_follow_commits_through_checkpoints_and_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path());
+        for n in 0..40u64 {
+            let key = format!("a/x/o/{n:016x}").into_bytes();
+            commit(
+                &store,
+                vec![KvOp::Put(key, vec![n as u8]), KvOp::Outbox(record(n))],
+            )
+            .await;
+            if n % 10 == 9 {
+                // Let the checkpoint interval pass so the next commit starts one.
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        }
+        commit(&store, vec![KvOp::Del(b"a/x/o/0000000000000003".to_vec())]).await;
+        assert_eq!(
+            store.get(b"a/x/o/0000000000000004").expect("reads"),
+            Some(vec![4])
+        );
+        assert_eq!(store.get(b"a/x/o/0000000000000003").expect("reads"), None);
+        let first = store.outbox_batch(5).expect("reads");
+        let versions: Vec<u64> = first.iter().map(|(_, r)| r.version).collect();
+        assert_eq!(versions, vec![0, 1, 2, 3, 4], "the oldest first");
+        store
+            .outbox_remove(&first.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())
+            .expect("removes");
+        assert_eq!(store.outbox_batch(1).expect("reads")[0].1.version, 5);
+        // Replacing a prefix drops what earlier commits wrote under it.
+        commit(
+            &store,
+            vec![
+                KvOp::DelPrefix(b"a/x/".to_vec()),
+                KvOp::Put(b"a/x/o/00000000000000ff".to_vec(), vec![9]),
+            ],
+        )
+        .await;
+        store.shutdown();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("journal"))
+                .expect("lists")
+                .count(),
+            0,
+            "a clean stop leaves everything in sled"
+        );
+
+        let store = open(dir.path());
+        assert_eq!(store.get(b"a/x/o/0000000000000004").expect("reads"), None);
+        assert_eq!(
+            store.get(b"a/x/o/00000000000000ff").expect("reads"),
+            Some(vec![9])
+        );
+        assert_eq!(store.outbox_len(), 35);
+        assert_eq!(store.outbox_batch(1).expect("reads")[0].1.version, 5);
+        store.shutdown();
     }
 }

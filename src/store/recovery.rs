@@ -1,6 +1,6 @@
 //! Reading every activity back from the store at start-up.
 
-use super::layout::{parse_activity_key, ActivityKey, ACTIVITY_PREFIX};
+use super::layout::{parse_activity_key, ActivityKey};
 use super::StoreError;
 use crate::domain::activity::{ActivityRecord, Restored};
 use std::collections::BTreeMap;
@@ -21,20 +21,14 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-pub(super) fn load(db: &sled::Db, path: &str) -> Result<Vec<LoadedActivity>, StoreError> {
-    load_prefix(db, path, ACTIVITY_PREFIX)
-}
-
-/// Loads the activities under `prefix` (all of them, or one: `a/{id}/`).
-pub(super) fn load_prefix(
-    db: &sled::Db,
+/// Decodes activities from their entries (every `a/...` key, or one activity's).
+pub(super) fn load(
+    entries: super::memtable::Entries,
     path: &str,
-    prefix: &[u8],
 ) -> Result<Vec<LoadedActivity>, StoreError> {
     let mut records: BTreeMap<String, ActivityRecord> = BTreeMap::new();
     let mut data: BTreeMap<String, Restored> = BTreeMap::new();
-    for kv in db.scan_prefix(prefix) {
-        let (k, v) = kv?;
+    for (k, v) in entries {
         let key = parse_activity_key(&k).ok_or_else(|| StoreError::Corrupt {
             path: path.into(),
             detail: format!("unknown key {}", String::from_utf8_lossy(&k)),

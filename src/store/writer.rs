@@ -1,11 +1,18 @@
-//! The group-commit writer thread: the only place that flushes sled.
+//! The group-commit writer thread: the only place that appends to the journal, and
+//! the checkpoint thread: the only place that writes and flushes sled.
 
+use super::journal::{self, Frame, Journal};
 use super::layout::outbox_key;
+use super::memtable::Writes;
 use super::{Inner, Job, KvOp, StoreError};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A segment this large is closed (and checkpointed) whatever the interval.
+const SEGMENT_BYTES: u64 = 64 << 20;
 
 pub(super) fn run(
     inner: Arc<Inner>,
@@ -13,13 +20,27 @@ pub(super) fn run(
     rx: Receiver<Job>,
     settings: super::CommitSettings,
     mut next_outbox: u64,
+    mut journal: Journal,
+    journal_dir: PathBuf,
 ) {
+    let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<u64>();
+    let checkpointer = {
+        let (inner, db, dir) = (Arc::clone(&inner), db.clone(), journal_dir.clone());
+        std::thread::Builder::new()
+            .name("sluice-store-checkpoint".into())
+            .spawn(move || {
+                while let Ok(upto) = checkpoint_rx.recv() {
+                    checkpoint(&inner, &db, &dir, upto);
+                }
+            })
+    };
+    let mut last_checkpoint = Instant::now();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let deadline = Instant::now() + settings.window;
         if !settings.window.is_zero() {
             while jobs.len() < settings.max_batch {
-                // Whatever queued during the previous flush is taken at once.
+                // Whatever queued during the previous append is taken at once.
                 let wait = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(wait) {
                     Ok(j) => jobs.push(j),
@@ -29,12 +50,24 @@ pub(super) fn run(
         }
         let started = Instant::now();
         let result = if inner.healthy.load(Ordering::Acquire) {
-            apply(&db, &jobs, &mut next_outbox)
+            apply(&inner, &db, &mut journal, &mut jobs, &mut next_outbox)
         } else {
             Err(StoreError::Unavailable)
         };
         metrics::histogram!("sluice_commit_jobs").record(jobs.len() as f64);
         metrics::histogram!("sluice_commit_seconds").record(started.elapsed().as_secs_f64());
+        let result = result.and_then(|outboxed| {
+            let due = journal.bytes() >= SEGMENT_BYTES
+                || (journal.bytes() > 0 && last_checkpoint.elapsed() >= settings.checkpoint);
+            // Rotation and freezing go together: the closed segments hold exactly what
+            // sled and the frozen writes hold. Skipped while a checkpoint still runs.
+            if due && inner.mem.freeze().is_some() {
+                let closed = journal.rotate()?;
+                let _ = checkpoints.send(closed);
+                last_checkpoint = Instant::now();
+            }
+            Ok(outboxed)
+        });
         match result {
             Ok(outboxed) => {
                 if outboxed > 0 {
@@ -42,9 +75,7 @@ pub(super) fn run(
                     inner.outbox_notify.notify_one();
                 }
                 for j in jobs {
-                    if let Some(ack) = j.ack {
-                        let _ = ack.send(Ok(()));
-                    }
+                    j.finish(Ok(()));
                 }
             }
             Err(e) => {
@@ -54,38 +85,110 @@ pub(super) fn run(
                     tracing::error!(error = %e, "store write failed; refusing further writes");
                 }
                 for j in jobs {
-                    if let Some(ack) = j.ack {
-                        let _ = ack.send(Err(StoreError::Unavailable));
-                    }
+                    j.finish(Err(StoreError::Unavailable));
                 }
             }
         }
     }
-    let _ = db.flush();
+    drop(checkpoints);
+    if let Ok(h) = checkpointer {
+        let _ = h.join();
+    }
+    // A clean stop leaves sled whole and the journal empty.
+    if inner.mem.freeze().is_some() {
+        checkpoint(&inner, &db, &journal_dir, journal.seq());
+    } else if db.flush().is_ok() {
+        let _ = journal::delete_upto(&journal_dir, journal.seq());
+    }
 }
 
-fn apply(db: &sled::Db, jobs: &[Job], next_outbox: &mut u64) -> Result<u64, StoreError> {
-    let mut batch = sled::Batch::default();
+/// Copies the frozen writes into sled, flushes it, then deletes the journal segments
+/// up to `upto`, which the flush made redundant. A failure keeps the segments
+/// (nothing is lost) and stops further writes.
+fn checkpoint(inner: &Inner, db: &sled::Db, dir: &std::path::Path, upto: u64) {
+    let started = Instant::now();
+    let frozen = inner.mem.frozen();
+    let done = (|| {
+        if let Some(w) = frozen.as_deref() {
+            let mut batch = sled::Batch::default();
+            for (k, v) in w {
+                match v {
+                    Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                    None => batch.remove(k.as_slice()),
+                }
+            }
+            db.apply_batch(batch)?;
+        }
+        db.flush()?;
+        inner.mem.thaw();
+        journal::delete_upto(dir, upto)
+    })();
+    metrics::histogram!("sluice_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+    if let Err(e) = done {
+        if inner.healthy.swap(false, Ordering::AcqRel) {
+            tracing::error!(error = %e, "checkpoint failed; refusing further writes");
+        }
+    }
+}
+
+/// Journals the window's writes as one frame (durable on return), then hands them to
+/// the memtable, where every read sees them. Outbox keys and prefix deletes are
+/// resolved here, so the frame holds only concrete keys.
+fn apply(
+    inner: &Inner,
+    db: &sled::Db,
+    journal: &mut Journal,
+    jobs: &mut [Job],
+    next_outbox: &mut u64,
+) -> Result<u64, StoreError> {
+    let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut frame = Frame::new();
     let mut outboxed = 0;
     for job in jobs {
-        for op in &job.ops {
+        for op in std::mem::take(&mut job.ops) {
             match op {
-                KvOp::Put(k, v) => batch.insert(k.as_slice(), v.as_slice()),
-                KvOp::Del(k) => batch.remove(k.as_slice()),
+                KvOp::Put(k, v) => {
+                    frame.put(&k, &v);
+                    writes.push((k, Some(v)));
+                }
+                KvOp::Del(k) => {
+                    frame.del(&k);
+                    writes.push((k, None));
+                }
                 KvOp::DelPrefix(p) => {
-                    for key in db.scan_prefix(p.as_slice()).keys() {
-                        batch.remove(key?);
+                    // What earlier windows wrote is in the memtable already; this
+                    // window's own earlier writes are not, so they are checked too.
+                    let mut keys: Writes = inner
+                        .mem
+                        .scan(db, &p, usize::MAX)?
+                        .into_iter()
+                        .map(|(k, _)| (k, None))
+                        .collect();
+                    keys.extend(
+                        writes
+                            .iter()
+                            .filter(|(k, _)| k.starts_with(&p))
+                            .map(|(k, _)| (k.clone(), None)),
+                    );
+                    for (k, _) in keys {
+                        frame.del(&k);
+                        writes.push((k, None));
                     }
                 }
                 KvOp::Outbox(v) => {
-                    batch.insert(outbox_key(*next_outbox), v.as_slice());
+                    let k = outbox_key(*next_outbox);
+                    frame.put(&k, &v);
+                    writes.push((k, Some(v)));
                     *next_outbox += 1;
                     outboxed += 1;
                 }
             }
         }
     }
-    db.apply_batch(batch)?;
-    db.flush()?;
+    // A window of reads only (callers waiting for earlier commits) writes nothing.
+    if !writes.is_empty() {
+        journal.append(&frame.finish())?;
+        inner.mem.apply(writes);
+    }
     Ok(outboxed)
 }

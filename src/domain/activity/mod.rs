@@ -170,6 +170,11 @@ impl Activity {
         &self.spec
     }
 
+    /// Something decided since `take_effects` must be written.
+    pub fn has_writes(&self) -> bool {
+        !self.fx.mutations.is_empty() || self.fx.record_dirty
+    }
+
     /// Everything decided since the last call, for the actor to persist and deliver.
     pub fn take_effects(&mut self) -> Effects {
         std::mem::take(&mut self.fx)
