@@ -63,7 +63,7 @@ pub struct StoreSettings {
 }
 
 fn default_checkpoint_ms() -> u64 {
-    2000
+    10_000
 }
 
 #[derive(Clone, Deserialize)]

@@ -6,9 +6,6 @@ use sluice::startup::Application;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn config_path() -> anyhow::Result<Option<PathBuf>> {
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next()) {

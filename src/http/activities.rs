@@ -14,14 +14,16 @@ use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        // The hot routes first: each route tried is a regex match (~7% of a purchase's
+        // samples when purchase came last).
         web::scope("/api/activities")
-            .route("", web::get().to(list))
-            .route("/{id}", web::get().to(get))
+            .route("/{id}/purchase", web::post().to(purchase))
             .route("/{id}/join", web::post().to(join))
-            .route("/{id}/challenge", web::get().to(challenge))
             .route("/{id}/tickets/{ticket}", web::get().to(ticket))
             .route("/{id}/tickets/{ticket}", web::delete().to(leave))
-            .route("/{id}/purchase", web::post().to(purchase)),
+            .route("", web::get().to(list))
+            .route("/{id}", web::get().to(get))
+            .route("/{id}/challenge", web::get().to(challenge)),
     );
 }
 

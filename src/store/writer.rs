@@ -14,6 +14,11 @@ use std::time::Instant;
 /// A segment this large is closed (and checkpointed) whatever the interval.
 const SEGMENT_BYTES: u64 = 64 << 20;
 
+/// A checkpoint writes sled this many keys at a time, pausing in between so the
+/// latency-sensitive threads get the cores.
+const CHECKPOINT_SLICE: usize = 1024;
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 pub(super) fn run(
     inner: Arc<Inner>,
     db: sled::Db,
@@ -109,15 +114,21 @@ fn checkpoint(inner: &Inner, db: &sled::Db, dir: &std::path::Path, upto: u64) {
     let started = Instant::now();
     let frozen = inner.mem.frozen();
     let done = (|| {
-        if let Some(w) = frozen.as_deref() {
+        // In slices, pausing between them: one batch of everything doubled the
+        // memory it copies and took both cores in a burst (admission latency p99 at
+        // 18,000 waiting 157 -> 369 ms). Atomicity is not needed here: until the
+        // segments are deleted, a crash replays them over whatever sled kept.
+        let writes = frozen.as_deref().into_iter().flatten().collect::<Vec<_>>();
+        for slice in writes.chunks(CHECKPOINT_SLICE) {
             let mut batch = sled::Batch::default();
-            for (k, v) in w {
+            for (k, v) in slice {
                 match v {
                     Some(v) => batch.insert(k.as_slice(), v.as_slice()),
                     None => batch.remove(k.as_slice()),
                 }
             }
             db.apply_batch(batch)?;
+            std::thread::sleep(CHECKPOINT_PAUSE);
         }
         db.flush()?;
         inner.mem.thaw();
