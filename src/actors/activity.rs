@@ -23,7 +23,7 @@ use crate::domain::order::Order;
 use crate::store::StoreError;
 use crate::store::{codec, Store};
 use actix::prelude::*;
-use futures_util::future::FutureExt;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +33,19 @@ use tokio::sync::oneshot;
 /// mailbox that never runs dry still commits.
 const MAX_GATHERED: usize = 1024;
 
+/// Resolves once a commit (and every commit before it) is durable.
+type Durable = Shared<BoxFuture<'static, Result<(), CallError>>>;
+
 /// A caller's answer, sent once its commit is durable (or failed).
 type ReplyFn = Box<dyn FnOnce(Result<(), CallError>) + Send>;
 type Replies = Arc<std::sync::Mutex<Vec<ReplyFn>>>;
+
+fn wait_for(replies: &Replies, reply: ReplyFn) {
+    replies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(reply);
+}
 
 /// The commit being gathered: its acknowledgement channels exist before the commit
 /// does, and the answers to its callers wait in `replies`.
@@ -78,10 +88,10 @@ where
         let Deferred { value, waiting } = self;
         match waiting {
             None => drop(tx.send(value)),
-            Some(replies) => replies
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Box::new(move |durable| drop(tx.send(durable.and(value))))),
+            Some(replies) => wait_for(
+                &replies,
+                Box::new(move |durable| drop(tx.send(durable.and(value)))),
+            ),
         }
     }
 }
@@ -163,7 +173,6 @@ pub struct ActivityActor {
     sessions: HashMap<UserId, SessionHandle>,
     inflight: VecDeque<InFlight>,
     next_commit: u64,
-    last: Option<Durable>,
     gathering: Option<Gathering>,
     draining: bool,
     last_metrics: Millis,
@@ -230,7 +239,6 @@ impl ActivityActor {
             sessions: HashMap::new(),
             inflight: VecDeque::new(),
             next_commit: 0,
-            last: None,
             gathering: None,
             draining: false,
             last_metrics: 0,
@@ -266,7 +274,7 @@ impl ActivityActor {
     /// Sends the gathered commit, if any, to the writer.
     fn flush(&mut self) {
         if let Some(g) = self.gathering.take() {
-            drop(self.commit(Some(g)));
+            self.commit(Some(g));
         }
     }
 
@@ -275,16 +283,17 @@ impl ActivityActor {
         self.gathering.is_some() || self.activity.has_writes() || !self.inflight.is_empty()
     }
 
-    /// Sends what the activity decided to the writer (as `g`, when gathered); the
-    /// returned future resolves when it (and everything before it) is durable.
-    fn commit(&mut self, g: Option<Gathering>) -> Durable {
+    /// Sends what the activity decided to the writer (as `g`, when gathered; its
+    /// callers are answered once it and everything before it is durable). Pushes
+    /// decided without writes follow the last commit in flight, or go out now.
+    fn commit(&mut self, g: Option<Gathering>) {
         let fx = self.activity.take_effects();
         if g.is_none() && fx.mutations.is_empty() && !fx.record_dirty {
             match self.inflight.back_mut() {
                 Some(last) => last.pushes.extend(fx.pushes),
                 None => self.deliver(fx.pushes),
             }
-            return self.last.clone().unwrap_or_else(done_ok);
+            return;
         }
         let g = g.unwrap_or_else(|| Gathering::new(self.replica.is_some()));
         let record = fx.record_dirty.then(|| self.activity.record());
@@ -318,10 +327,8 @@ impl ActivityActor {
         // context per commit: actix polls every spawned future on each wake-up, which
         // made each message cost O(commits in flight) (thousands with replication).
         if let Some(acks) = &self.acks {
-            let _ = acks.send((no, ack.clone()));
+            let _ = acks.send((no, ack));
         }
-        self.last = Some(ack.clone());
-        ack
     }
 
     /// Commits finish in order; pushes go out in the same order, only when durable.
@@ -338,9 +345,6 @@ impl ActivityActor {
             if matches!(f.done, Some(Ok(()))) {
                 self.deliver(f.pushes);
             }
-        }
-        if self.inflight.is_empty() {
-            self.last = None;
         }
     }
 
@@ -416,7 +420,7 @@ impl ActivityActor {
         if self.gathering.is_some() || self.activity.has_writes() {
             self.gather(ctx);
         } else {
-            drop(self.commit(None));
+            self.commit(None);
         }
     }
 
@@ -446,7 +450,7 @@ impl ActivityActor {
     fn reply<T>(&mut self, value: CallResult<T>, ctx: &mut Context<Self>) -> Deferred<T> {
         if !self.behind() {
             // Pushes decided without writes go out now (nothing is in flight).
-            drop(self.commit(None));
+            self.commit(None);
             return Deferred {
                 value,
                 waiting: None,
@@ -483,10 +487,6 @@ impl ActivityActor {
         metrics::gauge!("sluice_activity_sessions", "activity" => id)
             .set(self.sessions.len() as f64);
     }
-}
-
-fn done_ok() -> Durable {
-    futures_util::future::ready(Ok(())).boxed().shared()
 }
 
 /// A refusal that reports nothing decided: told at once.
@@ -696,17 +696,27 @@ impl Handler<StepDown> for ActivityActor {
 
 impl Handler<Drain> for ActivityActor {
     type Result = ResponseFuture<()>;
-    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
         // Sessions relayed from other nodes stay: those nodes re-join them to the
         // activity's next owner.
         for s in self.sessions.values().filter(|s| s.is_local()) {
             s.push(ToSession::Restarting);
         }
-        self.flush();
-        let durable = self.commit(None);
+        let (done, rx) = oneshot::channel::<()>();
+        if self.behind() {
+            wait_for(
+                &self.gather(ctx),
+                Box::new(move |_| {
+                    let _ = done.send(());
+                }),
+            );
+            self.flush();
+        } else {
+            self.commit(None);
+        }
         Box::pin(async move {
-            let _ = durable.await;
+            let _ = rx.await;
         })
     }
 }

@@ -96,9 +96,7 @@ impl OrderFlusher {
         match written {
             Ok(()) => {
                 let keys: Vec<Vec<u8>> = batch.into_iter().map(|(k, _)| k).collect();
-                if let Err(e) = self.store.outbox_remove(&keys) {
-                    tracing::error!(error = %e, "cannot trim the outbox");
-                }
+                self.store.outbox_remove(&keys);
                 if self.failing {
                     tracing::info!(
                         backlog = self.store.outbox_len(),

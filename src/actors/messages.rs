@@ -20,10 +20,6 @@ pub enum CallError {
 
 pub type CallResult<T> = Result<T, CallError>;
 
-/// Resolves once a commit (and every commit before it) is durable.
-pub type Durable =
-    futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<(), CallError>>>;
-
 /// What a session is told; a fact, delivered after it is durable.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ToSession {

@@ -263,14 +263,13 @@ impl Store {
 
     /// Drops entries the sink confirmed. Not journaled: a replay after a crash may
     /// queue them again, which is harmless because sink writes are idempotent.
-    pub fn outbox_remove(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+    pub fn outbox_remove(&self, keys: &[Vec<u8>]) {
         self.inner
             .mem
             .apply(keys.iter().map(|k| (k.clone(), None)).collect());
         self.inner
             .outbox_len
             .fetch_sub(keys.len() as u64, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Stops the writer after it committed everything queued, then flushes.
@@ -393,9 +392,7 @@ mod tests {
         let first = store.outbox_batch(5).expect("reads");
         let versions: Vec<u64> = first.iter().map(|(_, r)| r.version).collect();
         assert_eq!(versions, vec![0, 1, 2, 3, 4], "the oldest first");
-        store
-            .outbox_remove(&first.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())
-            .expect("removes");
+        store.outbox_remove(&first.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
         assert_eq!(store.outbox_batch(1).expect("reads")[0].1.version, 5);
         // Replacing a prefix drops what earlier commits wrote under it.
         commit(

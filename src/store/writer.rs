@@ -100,11 +100,8 @@ pub(super) fn run(
         let _ = h.join();
     }
     // A clean stop leaves sled whole and the journal empty.
-    if inner.mem.freeze().is_some() {
-        checkpoint(&inner, &db, &journal_dir, journal.seq());
-    } else if db.flush().is_ok() {
-        let _ = journal::delete_upto(&journal_dir, journal.seq());
-    }
+    inner.mem.freeze();
+    checkpoint(&inner, &db, &journal_dir, journal.seq());
 }
 
 /// Copies the frozen writes into sled, flushes it, then deletes the journal segments
