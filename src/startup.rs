@@ -13,7 +13,9 @@ use crate::error::ApiError;
 use crate::http::forward::{self, Decision};
 use crate::http::limits::RateLimits;
 use crate::http::state::{AppState, WsLimits};
-use crate::http::{activities, admin, auth, internal, ops, orders, pages, ws_route, ws_upgrade};
+use crate::http::{
+    activities, admin, auth, internal, ops, orders, pages, request_metrics, ws_route, ws_upgrade,
+};
 use crate::store::{CommitSettings, Store};
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
@@ -253,47 +255,60 @@ impl Application {
         let app = move || {
             App::new()
                 .app_data(app_state.clone())
-                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(json_error),
+                )
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 // Cluster mode: calls about activities owned elsewhere go there.
-                .wrap_fn(|req, srv| -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>> {
-                    match forward::decide(&req) {
-                        Decision::Local => {
-                            let fut = srv.call(req);
-                            Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
+                .wrap_fn(
+                    |req,
+                     srv|
+                     -> LocalBoxFuture<
+                        'static,
+                        Result<ServiceResponse<BoxBody>, actix_web::Error>,
+                    > {
+                        match forward::decide(&req) {
+                            Decision::Local => {
+                                let fut = srv.call(req);
+                                Box::pin(async move {
+                                    fut.await.map(ServiceResponse::map_into_boxed_body)
+                                })
+                            }
+                            Decision::Forward(owner) => Box::pin(forward::forward(req, owner)),
+                            Decision::Lookup(id) => Box::pin(forward::after_lookup(req, id)),
+                            Decision::Moving => {
+                                let res = req.error_response(forward::moving());
+                                Box::pin(async move { Ok(res) })
+                            }
                         }
-                        Decision::Forward(owner) => Box::pin(forward::forward(req, owner)),
-                        Decision::Lookup(id) => Box::pin(forward::after_lookup(req, id)),
-                        Decision::Moving => {
-                            let res = req.error_response(forward::moving());
-                            Box::pin(async move { Ok(res) })
-                        }
-                    }
-                })
+                    },
+                )
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
                     let route = route_label(req.path());
-                    let request_id = format!("{:016x}", rand::random::<u64>());
-                    let activity_id = activity_in_path(req.path()).unwrap_or("-").to_owned();
+                    // Fields are formatted only when the span is enabled (info level).
                     let span = tracing::info_span!(
                         "request",
-                        %request_id,
-                        %activity_id,
+                        request_id = %format_args!("{:016x}", rand::random::<u64>()),
+                        activity_id = %activity_in_path(req.path()).unwrap_or("-"),
                         method = %req.method(),
                         route = %route
                     );
                     let fut = srv.call(req);
                     async move {
                         let res = fut.await?;
-                        let status = res.status().as_u16().to_string();
-                        metrics::counter!("sluice_http_requests_total", "route" => route, "status" => status.clone())
-                            .increment(1);
+                        let status = res.status().as_u16();
                         let elapsed = started.elapsed();
-                        tracing::debug!(status = %status, elapsed_us = elapsed.as_micros() as u64, "request done");
-                        metrics::histogram!("sluice_http_request_seconds", "route" => route, "status" => status)
-                            .record(elapsed.as_secs_f64());
+                        tracing::debug!(
+                            status,
+                            elapsed_us = elapsed.as_micros() as u64,
+                            "request done"
+                        );
+                        request_metrics::record(route, status, elapsed);
                         Ok(res)
                     }
                     .instrument(span)

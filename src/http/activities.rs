@@ -198,5 +198,5 @@ async fn purchase(
     } else {
         HttpResponse::Ok()
     };
-    Ok(res.json(serde_json::json!({ "order": p.order.view() })))
+    Ok(res.json(crate::http::orders::OrderBody::of(&p.order)))
 }

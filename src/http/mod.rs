@@ -14,6 +14,7 @@ pub mod ops;
 pub mod orders;
 pub mod pages;
 pub mod protocol;
+pub mod request_metrics;
 pub mod state;
 pub mod ws_route;
 pub mod ws_session;

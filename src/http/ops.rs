@@ -47,7 +47,8 @@ async fn readyz(st: Data<AppState>) -> HttpResponse {
 
 async fn metrics(st: Data<AppState>) -> HttpResponse {
     metrics::gauge!("sluice_outbox_backlog").set(st.store.outbox_len() as f64);
-    let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let mut body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    crate::http::request_metrics::render(&mut body);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)

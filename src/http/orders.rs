@@ -66,7 +66,20 @@ async fn order_call(
     let (activity, n) = parse_order_id(raw).ok_or_else(|| ApiError::not_found("no such order"))?;
     let addr = actor(st, &activity).map_err(|_| ApiError::not_found("no such order"))?;
     let order = call(st, &addr, make(n)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "order": order.view() })))
+    Ok(HttpResponse::Ok().json(OrderBody::of(&order)))
+}
+
+/// `{"order": ORDER}`, serialized straight from the view (not through a
+/// `serde_json::Value`, which allocates a map and a string per field).
+#[derive(serde::Serialize)]
+pub struct OrderBody {
+    order: crate::domain::order::OrderView,
+}
+
+impl OrderBody {
+    pub fn of(o: &crate::domain::order::Order) -> Self {
+        Self { order: o.view() }
+    }
 }
 
 async fn get(

@@ -117,6 +117,7 @@ fn unknown_to_cluster(st: &AppState, req: &Request) -> Option<(Arc<Cluster>, Act
 }
 
 fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) -> Answer {
+    let started = std::time::Instant::now();
     let parts = framed.into_parts();
     let io = parts.io;
     // Keep only what the client sent behind its handshake; the dispatcher's 8 KiB
@@ -131,7 +132,7 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
     drop(req);
     match checked {
         Ok((spec, accept)) => {
-            record("101");
+            record(101, started);
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
             );
@@ -144,7 +145,7 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
         }
         Err(e) => {
             let (status, _) = e.code.status_and_code();
-            record(status.as_str());
+            record(status.as_u16(), started);
             let body = e.body_json();
             let retry = e
                 .retry_after
@@ -161,9 +162,8 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
     }
 }
 
-fn record(status: &str) {
-    metrics::counter!("sluice_http_requests_total", "route" => "/ws/activities/{id}", "status" => status.to_owned())
-        .increment(1);
+fn record(status: u16, started: std::time::Instant) {
+    crate::http::request_metrics::record("/ws/activities/{id}", status, started.elapsed());
 }
 
 /// Everything a session needs, or the contract error to answer; on success the
