@@ -6,6 +6,10 @@ use sluice::startup::Application;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+// jemalloc: see Cargo.toml and docs/performance.md for what it was measured to buy.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn config_path() -> anyhow::Result<Option<PathBuf>> {
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next()) {
