@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USERS=${USERS:-400000}   # tokens pre-issued per purchase run (more than 5 s can use)
+# Another build of the server to measure (e.g. an older commit's), same clients.
+server_bin=${SLUICE_BIN:-target/release/sluice}
 SECS=${SECS:-5}
 mkdir -p target/bench
 
@@ -29,7 +31,7 @@ start_server() { # $1 = commit window in microseconds
     SLUICE__SERVER__BIND="127.0.0.1:$port" SLUICE__STORE__PATH="$store" SLUICE__LOG__LEVEL=warn \
         SLUICE__SERVER__WORKERS=2 SLUICE__STORE__COMMIT_WINDOW_US="$1" \
         SLUICE__LIMITS__JOIN_PER_IP_PER_SEC=0 SLUICE__LIMITS__PURCHASE_PER_IP_PER_SEC=0 \
-        SLUICE__LIMITS__USER_PER_SEC=0 target/release/sluice &
+        SLUICE__LIMITS__USER_PER_SEC=0 "$server_bin" &
     server_pid=$!
     for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
     echo "bench.sh: server did not start" >&2; exit 1

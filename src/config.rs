@@ -48,6 +48,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub client_request_timeout_ms: u64,
     pub max_ws_per_ip: u32,
+    /// Open WebSocket sessions this process holds; 0 = its open-file limit less a
+    /// reserve (see `http::state::session_cap`).
+    #[serde(default)]
+    pub max_ws_sessions: u32,
     pub ws_messages_per_sec: u32,
 }
 

@@ -230,6 +230,7 @@ impl Application {
             ws: WsLimits::new(
                 settings.server.max_ws_per_ip,
                 settings.server.ws_messages_per_sec,
+                crate::http::state::session_cap(settings.server.max_ws_sessions),
             ),
             limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
             accounts: crate::http::auth::Accounts::new(&settings.auth)?,

@@ -13,7 +13,7 @@ use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::activity_id;
 use crate::http::identity::user_in;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, WsRefusal};
 use crate::http::ws_session::{self, RemoteTarget, SessionSpec, Target};
 use actix_codec::Framed;
 use actix_http::{h1, ws, HttpMessage, Method, Request};
@@ -162,6 +162,27 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
     }
 }
 
+/// At most one warning a minute while sockets are refused for the session cap (a
+/// crowd would otherwise log one line per refused handshake).
+fn warn_full(cap: Option<u32>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 60
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            cap,
+            "WebSocket session cap reached (server.max_ws_sessions); refusing new sockets with 503"
+        );
+    }
+}
+
 fn record(status: u16, started: std::time::Instant) {
     crate::http::request_metrics::record("/ws/activities/{id}", status, started.elapsed());
 }
@@ -193,12 +214,23 @@ fn check(
     let user = user_in(st, req.headers(), query)?;
     let (activity, q) = target(st, id, query)?;
     st.limits.check_join_from(ip, &user)?;
-    if !st.ws.try_open(ip) {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "too many open connections from this address",
-        )
-        .retry_after(10));
+    match st.ws.try_open(ip) {
+        Ok(()) => {}
+        Err(WsRefusal::PerIp) => {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many open connections from this address",
+            )
+            .retry_after(10))
+        }
+        Err(WsRefusal::Full) => {
+            warn_full(st.ws.max_total);
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "this server holds as many connections as it can; retry shortly (or another node)",
+            )
+            .retry_after(1));
+        }
     }
     let pow = crate::http::activities::pow_from(q.pow_nonce, q.pow_solution);
     let spec = SessionSpec {

@@ -372,23 +372,52 @@ async fn websocket_connections_per_ip_and_messages_per_connection_are_limited() 
     assert!(codes.iter().any(|c| c == "invalid_request"), "{codes:?}");
     // Closing one socket frees a slot for the address.
     drop(a);
-    let mut c = None;
-    for _ in 0..50 {
-        let url = format!(
-            "{}/ws/activities/wsl?access_token={}",
+    let mut c = connect_when_free(&app, "wsl", "c").await;
+    c.until("queued").await;
+    healthy_and_unchanged(&app, "wsl", 0).await;
+}
+
+#[actix_web::test]
+async fn a_full_server_refuses_new_websockets_with_503_and_keeps_its_sessions() {
+    let app = spawn_with(false, |s| s.server.max_ws_sessions = 1).await;
+    app.create_sale("full", 1, json!({"max_active": 1})).await;
+    let mut a = app.ws("full", "a", None).await;
+    a.until("admitted").await;
+    let url = |user: &str| {
+        format!(
+            "{}/ws/activities/full?access_token={}",
             app.ws_base,
-            app.user_token("c")
-        );
-        if let Ok((_, framed)) = app.client.ws(url).connect().await {
-            c = Some(WsUser {
+            app.user_token(user)
+        )
+    };
+    // The process cap, not the per-IP one: 503 unavailable, come back shortly.
+    match app.client.ws(url("b")).connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|r| r.0.status())),
+    }
+    // The session already held is untouched; once it closes, a new one fits.
+    drop(a);
+    let mut b = connect_when_free(&app, "full", "b").await;
+    b.until("queued").await;
+    healthy_and_unchanged(&app, "full", 0).await;
+}
+
+/// A WebSocket for `user`, retried while the server has not yet counted a closed
+/// socket out (the close reaches it asynchronously).
+async fn connect_when_free(app: &TestApp, activity: &str, user: &str) -> WsUser {
+    let url = format!(
+        "{}/ws/activities/{activity}?access_token={}",
+        app.ws_base,
+        app.user_token(user)
+    );
+    for _ in 0..50 {
+        if let Ok((_, framed)) = app.client.ws(url.as_str()).connect().await {
+            return WsUser {
                 framed,
-                user: "c".into(),
-            });
-            break;
+                user: user.into(),
+            };
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let mut c = c.expect("a slot frees up once a socket closes");
-    c.until("queued").await;
-    healthy_and_unchanged(&app, "wsl", 0).await;
+    panic!("a slot frees up once a socket closes");
 }
