@@ -67,19 +67,24 @@ pub enum WsRefusal {
 }
 
 /// Descriptors kept back from WebSocket sessions when the cap comes from the
-/// open-file limit. Measured: a cluster node at 20,000 sockets under a 20,000 limit
-/// could no longer accept its owner's relay connection, and every session it held
-/// stopped hearing from the activity.
-const RESERVED_FILES: u64 = 1024;
+/// open-file limit: 1,024, or a quarter of a smaller limit. Measured: a cluster node
+/// at 20,000 sockets under a 20,000 limit could no longer accept its owner's relay
+/// connection, and every session it held stopped hearing from the activity.
+fn reserved_files(limit: u64) -> u64 {
+    (limit / 4).min(1024)
+}
 
 /// The session cap: `configured`, or with 0 the soft open-file limit less
-/// `RESERVED_FILES`.
+/// `reserved_files`.
 pub fn session_cap(configured: u32) -> Option<u32> {
     if configured > 0 {
         return Some(configured);
     }
-    let limit = open_files_limit()?;
-    Some(u32::try_from(limit.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(u32::MAX))
+    open_files_limit().map(cap_for_limit)
+}
+
+fn cap_for_limit(limit: u64) -> u32 {
+    u32::try_from((limit - reserved_files(limit)).max(1)).unwrap_or(u32::MAX)
 }
 
 /// The soft `RLIMIT_NOFILE`, from `/proc/self/limits` (no FFI: the crate forbids
@@ -153,6 +158,10 @@ mod tests {
     #[test]
     fn the_default_cap_leaves_descriptors_for_the_process() {
         assert_eq!(session_cap(5), Some(5));
+        assert_eq!(cap_for_limit(20_000), 18_976);
+        // A common default soft limit still leaves room for sessions.
+        assert_eq!(cap_for_limit(1024), 768);
+        assert_eq!(cap_for_limit(1), 1);
         // This process has some open-file limit on Linux; the cap sits below it.
         if let (Some(cap), Some(limit)) = (session_cap(0), open_files_limit()) {
             assert!(u64::from(cap) < limit);
