@@ -1,12 +1,14 @@
 //! Messages between HTTP handlers, sessions and activity actors.
 
 use crate::domain::activity::orders::Purchased;
-use crate::domain::activity::{ActivityError, ActivityView, Push, TicketView};
+use crate::domain::activity::{ActivityError, ActivityView, TicketView};
 use crate::domain::ids::{SlotId, UserId};
 use crate::domain::order::Order;
 use crate::domain::spec::{AdmissionPatch, SlotSpec};
 use crate::domain::token::TokenClaims;
 use actix::prelude::*;
+
+pub use super::session::{SessionHandle, ToSession};
 
 /// Why a call to an activity failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,43 +22,12 @@ pub enum CallError {
 
 pub type CallResult<T> = Result<T, CallError>;
 
-/// What a session is told; a fact, delivered after it is durable.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub enum ToSession {
-    Push(Push),
-    /// The same user connected elsewhere.
-    Superseded,
-    /// The server is stopping; reconnect with the ticket shortly.
-    Restarting,
-}
-
-/// A WebSocket session as the activity sees it.
-#[derive(Clone)]
-pub struct SessionHandle {
-    /// Unique per connection (and across cluster nodes), so a superseded socket's
-    /// goodbye cannot detach its successor.
-    pub id: u64,
-    pub sink: SessionSink,
-}
-
-/// Where a session's messages go: its queue on this node, or the link to the cluster
-/// node that holds its socket (batched per node per tick).
-#[derive(Clone)]
-pub enum SessionSink {
-    Local(std::sync::Arc<super::session_queue::SessionQueue>),
-    Remote(std::sync::Arc<crate::cluster::relay::NodeLink>),
-}
-
-impl SessionHandle {
-    pub fn push(&self, msg: ToSession) {
-        match &self.sink {
-            SessionSink::Local(q) => q.push(msg),
-            SessionSink::Remote(link) => link.push(self.id, msg),
+impl From<crate::store::CommitFailure> for CallError {
+    fn from(f: crate::store::CommitFailure) -> Self {
+        match f {
+            crate::store::CommitFailure::Unavailable(why)
+            | crate::store::CommitFailure::Diverged(why) => CallError::Unavailable(why),
         }
-    }
-
-    pub fn is_local(&self) -> bool {
-        matches!(self.sink, SessionSink::Local(_))
     }
 }
 
@@ -151,7 +122,8 @@ pub struct Tick;
 #[rtype(result = "()")]
 pub struct Drain;
 
-/// Cluster mode: the lease is gone; stop deciding now (see `ActivityActor::step_down`).
+/// The activity is no longer this process's to decide (cluster mode: its lease is
+/// gone); stop now (see `ActivityActor::step_down`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StepDown;

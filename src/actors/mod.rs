@@ -5,4 +5,5 @@ pub mod activity;
 pub mod flusher;
 pub mod messages;
 pub mod registry;
+pub mod session;
 pub mod session_queue;

@@ -2,18 +2,17 @@
 //! arbiter (thread), apart from the HTTP workers; they are started at boot from the
 //! store and on creation by an operator.
 
-use super::activity::{ActivityActor, ActorDeps, Replica};
+use super::activity::{ActivityActor, ActorDeps};
 use super::messages::{Admin, CallError, Drain, StepDown};
 use crate::domain::activity::{Activity, ActivityError, ActivityView};
 use crate::domain::ids::ActivityId;
 use crate::domain::spec::{ActivitySpec, SlotSpec};
 use crate::domain::token::TokenKey;
-use crate::store::codec::KvOp;
-use crate::store::{layout, Store, StoreError};
+use crate::store::{CommitTarget, Store, StoreError};
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 pub struct Registry {
     actors: RwLock<BTreeMap<ActivityId, Addr<ActivityActor>>>,
@@ -38,6 +37,15 @@ impl Registry {
         &self.deps.store
     }
 
+    /// Orders also go to the outbox (a sink is configured).
+    pub fn outbox(&self) -> bool {
+        self.deps.outbox
+    }
+
+    pub fn now(&self) -> crate::domain::clock::Millis {
+        self.deps.clock.now_ms()
+    }
+
     pub fn key(&self) -> &TokenKey {
         &self.key
     }
@@ -47,18 +55,20 @@ impl Registry {
         let loaded = self.deps.store.load_activities()?;
         let now = self.deps.clock.now_ms();
         let n = loaded.len();
+        let target: Arc<dyn CommitTarget> = Arc::new(self.deps.store.clone());
         for l in loaded {
             let activity = Activity::restore(l.record, l.data, self.key.clone(), now);
-            self.spawn(activity, None);
+            self.start(activity, Arc::clone(&target));
         }
         Ok(n)
     }
 
-    fn spawn(&self, activity: Activity, replica: Option<Replica>) -> Addr<ActivityActor> {
+    /// Starts an actor for `activity`, committing to `target`, and registers it.
+    pub fn start(&self, activity: Activity, target: Arc<dyn CommitTarget>) -> Addr<ActivityActor> {
         let id = activity.spec().id.clone();
         let deps = self.deps.clone();
         let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
-            ActivityActor::new(activity, deps, replica)
+            ActivityActor::new(activity, &deps, target)
         });
         self.actors
             .write()
@@ -67,12 +77,13 @@ impl Registry {
         addr
     }
 
-    /// Creates and starts an activity; answers once its record is durable.
+    /// Creates and starts an activity committing to `target`; answers once its
+    /// record is durable.
     pub async fn create(
         &self,
         spec: ActivitySpec,
         slots: Vec<SlotSpec>,
-        replica: Option<Replica>,
+        target: Arc<dyn CommitTarget>,
     ) -> Result<ActivityView, CallError> {
         if self.is_draining() {
             return Err(CallError::Unavailable("the server is restarting"));
@@ -92,7 +103,7 @@ impl Registry {
             let activity = Activity::new(spec.clone(), &slots, self.key.clone(), now);
             let deps = self.deps.clone();
             let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
-                ActivityActor::new(activity, deps, replica)
+                ActivityActor::new(activity, &deps, target)
             });
             map.insert(spec.id.clone(), addr.clone());
             addr
@@ -102,43 +113,8 @@ impl Registry {
             .map_err(|_| CallError::Unavailable("the activity stopped"))?
     }
 
-    /// Cluster mode: takes an activity over from its replicated state (`kvs`: its sled
-    /// keys and values). This node's copy is replaced by the replica in one commit,
-    /// every order is queued for the sink again (idempotent there: the previous owner
-    /// may have died before flushing), and the actor starts replicating as `replica`.
-    /// `Ok(false)`: the replica holds no record (nothing to adopt).
-    pub async fn adopt(
-        &self,
-        id: &ActivityId,
-        kvs: Vec<(Vec<u8>, Vec<u8>)>,
-        replica: Replica,
-    ) -> Result<bool, StoreError> {
-        let mut ops = vec![KvOp::DelPrefix(layout::activity_key(id, ""))];
-        ops.extend(kvs.into_iter().map(|(k, v)| KvOp::Put(k, v)));
-        let ack = self.deps.store.commit(ops)?;
-        ack.await.map_err(|_| StoreError::Unavailable)??;
-        let Some(loaded) = self.deps.store.load_activity(id)? else {
-            return Ok(false);
-        };
-        if self.deps.outbox {
-            let requeue: Vec<KvOp> = loaded
-                .data
-                .orders
-                .iter()
-                .map(|o| KvOp::Outbox(serde_json::to_vec(&o.view()).unwrap_or_default()))
-                .collect();
-            if !requeue.is_empty() {
-                let ack = self.deps.store.commit(requeue)?;
-                ack.await.map_err(|_| StoreError::Unavailable)??;
-            }
-        }
-        let now = self.deps.clock.now_ms();
-        let activity = Activity::restore(loaded.record, loaded.data, self.key.clone(), now);
-        self.spawn(activity, Some(replica));
-        Ok(true)
-    }
-
-    /// Cluster mode: stops an activity this node no longer owns.
+    /// Stops an activity this process no longer decides (cluster mode: another node
+    /// owns it now).
     pub fn remove(&self, id: &ActivityId) {
         let addr = self
             .actors

@@ -6,7 +6,7 @@
 //! unsent one (only the latest matters), and past `MAX_PENDING` other messages the
 //! session is marked overflowed and closed by its task.
 
-use crate::actors::messages::ToSession;
+use crate::actors::session::{SessionOutput, ToSession};
 use crate::domain::activity::Push;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -37,6 +37,13 @@ pub enum Drained {
 
 fn is_position(m: &ToSession) -> bool {
     matches!(m, ToSession::Push(Push::Position { .. }))
+}
+
+impl SessionOutput for SessionQueue {
+    /// One queue per session: the id is the queue's own.
+    fn push(&self, _session: u64, msg: ToSession) {
+        self.push(msg);
+    }
 }
 
 impl SessionQueue {

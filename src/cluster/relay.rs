@@ -18,7 +18,7 @@
 //! the sessions keep their sockets and their places.
 
 use super::client::post_json;
-use crate::actors::messages::ToSession;
+use crate::actors::session::{SessionOutput, ToSession};
 use crate::actors::session_queue::SessionQueue;
 use crate::domain::activity::Push;
 use crate::domain::ids::{ActivityId, UserId};
@@ -141,8 +141,13 @@ pub struct NodeLink {
     wake: Notify,
 }
 
-impl NodeLink {
-    pub fn push(&self, session: u64, msg: ToSession) {
+impl SessionOutput for NodeLink {
+    /// `Restarting` is not relayed: the owner is stopping (or stepping down), and the
+    /// node holding the socket re-joins the session at the next owner itself.
+    fn push(&self, session: u64, msg: ToSession) {
+        if matches!(msg, ToSession::Restarting) {
+            return;
+        }
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let coalescable = matches!(msg, ToSession::Push(Push::Position { .. }));
@@ -153,7 +158,9 @@ impl NodeLink {
         }
         self.wake.notify_one();
     }
+}
 
+impl NodeLink {
     async fn run(self: Arc<Self>) {
         loop {
             self.wake.notified().await;

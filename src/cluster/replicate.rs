@@ -11,9 +11,12 @@
 use super::keys;
 use crate::domain::ids::ActivityId;
 use crate::store::codec::KvOp;
+use crate::store::{CommitFailure, CommitTarget, OnDurable, Store};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 
 /// Why a commit did not reach the replica.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,11 +27,14 @@ pub enum ReplicaError {
     Unavailable(String),
 }
 
+/// Run with whether the replica took a commit.
+type ReplicaAck = Box<dyn FnOnce(Result<(), ReplicaError>) + Send + Sync>;
+
 struct Job {
     activity: ActivityId,
     holder: String,
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ack: oneshot::Sender<Result<(), ReplicaError>>,
+    ack: ReplicaAck,
 }
 
 /// Commits waiting to be replicated are sent as one pipeline of at most this many.
@@ -53,22 +59,23 @@ impl Replicator {
         activity: &ActivityId,
         holder: &str,
         ops: &[KvOp],
-    ) -> oneshot::Receiver<Result<(), ReplicaError>> {
-        let (ack, rx) = oneshot::channel();
-        self.apply_to(activity, holder, ops, ack);
+    ) -> tokio::sync::oneshot::Receiver<Result<(), ReplicaError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.apply_to(
+            activity,
+            holder,
+            ops,
+            Box::new(move |res| {
+                let _ = tx.send(res);
+            }),
+        );
         rx
     }
 
     /// Queues one commit; `ack` hears whether the replica took it. Outbox entries are
     /// not replicated: a new owner re-queues every order of the activity for the
     /// sink, whose writes are idempotent.
-    pub fn apply_to(
-        &self,
-        activity: &ActivityId,
-        holder: &str,
-        ops: &[KvOp],
-        ack: oneshot::Sender<Result<(), ReplicaError>>,
-    ) {
+    pub fn apply_to(&self, activity: &ActivityId, holder: &str, ops: &[KvOp], ack: ReplicaAck) {
         let ops = ops
             .iter()
             .filter_map(|op| match op {
@@ -84,10 +91,78 @@ impl Replicator {
             ack,
         };
         if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
-            let _ = job.ack.send(Err(ReplicaError::Unavailable(
+            (job.ack)(Err(ReplicaError::Unavailable(
                 "the replicator stopped".into(),
             )));
         }
+    }
+}
+
+/// The commit target of an activity this node owns: the local store and the
+/// replica, fenced by the owner's lease. A commit is durable once both have it; any
+/// failure means a successor would rebuild a state without it, so it diverges.
+pub struct ReplicatedCommits {
+    pub store: Store,
+    pub replicator: Replicator,
+    pub activity: ActivityId,
+    /// The lease holder (`node|fence`) every replicated write must still match.
+    pub holder: String,
+}
+
+/// Whichever of the two writes finishes last reports the commit.
+struct BothWrites {
+    left: AtomicU8,
+    failure: Mutex<Option<CommitFailure>>,
+    done: Mutex<Option<OnDurable>>,
+}
+
+impl BothWrites {
+    fn finish(&self, failure: Option<CommitFailure>) {
+        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = failure;
+        }
+        let failure = *first;
+        drop(first);
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(done) = done {
+                done(failure.map_or(Ok(()), Err));
+            }
+        }
+    }
+}
+
+impl CommitTarget for ReplicatedCommits {
+    fn commit(&self, ops: Vec<KvOp>, done: OnDurable) {
+        let both = Arc::new(BothWrites {
+            left: AtomicU8::new(2),
+            failure: Mutex::new(None),
+            done: Mutex::new(Some(done)),
+        });
+        let replica = Arc::clone(&both);
+        self.replicator.apply_to(
+            &self.activity,
+            &self.holder,
+            &ops,
+            Box::new(move |res| {
+                replica.finish(res.err().map(|e| {
+                    CommitFailure::Diverged(match e {
+                        ReplicaError::Fenced => "this node no longer owns the activity; retry",
+                        ReplicaError::Unavailable(_) => "the store cannot write",
+                    })
+                }))
+            }),
+        );
+        self.store.commit_then(
+            ops,
+            Box::new(move |res| {
+                both.finish(
+                    res.err()
+                        .map(|_| CommitFailure::Diverged("the store cannot write")),
+                )
+            }),
+        );
     }
 }
 
@@ -106,7 +181,7 @@ async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) 
             if let Err(e) = &res {
                 tracing::warn!(activity_id = %job.activity, error = %e, "replication failed");
             }
-            let _ = job.ack.send(res);
+            (job.ack)(res);
         }
     }
 }

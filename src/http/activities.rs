@@ -28,8 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list(req: HttpRequest, st: Data<AppState>) -> HttpResponse {
-    let local_only = crate::http::internal::internal_caller(&req).is_some();
-    let views = crate::http::admin::all_views_from(&st, false, local_only).await;
+    let views = st.directory.views(&req, false).await;
     HttpResponse::Ok().json(serde_json::json!({ "activities": views }))
 }
 

@@ -1,21 +1,15 @@
 //! Accounts for deployments without their own identity provider: register and log in
-//! with a password (argon2id), get an HS256 identity token. Login failures look the
-//! same whether or not the username exists (same message, same hashing work).
+//! with a password (argon2id, `passwords`), get an HS256 identity token. Login
+//! failures look the same whether or not the username exists (same message, same
+//! hashing work). Accounts are kept by the configured `AccountStore`.
 
-use crate::config::AuthSettings;
 use crate::domain::ids::UserId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::state::AppState;
-use crate::store::layout::account_key;
-use crate::store::KvOp;
+use crate::store::accounts::AccountsUnavailable;
 use actix_web::web::{self, Data, Json};
 use actix_web::{HttpRequest, HttpResponse};
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use tokio::sync::{Mutex, Semaphore};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/auth/register", web::post().to(register))
@@ -27,74 +21,6 @@ struct Account {
     username: String,
     user_id: String,
     password_hash: String,
-}
-
-pub struct Accounts {
-    params: Params,
-    /// argon2 is CPU-heavy by design: bounded so a login burst cannot starve the workers.
-    hashing: Arc<Semaphore>,
-    /// Serializes check-then-insert of usernames (registrations are rare).
-    registering: Mutex<()>,
-    lifetime_secs: u64,
-    /// A real hash of a random password, verified when the username is unknown so that
-    /// both failures cost the same.
-    dummy_hash: String,
-}
-
-impl Accounts {
-    pub fn new(s: &AuthSettings) -> anyhow::Result<Self> {
-        let params = Params::new(
-            s.argon2_memory_kib,
-            s.argon2_iterations,
-            s.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| anyhow::anyhow!("invalid configuration: auth.argon2_*: {e}"))?;
-        let dummy_hash = hash_with(&params, "sluice-dummy-password")?;
-        Ok(Self {
-            params,
-            hashing: Arc::new(Semaphore::new(s.max_concurrent_hashes)),
-            registering: Mutex::new(()),
-            lifetime_secs: s.token_lifetime_secs,
-            dummy_hash,
-        })
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::Unavailable, "shutting down"))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))
-    }
-}
-
-fn hasher(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-}
-
-fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    hasher(params)
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
-}
-
-fn verify_with(params: &Params, password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|h| {
-            hasher(params)
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 #[derive(Deserialize)]
@@ -123,15 +49,17 @@ impl Credentials {
     }
 }
 
-/// Accounts live in this node's store, or in cluster mode in the cluster's Redis (so
-/// a user registered through one node logs in through any).
+fn unavailable(e: AccountsUnavailable) -> ApiError {
+    let err = ApiError::new(ErrorCode::Unavailable, e.what);
+    match e.retry_after {
+        Some(secs) => err.retry_after(secs),
+        None => err,
+    }
+}
+
+/// Reads an account through the configured account store.
 async fn load(st: &AppState, username: &str) -> Result<Option<Account>, ApiError> {
-    let unavailable = |_| ApiError::new(ErrorCode::Unavailable, "the store cannot be read");
-    let stored = match &st.cluster {
-        Some(c) => c.account(username).await?,
-        None => st.store.get(&account_key(username)).map_err(unavailable)?,
-    };
-    match stored {
+    match st.account_store.get(username).await.map_err(unavailable)? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -147,14 +75,7 @@ async fn register(
     st.limits.check_login(&req)?;
     let creds = body.into_inner();
     creds.validate()?;
-    let params = st.accounts.params.clone();
-    let password = creds.password.clone();
-    let hash = st
-        .accounts
-        .blocking(move || hash_with(&params, &password))
-        .await?
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))?;
-    let _guard = st.accounts.registering.lock().await;
+    let hash = st.passwords.hash(creds.password.clone()).await?;
     if load(&st, &creds.username).await?.is_some() {
         return Err(ApiError::new(ErrorCode::Conflict, "that username is taken"));
     }
@@ -165,24 +86,16 @@ async fn register(
         password_hash: hash,
     };
     let value = serde_json::to_vec(&account).expect("accounts serialize");
-    if let Some(c) = &st.cluster {
-        // HSETNX: two nodes registering the same name at once cannot both win.
-        return if c.add_account(&creds.username, &value).await? {
-            Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id })))
-        } else {
-            Err(ApiError::new(ErrorCode::Conflict, "that username is taken"))
-        };
-    }
-    let ack = st
-        .store
-        .commit(vec![KvOp::Put(account_key(&creds.username), value)])
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the store cannot write"))?;
-    match ack.await {
-        Ok(Ok(())) => Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id }))),
-        _ => Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "the store cannot write",
-        )),
+    // The store decides: two registrations of one name at once cannot both win.
+    if st
+        .account_store
+        .insert_new(&creds.username, value)
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id })))
+    } else {
+        Err(ApiError::new(ErrorCode::Conflict, "that username is taken"))
     }
 }
 
@@ -194,23 +107,15 @@ async fn login(
     st.limits.check_login(&req)?;
     let creds = body.into_inner();
     let account = load(&st, &creds.username).await?;
-    let stored = account.as_ref().map_or_else(
-        || st.accounts.dummy_hash.clone(),
-        |a| a.password_hash.clone(),
-    );
-    let params = st.accounts.params.clone();
-    let password = creds.password;
-    let ok = st
-        .accounts
-        .blocking(move || verify_with(&params, &password, &stored))
-        .await?;
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let ok = st.passwords.verify(creds.password, stored).await?;
     let account = match (ok, account) {
         (true, Some(a)) => a,
         _ => return Err(ApiError::unauthorized("invalid username or password")),
     };
     let user = UserId::parse(&account.user_id)
         .map_err(|_| ApiError::new(ErrorCode::Internal, "bad user id"))?;
-    let lifetime = st.accounts.lifetime_secs;
+    let lifetime = st.passwords.lifetime_secs();
     let exp = st.clock.now_ms() / 1000 + lifetime;
     let token = st.jwt.issue(&user, exp);
     Ok(HttpResponse::Ok().json(serde_json::json!({

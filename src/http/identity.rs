@@ -9,7 +9,6 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, Ready};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 /// An authenticated user.
 pub struct User(pub UserId);
@@ -76,7 +75,7 @@ fn query(req: &HttpRequest) -> TokenQuery {
 }
 
 fn is_admin(st: &AppState, key: &str) -> bool {
-    AppState::hash_key(key).ct_eq(&st.admin_key_hash).into()
+    crate::http::state::key_matches(key.as_bytes(), &st.admin_key_hash)
 }
 
 /// The user of a request given as parts: the WebSocket upgrade is served outside

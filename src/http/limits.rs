@@ -6,7 +6,7 @@
 use crate::config::LimitSettings;
 use crate::domain::ids::UserId;
 use crate::error::{ApiError, ErrorCode};
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
@@ -86,17 +86,16 @@ fn ip(req: &HttpRequest) -> IpAddr {
     client_ip(req)
 }
 
-/// The client's address: the peer's, or on a request a cluster node forwarded, the
-/// original client's (so per-IP limits apply to clients, not to nodes).
+/// The original client of a request a trusted peer process relayed (a cluster node),
+/// put in the request's extensions by the directory middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayedClient(pub IpAddr);
+
+/// The client's address: the peer's, or on a relayed request the original client's
+/// (so per-IP limits apply to clients, not to nodes).
 pub fn client_ip(req: &HttpRequest) -> IpAddr {
-    let forwarded = || {
-        let v = req
-            .headers()
-            .get(crate::cluster::client::CLIENT_IP_HEADER)?;
-        crate::http::internal::internal_caller(req)?;
-        v.to_str().ok()?.parse().ok()
-    };
-    forwarded().unwrap_or_else(|| {
+    let relayed = req.extensions().get::<RelayedClient>().map(|c| c.0);
+    relayed.unwrap_or_else(|| {
         req.peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
     })

@@ -29,7 +29,7 @@ async fn readyz(st: Data<AppState>) -> HttpResponse {
             }
         },
     };
-    let cluster = st.cluster.as_ref().map(|c| c.is_healthy());
+    let cluster = st.directory.reachable();
     let ready = store_ok && sink != "unreachable" && cluster != Some(false);
     let body = serde_json::json!({
         "ready": ready,

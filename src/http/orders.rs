@@ -1,12 +1,10 @@
 //! Order endpoints: read (owner or operator), list the caller's, pay, cancel.
 
-use crate::actors::messages::{OrderCall, OrdersOf};
-use crate::cluster::client::get_json;
+use crate::actors::messages::OrderCall;
 use crate::domain::ids::parse_order_id;
 use crate::error::ApiError;
 use crate::http::calls::{actor, call};
 use crate::http::identity::{Caller, User};
-use crate::http::internal::internal_caller;
 use crate::http::state::AppState;
 use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
@@ -22,39 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list(req: HttpRequest, user: User, st: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut orders: Vec<serde_json::Value> = Vec::new();
-    for (_, addr) in st.registry.all() {
-        let mine = call(
-            &st,
-            &addr,
-            OrdersOf {
-                user: user.0.clone(),
-            },
-        )
-        .await?;
-        orders.extend(
-            mine.into_iter()
-                .map(|o| serde_json::to_value(o.view()).unwrap_or_default()),
-        );
-    }
-    // Cluster mode: every other node's activities too (a peer's own answer is local).
-    if let (Some(c), None) = (&st.cluster, internal_caller(&req)) {
-        let auth = req.headers().get(actix_web::http::header::AUTHORIZATION);
-        for (node, base) in c.peers() {
-            let theirs = get_json::<serde_json::Value>(&base, "/api/orders", c.key(), auth).await;
-            match theirs {
-                Ok(v) => orders.extend(v["orders"].as_array().cloned().unwrap_or_default()),
-                Err(e) => {
-                    tracing::warn!(node = %node, error = %e, "cannot list a node's orders");
-                    return Err(ApiError::new(
-                        crate::error::ErrorCode::Unavailable,
-                        "a node of the cluster cannot be reached; retry shortly",
-                    )
-                    .retry_after(1));
-                }
-            }
-        }
-    }
+    let orders = st.directory.orders_of(&req, &user.0).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
 }
 

@@ -3,7 +3,9 @@
 use crate::actors::registry::Registry;
 use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
+use crate::http::directory::Directory;
 use crate::http::limits::RateLimits;
+use crate::store::accounts::AccountStore;
 use crate::store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sha2::{Digest, Sha256};
@@ -14,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct AppState {
+    /// Only for the drain flag and the shutdown: handlers reach activities through
+    /// `directory`.
     pub registry: Arc<Registry>,
+    pub directory: Arc<dyn Directory>,
     pub store: Store,
     pub jwt: JwtKey,
     /// SHA-256 of the admin key: compared in constant time whatever the input length.
@@ -26,17 +31,24 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub ws: WsLimits,
     pub limits: RateLimits,
-    pub accounts: crate::http::auth::Accounts,
+    pub passwords: crate::http::passwords::Passwords,
+    pub account_store: Arc<dyn AccountStore>,
     pub session_ids: AtomicU64,
-    /// Cluster mode only.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+/// SHA-256 of a secret: secrets are compared as digests, in constant time, whatever
+/// the length of what was presented.
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// True if `presented` is the secret whose digest is `digest`.
+pub fn key_matches(presented: &[u8], digest: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    key_digest(presented).ct_eq(digest).into()
 }
 
 impl AppState {
-    pub fn hash_key(key: &str) -> [u8; 32] {
-        Sha256::digest(key.as_bytes()).into()
-    }
-
     pub fn next_session_id(&self) -> u64 {
         self.session_ids.fetch_add(1, Ordering::Relaxed)
     }

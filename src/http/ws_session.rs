@@ -14,19 +14,15 @@
 //! stops reading cannot grow memory: positions coalesce in the queue, other messages
 //! are bounded there, and a write that cannot finish within 30 s drops the session.
 
-use crate::actors::activity::ActivityActor;
-use crate::actors::messages::{Detach, Join, Leave, SessionHandle, SessionSink, ToSession};
+use crate::actors::session::ToSession;
 use crate::actors::session_queue::{Drained, SessionQueue};
-use crate::cluster::relay::OwnerRef;
-use crate::cluster::Cluster;
 use crate::domain::activity::Push;
-use crate::domain::ids::ActivityId;
 use crate::domain::ids::UserId;
 use crate::domain::pow::PowSolution;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::directory::{JoinFailure, SessionLink};
 use crate::http::protocol::{encode, error_frame, parse_client, ClientFrame};
 use crate::http::state::AppState;
-use actix::Addr;
 use actix_codec::{Decoder, Encoder};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
 use actix_web::web::{Bytes, BytesMut, Data};
@@ -46,26 +42,13 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// The contract's frame limit; larger frames close the socket with 1009.
 pub const MAX_FRAME: usize = 4096;
 
-/// The activity a session waits for: running here, or owned by another cluster node
-/// (the session's operations and messages are relayed, see `cluster::relay`).
-pub enum Target {
-    Local(Addr<ActivityActor>),
-    /// Boxed: every idle session carries a `Target`, most of them local.
-    Remote(Box<RemoteTarget>),
-}
-
-pub struct RemoteTarget {
-    pub id: ActivityId,
-    pub owner: OwnerRef,
-    pub cluster: Arc<Cluster>,
-}
-
 /// Who connected, to what, as checked by the upgrade.
 pub struct SessionSpec {
     pub user: UserId,
     pub ticket: Option<String>,
     pub pow: Option<PowSolution>,
-    pub activity: Target,
+    /// The way to the activity (here, or relayed to the node that owns it).
+    pub activity: Box<dyn SessionLink>,
     pub state: Data<AppState>,
     /// Counted in `WsLimits`; released when the session ends.
     pub ip: IpAddr,
@@ -96,13 +79,7 @@ enum Event {
 impl Drop for Session {
     /// Runs however the session ends, including the server dropping its task.
     fn drop(&mut self) {
-        match &self.spec.activity {
-            Target::Local(addr) => addr.do_send(Detach {
-                user: self.spec.user.clone(),
-                session_id: self.id,
-            }),
-            Target::Remote(r) => r.cluster.relay.detach(self.id),
-        }
+        self.spec.activity.detach(self.id, &self.spec.user);
         self.spec.state.ws.close(self.spec.ip);
     }
 }
@@ -171,39 +148,17 @@ impl Session {
     /// A refusal is the frame to send and how to close.
     async fn join(&mut self) -> Result<(), (String, CloseCode, &'static str)> {
         let (ticket, pow) = (self.spec.ticket.take(), self.spec.pow.take());
-        let res = match &self.spec.activity {
-            Target::Local(addr) => {
-                let join = Join {
-                    user: self.spec.user.clone(),
-                    ticket,
-                    pow,
-                    session: Some(SessionHandle {
-                        id: self.id,
-                        sink: SessionSink::Local(Arc::clone(&self.queue)),
-                    }),
-                };
-                match addr.send(join).timeout(self.spec.state.actor_timeout).await {
-                    Ok(r) => r.map(drop).map_err(|e| (ApiError::from(e), false)),
-                    Err(_) => Err((busy(), true)),
-                }
-            }
-            Target::Remote(r) => {
-                let RemoteTarget { id, owner, cluster } = &**r;
-                let queue = Arc::clone(&self.queue);
-                let joined = cluster.relay.join(
-                    id,
-                    owner.clone(),
-                    self.id,
-                    &self.spec.user,
-                    ticket,
-                    pow,
-                    queue,
-                );
-                match timeout(self.spec.state.actor_timeout, joined).await {
-                    Ok(r) => r.map_err(|e| (e, false)),
-                    Err(_) => Err((busy(), true)),
-                }
-            }
+        let joined = self.spec.activity.join(
+            self.id,
+            Arc::clone(&self.queue),
+            &self.spec.user,
+            ticket,
+            pow,
+        );
+        let res = match timeout(self.spec.state.actor_timeout, joined).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(JoinFailure::Refused(e))) => Err((e, false)),
+            Ok(Err(JoinFailure::Busy)) | Err(_) => Err((busy(), true)),
         };
         let (e, timed_out) = match res {
             Ok(()) => return Ok(()),
@@ -325,18 +280,8 @@ impl Session {
         match parsed {
             Ok(ClientFrame::Leave) => {
                 let timeout_after = self.spec.state.actor_timeout;
-                match &self.spec.activity {
-                    Target::Local(addr) => {
-                        let leave = Leave {
-                            user: self.spec.user.clone(),
-                        };
-                        let _ = addr.send(leave).timeout(timeout_after).await;
-                    }
-                    Target::Remote(r) => {
-                        let cluster = &r.cluster;
-                        let _ = timeout(timeout_after, cluster.relay.leave(self.id)).await;
-                    }
-                }
+                let left = self.spec.activity.leave(self.id, &self.spec.user);
+                let _ = timeout(timeout_after, left).await;
                 Err(End::Close(CloseCode::Normal, "left"))
             }
             Err(m) => {

@@ -7,21 +7,20 @@
 //! as plain HTTP responses before any upgrade. Plain `GET`s of the path (no upgrade)
 //! reach the app's route in `ws_route`.
 
-use crate::cluster::{Cluster, Route};
 use crate::domain::ids::is_ticket_shaped;
 use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::activity_id;
+use crate::http::directory::SessionLink;
 use crate::http::identity::user_in;
 use crate::http::state::{AppState, WsRefusal};
-use crate::http::ws_session::{self, RemoteTarget, SessionSpec, Target};
+use crate::http::ws_session::{self, SessionSpec};
 use actix_codec::Framed;
 use actix_http::{h1, ws, HttpMessage, Method, Request};
 use actix_web::dev::{fn_service, ServiceFactory};
 use actix_web::web::{self, BytesMut, Data};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -47,10 +46,10 @@ pub fn service(
             // The checks run here, synchronously, so the long-lived future captures only
             // the socket and the session (an async fn keeps its arguments, here the
             // request and the dispatcher's codec, for its whole life).
-            let first = match unknown_to_cluster(&state, &req) {
-                // An activity this node has not heard of yet: look it up first (boxed:
-                // rare, and the request is large).
-                Some((c, id)) => Err(Box::new((c, id, req, framed, state.clone()))),
+            let first = match needs_lookup(&state, &req) {
+                // An activity this process has not heard of yet: look it up first
+                // (boxed: rare, and the request is large).
+                Some(id) => Err(Box::new((id, req, framed, state.clone()))),
                 None => Ok(answer(&state, req, framed)),
             };
             async move {
@@ -58,8 +57,8 @@ pub fn service(
                     Ok(a) => a,
                     Err(lookup) => {
                         Box::pin(async move {
-                            let (c, id, req, framed, state) = *lookup;
-                            c.lookup(&id).await;
+                            let (id, req, framed, state) = *lookup;
+                            state.directory.lookup(&id).await;
                             answer(&state, req, framed)
                         })
                         .await
@@ -107,13 +106,11 @@ struct Upgrade {
     spec: SessionSpec,
 }
 
-/// Cluster mode: the activity of a WebSocket request when this node knows nothing of
-/// it (neither running here nor in its view of the cluster).
-fn unknown_to_cluster(st: &AppState, req: &Request) -> Option<(Arc<Cluster>, ActivityId)> {
-    let c = st.cluster.as_ref()?;
+/// The activity of a WebSocket request, when the directory must look it up before
+/// the request can be answered.
+fn needs_lookup(st: &AppState, req: &Request) -> Option<ActivityId> {
     let id = ActivityId::parse(req.path().strip_prefix("/ws/activities/")?).ok()?;
-    let unknown = st.registry.get(&id).is_none() && matches!(c.route(&id), Route::Unknown);
-    unknown.then(|| (Arc::clone(c), id))
+    st.directory.needs_lookup(&id).then_some(id)
 }
 
 fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) -> Answer {
@@ -245,21 +242,13 @@ fn check(
 }
 
 /// The activity and the query of a WebSocket request, checked (also for plain `GET`s).
-pub fn target(st: &AppState, raw_id: &str, query: &str) -> Result<(Target, WsQuery), ApiError> {
+pub fn target(
+    st: &AppState,
+    raw_id: &str,
+    query: &str,
+) -> Result<(Box<dyn SessionLink>, WsQuery), ApiError> {
     let id = activity_id(raw_id)?;
-    let target = match (st.registry.get(&id), &st.cluster) {
-        (Some(addr), _) => Target::Local(addr),
-        (None, Some(c)) => match c.route(&id) {
-            Route::Owner(owner) => Target::Remote(Box::new(RemoteTarget {
-                id,
-                owner,
-                cluster: Arc::clone(c),
-            })),
-            Route::Moving => return Err(crate::http::forward::moving()),
-            Route::Unknown => return Err(ApiError::not_found("no such activity")),
-        },
-        (None, None) => return Err(ApiError::not_found("no such activity")),
-    };
+    let target = st.directory.session_link(&id)?;
     if st.registry.is_draining() {
         return Err(
             ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),

@@ -9,16 +9,19 @@
 //! one flusher because concurrent sled flushes deadlock or crawl (sled #1308); group
 //! commit so that durability costs one fsync per window, not per request.
 
+pub mod accounts;
 pub mod codec;
 mod journal;
 pub mod layout;
 mod memtable;
 pub mod recovery;
 pub mod sink;
+pub mod target;
 mod writer;
 
 pub use codec::KvOp;
 pub use recovery::LoadedActivity;
+pub use target::{CommitFailure, CommitTarget, OnDurable};
 
 use crate::domain::ids::ActivityId;
 use layout::{ACTIVITY_PREFIX, OUTBOX_PREFIX, SCHEMA_KEY, SCHEMA_VERSION};
@@ -166,25 +169,30 @@ impl Store {
             return Err(StoreError::Unavailable);
         }
         let (ack, rx) = oneshot::channel();
-        self.commit_to(ops, ack, None);
+        self.commit_to(ops, ack);
         Ok(rx)
     }
 
-    /// `commit`, acknowledging to a sender the caller made beforehand (an actor hands
-    /// out the receiver of a commit before the commit exists: see `ActivityActor`),
-    /// and running `then` on the writer thread with the outcome: replies sent from
-    /// there wake their callers directly. A broken writer fails both at once.
-    pub fn commit_to(
-        &self,
-        ops: Vec<KvOp>,
-        ack: oneshot::Sender<Result<(), StoreError>>,
-        then: Option<Then>,
-    ) {
-        let job = Job {
+    /// Queues a commit and runs `then` on the writer thread with its outcome: replies
+    /// sent from there wake their callers directly, not through the actor's thread. A
+    /// broken writer runs it at once with `Unavailable`.
+    pub fn commit_then(&self, ops: Vec<KvOp>, then: Then) {
+        self.send_job(Job {
+            ops,
+            ack: None,
+            then: Some(then),
+        });
+    }
+
+    fn commit_to(&self, ops: Vec<KvOp>, ack: oneshot::Sender<Result<(), StoreError>>) {
+        self.send_job(Job {
             ops,
             ack: Some(ack),
-            then,
-        };
+            then: None,
+        });
+    }
+
+    fn send_job(&self, job: Job) {
         if !self.is_healthy() {
             return job.finish(Err(StoreError::Unavailable));
         }
@@ -196,6 +204,11 @@ impl Store {
         if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
             job.finish(Err(StoreError::Unavailable));
         }
+    }
+
+    /// The audit of an activity's pre-queue shuffle (JSON), if it shuffled one.
+    pub fn shuffle_audit(&self, id: &ActivityId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&layout::activity_key(id, "shuffle"))
     }
 
     pub fn is_healthy(&self) -> bool {

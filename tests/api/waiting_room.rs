@@ -96,11 +96,13 @@ async fn positions_are_exact_and_shrink_as_users_ahead_leave() {
     app.create_sale("q", 1, json!({"max_active": 1})).await;
     let mut first = app.ws("q", "first", None).await;
     first.until("admitted").await;
+    // Each join is heard before the next connects: sessions on different HTTP
+    // workers would otherwise race to the actor.
     let mut a = app.ws("q", "a", None).await;
-    let mut b = app.ws("q", "b", None).await;
-    let mut c = app.ws("q", "c", None).await;
     assert_eq!(a.next_json().await["position"], 1);
+    let mut b = app.ws("q", "b", None).await;
     assert_eq!(b.next_json().await["position"], 2);
+    let mut c = app.ws("q", "c", None).await;
     let qc = c.next_json().await;
     assert_eq!(
         (qc["type"].as_str(), qc["position"].as_u64()),

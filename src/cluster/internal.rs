@@ -5,64 +5,74 @@
 //!   owned here (join with a relayed session, detach, leave), answered in order;
 //! - `POST /internal/relay`: an owner's batch of messages for sessions held here.
 
-use crate::actors::messages::{Detach, Join, Leave, SessionHandle, SessionSink};
-use crate::cluster::client::INTERNAL_HEADER;
-use crate::cluster::relay::{OpResult, OpsRequest, RelayBatch, SessionOp};
-use crate::cluster::Cluster;
-use crate::error::ApiError;
-use crate::http::calls::call;
-use crate::http::state::AppState;
+use super::client::INTERNAL_HEADER;
+use super::relay::{OpResult, OpsRequest, RelayBatch, SessionOp};
+use super::Cluster;
+use crate::actors::activity::ActivityActor;
+use crate::actors::messages::{Detach, Join, Leave};
+use crate::actors::session::SessionHandle;
+use crate::domain::ids::ActivityId;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::directory::call;
 use actix_web::dev::Payload;
 use actix_web::web::{self, Data, Json};
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::{ready, Ready};
 use std::sync::Arc;
+use std::time::Duration;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// What the internal endpoints work with.
+pub struct Peers {
+    pub cluster: Arc<Cluster>,
+    pub actor_timeout: Duration,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, peers: Data<Peers>) {
     cfg.service(
         web::scope("/internal")
+            .app_data(peers)
             .app_data(web::JsonConfig::default().limit(64 * 1024 * 1024))
             .route("/sessions", web::post().to(sessions))
             .route("/relay", web::post().to(relay)),
     );
 }
 
-/// A call from another node of this cluster.
-pub struct Internal(pub Arc<Cluster>);
-
-/// The cluster, if `req` carries its shared secret.
-pub fn internal_caller(req: &HttpRequest) -> Option<Arc<Cluster>> {
-    let st = req.app_data::<Data<AppState>>()?;
-    let c = st.cluster.as_ref()?;
-    let presented = req.headers().get(INTERNAL_HEADER)?;
-    c.is_internal(presented.as_bytes()).then(|| Arc::clone(c))
+/// True if `req` carries the cluster's shared secret.
+pub fn is_internal(cluster: &Cluster, req: &HttpRequest) -> bool {
+    req.headers()
+        .get(INTERNAL_HEADER)
+        .is_some_and(|presented| cluster.is_internal(presented.as_bytes()))
 }
+
+/// A call from another node of this cluster.
+pub struct Internal(pub Data<Peers>);
 
 impl FromRequest for Internal {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let peers = req
+            .app_data::<Data<Peers>>()
+            .filter(|p| is_internal(&p.cluster, req))
+            .cloned();
         ready(
-            internal_caller(req)
+            peers
                 .map(Internal)
                 .ok_or_else(|| ApiError::not_found("no such endpoint")),
         )
     }
 }
 
-async fn sessions(
-    Internal(cluster): Internal,
-    st: Data<AppState>,
-    body: Json<OpsRequest>,
-) -> HttpResponse {
+async fn sessions(Internal(peers): Internal, body: Json<OpsRequest>) -> HttpResponse {
     let req = body.into_inner();
+    let cluster = &peers.cluster;
     let link = cluster.relay.link_to(&req.node, &req.advertise);
     // Sent to the actors in order (each activity's mailbox keeps it), answered together.
     let calls = req.ops.into_iter().map(|op| {
-        let st = st.clone();
         let link = Arc::clone(&link);
-        let cluster = Arc::clone(&cluster);
+        let peers = peers.clone();
         async move {
+            let timeout = peers.actor_timeout;
             let res = match op {
                 SessionOp::Join {
                     activity,
@@ -70,7 +80,7 @@ async fn sessions(
                     user,
                     ticket,
                     pow,
-                } => match actor_for(&st, &cluster, &activity).await {
+                } => match actor_for(&peers.cluster, &activity).await {
                     None => Err(not_here()),
                     Some(addr) => {
                         let msg = Join {
@@ -79,10 +89,10 @@ async fn sessions(
                             pow,
                             session: Some(SessionHandle {
                                 id: session,
-                                sink: SessionSink::Remote(link),
+                                output: link,
                             }),
                         };
-                        call(&st, &addr, msg).await.map(drop)
+                        call(timeout, &addr, msg).await.map(drop)
                     }
                 },
                 SessionOp::Detach {
@@ -90,7 +100,7 @@ async fn sessions(
                     session,
                     user,
                 } => {
-                    if let Some(addr) = st.registry.get(&activity) {
+                    if let Some(addr) = peers.cluster.registry.get(&activity) {
                         addr.do_send(Detach {
                             user,
                             session_id: session,
@@ -99,9 +109,9 @@ async fn sessions(
                     Ok(())
                 }
                 SessionOp::Leave { activity, user, .. } => {
-                    match actor_for(&st, &cluster, &activity).await {
+                    match actor_for(&peers.cluster, &activity).await {
                         None => Err(not_here()),
-                        Some(addr) => call(&st, &addr, Leave { user }).await,
+                        Some(addr) => call(timeout, &addr, Leave { user }).await,
                     }
                 }
             };
@@ -117,31 +127,27 @@ async fn sessions(
 
 /// The activity's actor here; while this node is still rebuilding it (it holds the
 /// lease), waits for it a little rather than turning sessions away.
-async fn actor_for(
-    st: &AppState,
-    cluster: &Cluster,
-    id: &crate::domain::ids::ActivityId,
-) -> Option<actix::Addr<crate::actors::activity::ActivityActor>> {
+async fn actor_for(cluster: &Cluster, id: &ActivityId) -> Option<actix::Addr<ActivityActor>> {
     for _ in 0..40 {
-        if let Some(a) = st.registry.get(id) {
+        if let Some(a) = cluster.registry.get(id) {
             return Some(a);
         }
         if !cluster.holds(id) {
             return None;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
 }
 
 fn not_here() -> ApiError {
     ApiError::new(
-        crate::error::ErrorCode::Unavailable,
+        ErrorCode::Unavailable,
         "the activity moved to another node; reconnect shortly",
     )
 }
 
-async fn relay(Internal(cluster): Internal, body: Json<RelayBatch>) -> HttpResponse {
-    cluster.relay.deliver(body.into_inner().items);
+async fn relay(Internal(peers): Internal, body: Json<RelayBatch>) -> HttpResponse {
+    peers.cluster.relay.deliver(body.into_inner().items);
     HttpResponse::Ok().json(serde_json::json!({}))
 }

@@ -1,18 +1,20 @@
-//! Cluster mode: a request about an activity that another node owns (its public and
-//! admin calls, its tickets, purchases and orders) is forwarded to that node, which
-//! answers it under the contract; the client cannot tell which node it reached.
+//! Requests about an activity another node owns (its public and admin calls, its
+//! tickets, purchases and orders) are forwarded to that node, which answers them
+//! under the contract; the client cannot tell which node it reached.
 
-use crate::cluster::relay::OwnerRef;
-use crate::cluster::Route;
-use crate::domain::ids::{parse_order_id, ActivityId};
+use super::internal::is_internal;
+use super::relay::OwnerRef;
+use super::{Cluster, Route};
+use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::internal::internal_caller;
+use crate::http::directory::Answered;
 use crate::http::limits::client_ip;
-use crate::http::state::AppState;
+use crate::http::routes::activity_in;
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::web::{Bytes, Data};
+use actix_web::web::Bytes;
 use actix_web::{FromRequest, ResponseError};
+use std::sync::Arc;
 
 pub enum Decision {
     Local,
@@ -23,33 +25,15 @@ pub enum Decision {
     Moving,
 }
 
-/// The activity a path is about, for the paths that name one.
-fn activity_of(path: &str) -> Option<ActivityId> {
-    if let Some(rest) = path
-        .strip_prefix("/api/activities/")
-        .or_else(|| path.strip_prefix("/api/admin/activities/"))
-    {
-        return ActivityId::parse(rest.split('/').next()?).ok();
-    }
-    let rest = path.strip_prefix("/api/orders/")?;
-    parse_order_id(rest.split('/').next()?).map(|(a, _)| a)
-}
-
-pub fn decide(req: &ServiceRequest) -> Decision {
-    let Some(st) = req.app_data::<Data<AppState>>() else {
+pub fn decide(cluster: &Cluster, req: &ServiceRequest) -> Decision {
+    let Some(id) = activity_in(req.path()) else {
         return Decision::Local;
     };
-    let Some(cluster) = &st.cluster else {
-        return Decision::Local;
-    };
-    let Some(id) = activity_of(req.path()) else {
-        return Decision::Local;
-    };
-    if st.registry.get(&id).is_some() {
+    if cluster.runs_here(&id) {
         return Decision::Local;
     }
     let route = cluster.route(&id);
-    if internal_caller(req.request()).is_some() {
+    if is_internal(cluster, req.request()) {
         // Forwarded here, but not (or no longer) owned here: never forward twice.
         return match route {
             Route::Unknown => Decision::Local,
@@ -63,20 +47,28 @@ pub fn decide(req: &ServiceRequest) -> Decision {
     }
 }
 
+/// The answer to a request about an activity not served here.
+pub fn answer(cluster: &Arc<Cluster>, req: ServiceRequest, decision: Decision) -> Answered {
+    match decision {
+        Decision::Forward(owner) => Box::pin(forward(req, owner, Arc::clone(cluster))),
+        Decision::Lookup(id) => Box::pin(after_lookup(req, id, Arc::clone(cluster))),
+        Decision::Moving | Decision::Local => {
+            let res = req.error_response(moving());
+            Box::pin(async move { Ok(res) })
+        }
+    }
+}
+
 /// Serves a request about an activity this node had not heard of: after a lookup it
 /// is forwarded, refused as moving, or it names nothing in the cluster: `404`.
-pub async fn after_lookup(
+async fn after_lookup(
     req: ServiceRequest,
     id: ActivityId,
+    cluster: Arc<Cluster>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let cluster = req
-        .app_data::<Data<AppState>>()
-        .and_then(|st| st.cluster.clone());
-    if let Some(c) = cluster {
-        c.lookup(&id).await;
-    }
-    match decide(&req) {
-        Decision::Forward(owner) => forward(req, owner).await,
+    cluster.lookup(&id).await;
+    match decide(&cluster, &req) {
+        Decision::Forward(owner) => forward(req, owner, cluster).await,
         Decision::Moving => Ok(req.error_response(moving())),
         Decision::Local | Decision::Lookup(_) => {
             let what = if req.path().starts_with("/api/orders/") {
@@ -97,18 +89,12 @@ pub fn moving() -> ApiError {
     .retry_after(1)
 }
 
-pub async fn forward(
+async fn forward(
     req: ServiceRequest,
     owner: OwnerRef,
+    cluster: Arc<Cluster>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let (http, mut payload) = req.into_parts();
-    let Some(key) = http
-        .app_data::<Data<AppState>>()
-        .and_then(|st| st.cluster.as_ref())
-        .map(|c| c.key().to_owned())
-    else {
-        return Ok(ServiceResponse::new(http, moving().error_response()));
-    };
     let body = match Bytes::from_request(&http, &mut payload).await {
         Ok(b) => b,
         Err(_) => {
@@ -117,6 +103,6 @@ pub async fn forward(
         }
     };
     let ip = client_ip(&http);
-    let res = crate::cluster::client::forward(&http, body, &owner.base, &key, ip).await;
+    let res = super::client::forward(&http, body, &owner.base, cluster.key(), ip).await;
     Ok(ServiceResponse::new(http, res))
 }

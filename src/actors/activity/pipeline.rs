@@ -1,0 +1,251 @@
+//! The group-commit pipeline of one activity actor.
+//!
+//! Handlers decide in memory and join the commit being gathered; the gathering goes to
+//! the `CommitTarget` when the mailbox runs dry (one commit for every message handled
+//! in one drain, so a burst of purchases costs one record encoding and one writer job,
+//! not one each). The actor keeps deciding meanwhile (memory runs ahead of disk) but
+//! tells nobody until the disk has caught up: callers are answered, and pushes
+//! delivered, only once their commit and every commit before it is durable.
+
+use crate::actors::messages::{CallError, CallResult};
+use crate::domain::activity::{Activity, Outbound};
+use crate::domain::ids::ActivityId;
+use crate::store::{codec, CommitFailure, CommitTarget};
+use actix::prelude::*;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// A gathered commit goes to the target early once this many calls joined it, so a
+/// mailbox that never runs dry still commits.
+const MAX_GATHERED: usize = 1024;
+
+/// A caller's answer, sent once its commit is durable (or failed).
+type ReplyFn = Box<dyn FnOnce(Result<(), CallError>) + Send>;
+
+/// The answers waiting for one commit.
+pub type Replies = Arc<Mutex<Vec<ReplyFn>>>;
+
+/// A commit's number and outcome, as the actor hears it.
+pub type Ack = (u64, Result<(), CommitFailure>);
+
+pub fn wait_for(replies: &Replies, reply: ReplyFn) {
+    replies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(reply);
+}
+
+fn answer(replies: &Replies, result: Result<(), CallError>) {
+    let waiting = std::mem::take(&mut *replies.lock().unwrap_or_else(|p| p.into_inner()));
+    for reply in waiting {
+        reply(result.clone());
+    }
+}
+
+/// A handler's answer: told at once, or (`waiting`) once the gathered commit it
+/// joined is durable. Sent from the thread that finished the commit in that case, so
+/// the caller is woken once, directly, not through the actor's thread.
+pub struct Deferred<T> {
+    value: CallResult<T>,
+    waiting: Option<Replies>,
+}
+
+impl<T> Deferred<T> {
+    pub fn now(value: CallResult<T>) -> Self {
+        Deferred {
+            value,
+            waiting: None,
+        }
+    }
+
+    pub fn after(value: CallResult<T>, replies: Replies) -> Self {
+        Deferred {
+            value,
+            waiting: Some(replies),
+        }
+    }
+}
+
+impl<A, M, T> actix::dev::MessageResponse<A, M> for Deferred<T>
+where
+    A: Actor,
+    M: Message<Result = CallResult<T>>,
+    T: Send + 'static,
+{
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<CallResult<T>>>) {
+        let Some(tx) = tx else {
+            return;
+        };
+        let Deferred { value, waiting } = self;
+        match waiting {
+            None => drop(tx.send(value)),
+            Some(replies) => wait_for(
+                &replies,
+                Box::new(move |durable| drop(tx.send(durable.and(value)))),
+            ),
+        }
+    }
+}
+
+/// The commit being gathered: the answers to its callers wait in `replies`.
+#[derive(Default)]
+struct Gathering {
+    replies: Replies,
+    calls: usize,
+}
+
+struct InFlight {
+    no: u64,
+    done: Option<Result<(), CommitFailure>>,
+    pushes: Vec<Outbound>,
+}
+
+pub struct Pipeline {
+    id: ActivityId,
+    /// Orders also go to the outbox (a sink is configured).
+    outbox: bool,
+    target: Arc<dyn CommitTarget>,
+    gathering: Option<Gathering>,
+    inflight: VecDeque<InFlight>,
+    next_commit: u64,
+    /// One ordered stream of outcomes to the actor rather than a future per commit:
+    /// actix polls every spawned future on each wake-up, which made each message cost
+    /// O(commits in flight).
+    acks: mpsc::UnboundedSender<Ack>,
+}
+
+impl Pipeline {
+    /// The pipeline, and the stream of commit outcomes the actor must handle.
+    pub fn new(
+        id: ActivityId,
+        outbox: bool,
+        target: Arc<dyn CommitTarget>,
+    ) -> (Pipeline, mpsc::UnboundedReceiver<Ack>) {
+        let (acks, rx) = mpsc::unbounded_channel();
+        let pipeline = Pipeline {
+            id,
+            outbox,
+            target,
+            gathering: None,
+            inflight: VecDeque::new(),
+            next_commit: 0,
+            acks,
+        };
+        (pipeline, rx)
+    }
+
+    /// Joins the commit being gathered (opening one if none is); returns where the
+    /// caller's answer waits, and whether a gathering was opened (the actor then
+    /// queues its flush behind the mailbox).
+    pub fn gather(&mut self, activity: &mut Activity) -> (Replies, bool) {
+        // A full gathering goes first: the caller's answer must join one not yet sent.
+        if self
+            .gathering
+            .as_ref()
+            .is_some_and(|g| g.calls >= MAX_GATHERED)
+        {
+            self.flush(activity);
+        }
+        let opened = self.gathering.is_none();
+        let g = self.gathering.get_or_insert_with(Gathering::default);
+        g.calls += 1;
+        (Arc::clone(&g.replies), opened)
+    }
+
+    pub fn is_gathering(&self) -> bool {
+        self.gathering.is_some()
+    }
+
+    /// Something not yet durable: decisions not yet sent, or commits in flight.
+    pub fn behind(&self, activity: &Activity) -> bool {
+        self.gathering.is_some() || activity.has_writes() || !self.inflight.is_empty()
+    }
+
+    /// Sends the gathered commit, if any.
+    pub fn flush(&mut self, activity: &mut Activity) {
+        if self.gathering.is_some() {
+            self.commit(activity, true);
+        }
+    }
+
+    /// Sends what the activity decided (with the gathering's callers when `gathered`;
+    /// they are answered once it and everything before it is durable). Pushes decided
+    /// without writes follow the last commit in flight; with none in flight they are
+    /// returned, to be delivered now.
+    pub fn commit(&mut self, activity: &mut Activity, gathered: bool) -> Vec<Outbound> {
+        let g = if gathered {
+            self.gathering.take()
+        } else {
+            None
+        };
+        let fx = activity.take_effects();
+        if g.is_none() && fx.mutations.is_empty() && !fx.record_dirty {
+            return match self.inflight.back_mut() {
+                Some(last) => {
+                    last.pushes.extend(fx.pushes);
+                    Vec::new()
+                }
+                None => fx.pushes,
+            };
+        }
+        let record = fx.record_dirty.then(|| activity.record());
+        let ops = codec::encode(&self.id, record.as_ref(), &fx.mutations, self.outbox);
+        let no = self.next_commit;
+        self.next_commit += 1;
+        self.inflight.push_back(InFlight {
+            no,
+            done: None,
+            pushes: fx.pushes,
+        });
+        let replies = g.map(|g| g.replies);
+        let acks = self.acks.clone();
+        self.target.commit(
+            ops,
+            Box::new(move |res| {
+                if let Some(r) = &replies {
+                    answer(r, res.map_err(CallError::from));
+                }
+                let _ = acks.send((no, res));
+            }),
+        );
+        Vec::new()
+    }
+
+    /// Records a commit's outcome; returns the pushes now deliverable, a batch per commit in order
+    /// (those of failed commits are dropped), or the failure if the commit diverged.
+    pub fn on_durable(
+        &mut self,
+        no: u64,
+        res: Result<(), CommitFailure>,
+    ) -> Result<Vec<Vec<Outbound>>, CommitFailure> {
+        if let Err(f @ CommitFailure::Diverged(_)) = res {
+            return Err(f);
+        }
+        // Outcomes arrive in commit order but for races between the threads that
+        // finish them, so look the commit up.
+        if let Some(f) = self.inflight.iter_mut().find(|f| f.no == no) {
+            f.done = Some(res);
+        }
+        let mut ready = Vec::new();
+        while self.inflight.front().is_some_and(|f| f.done.is_some()) {
+            let f = self.inflight.pop_front().expect("front exists");
+            if matches!(f.done, Some(Ok(()))) {
+                ready.push(f.pushes);
+            }
+        }
+        Ok(ready)
+    }
+
+    /// The actor stops deciding: nothing in flight will be delivered, and callers of
+    /// the uncommitted gathering hear "stopped; retry".
+    pub fn abandon(&mut self) {
+        self.inflight.clear();
+        if let Some(g) = self.gathering.take() {
+            answer(
+                &g.replies,
+                Err(CallError::Unavailable("the activity stopped; retry")),
+            );
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Takeover: free activities (no lease) are claimed by their rendezvous node among
+//! the live ones, which takes the lease and rebuilds the activity from its replica.
+
+use super::{keys, Cluster, ClusterView};
+use crate::actors::registry::Registry;
+use crate::domain::activity::Activity;
+use crate::domain::ids::ActivityId;
+use crate::store::{layout, CommitTarget, KvOp, StoreError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A sled key and its value, as replicated.
+type Kv = (Vec<u8>, Vec<u8>);
+
+impl Cluster {
+    /// Claims run as their own tasks: rebuilding a large activity takes longer than a
+    /// lease, and the loop must go on renewing (that lease too) meanwhile.
+    pub(super) fn claim_free(self: &Arc<Self>, view: &ClusterView) {
+        let live: Vec<&str> = view.nodes.keys().map(String::as_str).collect();
+        for (id, owner) in &view.activities {
+            if owner.is_some() || keys::rendezvous(id, live.iter().copied()) != Some(&self.node_id)
+            {
+                continue;
+            }
+            if self.owned().contains_key(id) {
+                continue;
+            }
+            let (me, id) = (Arc::clone(self), id.clone());
+            actix_web::rt::spawn(async move {
+                if let Err(e) = me.adopt(&id).await {
+                    tracing::warn!(activity_id = %id, error = %e, "cannot take the activity over");
+                }
+            });
+        }
+    }
+
+    /// Takes a free activity over: lease first, then the replica.
+    pub(super) async fn adopt(&self, id: &ActivityId) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let fence = self.acquire(id).await?;
+        if fence == 0 {
+            return Ok(());
+        }
+        let holder = self.hold(id, fence, true);
+        let loaded = match self.read_replica(id).await {
+            Ok(kvs) => {
+                let target = self.commits_for(id, holder.clone());
+                rebuild(&self.registry, id, kvs, target)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Err(e) => Err(e.into()),
+        };
+        match loaded {
+            Ok(true) => {
+                if let Some(o) = self.owned().get_mut(id) {
+                    o.adopting = false;
+                }
+                self.note_owner(id, Some((self.node_id.clone(), fence)));
+                tracing::info!(activity_id = %id, fence, elapsed_ms = started.elapsed().as_millis() as u64, "took the activity over");
+                metrics::counter!("sluice_cluster_takeovers_total").increment(1);
+                Ok(())
+            }
+            other => {
+                self.owned().remove(id);
+                self.release_lease(id, &holder).await;
+                match other {
+                    Ok(_) => Ok(()), // registered, but its first commit never landed
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The replica of an activity, in `HSCAN` pages: one `HGETALL` of 100,000 places
+    /// (~25 MB) outlasts the connection's response timeout. Nothing writes it meanwhile
+    /// (the lease is ours), so the pages add up to one consistent state.
+    pub(super) async fn read_replica(
+        &self,
+        id: &ActivityId,
+    ) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut conn = self.conn.clone();
+        let mut all = std::collections::BTreeMap::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<Kv>) = redis::cmd("HSCAN")
+                .arg(keys::state(id))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut conn)
+                .await?;
+            all.extend(page);
+            if next == 0 {
+                return Ok(all.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Replaces this node's copy of the activity with the replica (`kvs`: its sled keys
+/// and values) in one commit, queues every order for the sink again (idempotent
+/// there: the previous owner may have died before flushing), and starts the actor
+/// committing to `target`. `Ok(false)`: the replica holds no record.
+pub async fn rebuild(
+    registry: &Registry,
+    id: &ActivityId,
+    kvs: Vec<(Vec<u8>, Vec<u8>)>,
+    target: Arc<dyn CommitTarget>,
+) -> Result<bool, StoreError> {
+    let store = registry.store();
+    let mut ops = vec![KvOp::DelPrefix(layout::activity_key(id, ""))];
+    ops.extend(kvs.into_iter().map(|(k, v)| KvOp::Put(k, v)));
+    let ack = store.commit(ops)?;
+    ack.await.map_err(|_| StoreError::Unavailable)??;
+    let Some(loaded) = store.load_activity(id)? else {
+        return Ok(false);
+    };
+    if registry.outbox() {
+        let requeue: Vec<KvOp> = loaded
+            .data
+            .orders
+            .iter()
+            .map(|o| KvOp::Outbox(serde_json::to_vec(&o.view()).unwrap_or_default()))
+            .collect();
+        if !requeue.is_empty() {
+            let ack = store.commit(requeue)?;
+            ack.await.map_err(|_| StoreError::Unavailable)??;
+        }
+    }
+    let activity = Activity::restore(
+        loaded.record,
+        loaded.data,
+        registry.key().clone(),
+        registry.now(),
+    );
+    registry.start(activity, target);
+    Ok(true)
+}
