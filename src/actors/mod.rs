@@ -6,3 +6,6 @@ pub mod flusher;
 pub mod messages;
 pub mod registry;
 pub mod session_queue;
+
+#[cfg(test)]
+mod activity_tests;
