@@ -7,69 +7,52 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    InvalidRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    Conflict,
-    SoldOut,
-    LimitReached,
-    NotOpen,
-    TokenExpired,
-    TokenInvalid,
-    PayloadTooLarge,
-    RateLimited,
-    QueueFull,
-    Unavailable,
-    Internal,
+/// Declares `ErrorCode` from its table: the enum, `ErrorCode::ALL` and the exhaustive
+/// `status_and_code` match all come from the same rows, so a new code cannot be left
+/// out of `ALL` (and with it out of `parse`).
+macro_rules! error_codes {
+    ($($code:ident => ($status:ident, $name:literal),)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($code,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            const ALL: &'static [ErrorCode] = &[$(ErrorCode::$code,)+];
+
+            /// The table of API.md "Errors", in one exhaustive match.
+            pub fn status_and_code(self) -> (StatusCode, &'static str) {
+                match self {
+                    $(ErrorCode::$code => (StatusCode::$status, $name),)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidRequest => (BAD_REQUEST, "invalid_request"),
+    Unauthorized => (UNAUTHORIZED, "unauthorized"),
+    Forbidden => (FORBIDDEN, "forbidden"),
+    NotFound => (NOT_FOUND, "not_found"),
+    Conflict => (CONFLICT, "conflict"),
+    SoldOut => (CONFLICT, "sold_out"),
+    LimitReached => (CONFLICT, "limit_reached"),
+    NotOpen => (CONFLICT, "not_open"),
+    TokenExpired => (GONE, "token_expired"),
+    TokenInvalid => (UNAUTHORIZED, "token_invalid"),
+    PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large"),
+    RateLimited => (TOO_MANY_REQUESTS, "rate_limited"),
+    QueueFull => (SERVICE_UNAVAILABLE, "queue_full"),
+    Unavailable => (SERVICE_UNAVAILABLE, "unavailable"),
+    Internal => (INTERNAL_SERVER_ERROR, "internal"),
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 15] = [
-        ErrorCode::InvalidRequest,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::Conflict,
-        ErrorCode::SoldOut,
-        ErrorCode::LimitReached,
-        ErrorCode::NotOpen,
-        ErrorCode::TokenExpired,
-        ErrorCode::TokenInvalid,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::RateLimited,
-        ErrorCode::QueueFull,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
-
     /// The code named by its contract string (errors relayed between cluster nodes).
     pub fn parse(code: &str) -> Option<ErrorCode> {
-        Self::ALL.into_iter().find(|c| c.as_str() == code)
-    }
-
-    /// The table of API.md "Errors", in one exhaustive match.
-    pub fn status_and_code(self) -> (StatusCode, &'static str) {
-        use ErrorCode::*;
-        match self {
-            InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Conflict => (StatusCode::CONFLICT, "conflict"),
-            SoldOut => (StatusCode::CONFLICT, "sold_out"),
-            LimitReached => (StatusCode::CONFLICT, "limit_reached"),
-            NotOpen => (StatusCode::CONFLICT, "not_open"),
-            TokenExpired => (StatusCode::GONE, "token_expired"),
-            TokenInvalid => (StatusCode::UNAUTHORIZED, "token_invalid"),
-            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
-            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
+        Self::ALL.iter().copied().find(|c| c.as_str() == code)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -216,5 +199,16 @@ mod tests {
             ApiError::new(ErrorCode::RateLimited, "x").retry_after,
             Some(1)
         );
+    }
+
+    #[test]
+    fn every_code_parses_back_from_its_own_string_and_no_two_share_one() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
     }
 }

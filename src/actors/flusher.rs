@@ -144,3 +144,185 @@ impl OrderFlusher {
         while let Step::Flushed(_) = self.step().await {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `step()` by hand against a real store and the throwaway Redis of
+    //! scripts/services.sh (ignored by a plain `cargo test`; run with
+    //! `--include-ignored` after sourcing it). The sink's key names are fixed by the
+    //! contract, so these tests use a database number of their own, emptied first.
+    use super::*;
+    use crate::store::codec::KvOp;
+    use crate::store::sink::redis::{HASH_PREFIX, STREAM_KEY};
+    use crate::store::sink::testutil::{order, require_env, run_helper, REDIS_LOCK};
+    use crate::store::sink::OrderRecord;
+    use crate::store::CommitSettings;
+
+    const NEEDS: &str = "a throwaway Redis (scripts/services.sh)";
+    /// Databases 1 to 4 belong to the Redis sink's own tests.
+    const DB: u8 = 5;
+
+    /// A flusher over its own store in a temp dir, draining to Redis database `DB`.
+    struct Bench {
+        flusher: OrderFlusher,
+        store: Store,
+        redis: ::redis::Client,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Bench {
+        async fn new(batch_size: usize) -> Bench {
+            let base = require_env("SLUICE_TEST_REDIS_URL", NEEDS);
+            let url = format!("{}/{DB}", base.trim_end_matches('/'));
+            let redis = ::redis::Client::open(url.as_str())
+                .unwrap_or_else(|e| panic!("bad SLUICE_TEST_REDIS_URL {url}: {e}"));
+            ::redis::cmd("FLUSHDB")
+                .query_async::<()>(&mut Self::connect(&redis).await)
+                .await
+                .unwrap_or_else(|e| panic!("FLUSHDB on {url}: {e}"));
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open(
+                dir.path(),
+                CommitSettings {
+                    window: Duration::from_micros(100),
+                    max_batch: 64,
+                    queue: 1024,
+                    checkpoint: Duration::from_secs(60),
+                },
+            )
+            .expect("store opens");
+            let sink = Arc::new(SinkSlot::new("redis", &url));
+            Bench {
+                flusher: OrderFlusher::new(store.clone(), sink, batch_size),
+                store,
+                redis,
+                _dir: dir,
+            }
+        }
+
+        /// A fresh connection for checks, so a check outlives a server restart.
+        async fn connect(redis: &::redis::Client) -> ::redis::aio::MultiplexedConnection {
+            redis
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("connecting for checks: {e}"))
+        }
+
+        /// Commits the records to the outbox, as an activity's commit would.
+        async fn queue(&self, records: &[OrderRecord]) {
+            let ops = records
+                .iter()
+                .map(|r| KvOp::Outbox(serde_json::to_vec(r).expect("records serialize")))
+                .collect();
+            let ack = self.store.commit(ops).expect("the store takes the commit");
+            ack.await.expect("answered").expect("durable");
+        }
+
+        /// (id, version) of every entry of the sink's stream, oldest first.
+        async fn stream(&self) -> Vec<(String, u64)> {
+            let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+                ::redis::cmd("XRANGE")
+                    .arg(STREAM_KEY)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut Self::connect(&self.redis).await)
+                    .await
+                    .unwrap_or_else(|e| panic!("XRANGE: {e}"));
+            entries
+                .into_iter()
+                .map(|(_, f)| {
+                    let id = f.get("id").cloned().unwrap_or_default();
+                    let version = f.get("version").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    (id, version)
+                })
+                .collect()
+        }
+
+        async fn status_of(&self, id: &str) -> Option<String> {
+            ::redis::cmd("HGET")
+                .arg(format!("{HASH_PREFIX}{id}"))
+                .arg("status")
+                .query_async(&mut Self::connect(&self.redis).await)
+                .await
+                .unwrap_or_else(|e| panic!("HGET {id}: {e}"))
+        }
+
+        fn reachable(&self) -> bool {
+            self.flusher.reachable.load(Ordering::Acquire)
+        }
+    }
+
+    fn versions(records: &[OrderRecord]) -> Vec<(String, u64)> {
+        records.iter().map(|r| (r.id.clone(), r.version)).collect()
+    }
+
+    #[tokio::test]
+    #[ignore = "needs Redis: source scripts/services.sh"]
+    async fn orders_in_the_outbox_reach_the_sink_in_commit_order_and_leave_the_outbox() {
+        let _shared = REDIS_LOCK.read().await;
+        let mut bench = Bench::new(2).await;
+        assert_eq!(bench.flusher.step().await, Step::Idle);
+        let orders = [
+            order("a", 1, "pending_payment"),
+            order("b", 1, "pending_payment"),
+            order("a", 2, "paid"),
+        ];
+        bench.queue(&orders).await;
+        assert_eq!(bench.store.outbox_len(), 3);
+
+        assert_eq!(bench.flusher.step().await, Step::Flushed(2), "one batch");
+        assert_eq!(bench.store.outbox_len(), 1);
+        assert_eq!(bench.flusher.step().await, Step::Flushed(1));
+        assert_eq!(bench.flusher.step().await, Step::Idle);
+
+        assert_eq!(bench.store.outbox_len(), 0);
+        assert_eq!(bench.stream().await, versions(&orders));
+        assert_eq!(bench.status_of("a").await.as_deref(), Some("paid"));
+        assert!(bench.reachable());
+    }
+
+    /// Stops and restarts the throwaway Redis (exclusive lock: no other test that
+    /// uses it runs meanwhile).
+    #[tokio::test]
+    #[ignore = "needs Redis: source scripts/services.sh"]
+    async fn a_sink_that_is_down_keeps_the_orders_queued_and_gets_them_once_when_back() {
+        let _outage = REDIS_LOCK.write().await;
+        let mut bench = Bench::new(100).await;
+        let before = [order("a", 1, "pending_payment")];
+        bench.queue(&before).await;
+        assert_eq!(bench.flusher.step().await, Step::Flushed(1));
+
+        run_helper("SLUICE_TEST_REDIS_STOP", NEEDS);
+        let during = [order("a", 2, "paid"), order("b", 1, "pending_payment")];
+        bench.queue(&during).await;
+        let down = bench.flusher.step().await;
+        let still_queued = bench.store.outbox_len();
+        let reachable_while_down = bench.reachable();
+        run_helper("SLUICE_TEST_REDIS_START", NEEDS);
+        assert_eq!(down, Step::Failed);
+        assert_eq!(
+            still_queued, 2,
+            "the outbox keeps what the sink did not take"
+        );
+        assert!(
+            !reachable_while_down,
+            "/readyz hears the sink is unreachable"
+        );
+
+        assert_eq!(bench.flusher.step().await, Step::Flushed(2));
+        assert!(bench.reachable());
+        assert_eq!(bench.store.outbox_len(), 0);
+        assert_eq!(
+            bench.flusher.step().await,
+            Step::Idle,
+            "nothing is sent twice"
+        );
+        let all: Vec<OrderRecord> = before.into_iter().chain(during).collect();
+        assert_eq!(
+            bench.stream().await,
+            versions(&all),
+            "one entry per version"
+        );
+        assert_eq!(bench.status_of("a").await.as_deref(), Some("paid"));
+    }
+}

@@ -7,3 +7,6 @@ pub mod messages;
 pub mod registry;
 pub mod session;
 pub mod session_queue;
+
+#[cfg(test)]
+mod activity_tests;

@@ -1,7 +1,7 @@
 //! Every contract error provoked at least once; after each, the server is healthy and
 //! the activity's invariant and orders are unchanged.
 
-use crate::helpers::*;
+use crate::common::*;
 use actix_web::web::Bytes;
 use serde_json::json;
 

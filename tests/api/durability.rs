@@ -1,10 +1,8 @@
 //! Durability: a graceful restart and a `kill -9` of the real binary both keep every
 //! acknowledged order, ticket place and unexpired token.
 
-use crate::helpers::*;
+use crate::common::*;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 #[actix_web::test]
 async fn a_restart_on_the_same_store_resumes_everything() {
@@ -29,10 +27,7 @@ async fn a_restart_on_the_same_store_resumes_everything() {
     app.stop().await;
     assert_eq!(d.until("restarting").await["type"], "restarting");
 
-    let dir = tempfile::tempdir().expect("dir");
-    let settings = app.settings.clone();
-    let store = std::mem::replace(&mut { app }.store_dir, dir);
-    let again = start(settings, store, false).await;
+    let again = app.reopen().await;
     let got = again
         .request(
             "GET",
@@ -56,71 +51,9 @@ async fn a_restart_on_the_same_store_resumes_everything() {
     again.assert_invariant("keep").await;
 }
 
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-// The child is waited for in `Proc::drop`.
-#[allow(clippy::zombie_processes)]
-async fn launch(store: &std::path::Path, port: u16) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env("SLUICE__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("SLUICE__STORE__PATH", store)
-        .env("SLUICE__SERVER__TICK_MS", "10")
-        .env("SLUICE__LIMITS__JOIN_PER_IP_PER_SEC", "0")
-        .env("SLUICE__LIMITS__PURCHASE_PER_IP_PER_SEC", "0")
-        .env("SLUICE__LIMITS__USER_PER_SEC", "0")
-        .env("SLUICE__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("binary starts");
-    let client = awc::Client::default();
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-        {
-            if r.status().is_success() {
-                return Proc { child };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not come up");
-}
-
-/// A TestApp-like client for an external process.
-async fn external(port: u16, store: tempfile::TempDir) -> TestApp {
-    let mut app = spawn_app().await;
-    app.base = format!("http://127.0.0.1:{port}");
-    app.ws_base = format!("ws://127.0.0.1:{port}");
-    app.store_dir = store;
-    app
-}
-
 #[actix_web::test]
 async fn kill_9_at_several_points_loses_nothing_acknowledged() {
-    let store = tempfile::tempdir().expect("dir");
-    let path = store.path().to_path_buf();
-    let port = free_port();
-    let mut server = launch(&path, port).await;
-    let app = external(port, store).await;
+    let mut app = Process::start("sluice", &[]).await;
     let r = app
         .create(json!({"id":"crash","name":"Crash","kind":"sale","stock":40,
                        "admission":{"max_active":10,"token_ttl_secs":600,"rate_per_sec":1000}}))
@@ -154,9 +87,8 @@ async fn kill_9_at_several_points_loses_nothing_acknowledged() {
                 other => panic!("status {other:?}"),
             }
         }
-        server.child.kill().expect("SIGKILL");
-        let _ = server.child.wait();
-        server = launch(&path, port).await;
+        app.kill9();
+        app.restart().await;
         // Every acknowledged order exists.
         for o in &orders {
             let id = o["id"].as_str().expect("id");
@@ -198,5 +130,4 @@ async fn kill_9_at_several_points_loses_nothing_acknowledged() {
         v["sold"].as_u64(),
         Some((orders.len() + tokens.len()) as u64)
     );
-    drop(server);
 }

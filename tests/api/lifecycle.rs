@@ -1,7 +1,7 @@
 //! Time-driven behaviour on a manual clock: token expiry, payment timeouts, scheduled
 //! openings with a shuffled pre-queue, appointments, pause/resume, closing.
 
-use crate::helpers::*;
+use crate::common::*;
 use serde_json::json;
 use sluice::domain::clock::{rfc3339, Clock};
 

@@ -1,8 +1,7 @@
 //! API tests: one binary (links once), one module per feature area.
 
-mod helpers;
-#[path = "../common/ws_user.rs"]
-mod ws_user;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod contract_errors;
 mod durability;

@@ -1,6 +1,6 @@
 //! Accounts, health and metrics.
 
-use crate::helpers::*;
+use crate::common::*;
 use serde_json::json;
 
 #[actix_web::test]

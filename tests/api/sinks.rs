@@ -2,7 +2,7 @@
 //! in effect, across a sink outage. Needs the throwaway services `scripts/test.sh`
 //! starts; ignored by a plain `cargo test`, run (and failing loudly) under test.sh.
 
-use crate::helpers::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use sluice::config::SinkKind;
 use std::collections::BTreeMap;

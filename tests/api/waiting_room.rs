@@ -1,6 +1,6 @@
 //! The waiting room over WebSocket: FIFO admission, sold out, one place per user, resume.
 
-use crate::helpers::*;
+use crate::common::*;
 use serde_json::json;
 
 #[actix_web::test]

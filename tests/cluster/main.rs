@@ -1,11 +1,13 @@
-//! Cluster mode against real processes: three sluice nodes and a throwaway Redis per
-//! test (`harness`). They need `redis-server` on the PATH, so they are ignored by a
-//! plain `cargo test`; `scripts/test.sh` runs them (and installs Redis if missing).
+//! Cluster mode against real processes: three sluice nodes (`common::Node`) and a
+//! throwaway Redis per test (`harness`). They need `redis-server` on the PATH, so they
+//! are ignored by a plain `cargo test`; `scripts/test.sh` runs them (and installs
+//! Redis if missing).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
-#[path = "../common/ws_user.rs"]
-mod ws_user;
 
+use common::*;
 use harness::*;
 use serde_json::json;
 use sluice::cluster::keys;
@@ -21,9 +23,9 @@ async fn three_nodes(redis_urls: [&str; 3]) -> Vec<Node> {
 }
 
 /// Waits until every node sees `owner` own `id`.
-async fn settled(c: &Client, nodes: &[&Node], id: &str, owner: &str) {
+async fn settled(nodes: &[&Node], id: &str, owner: &str) {
     for n in nodes {
-        c.owner(n, id, &[owner]).await;
+        n.owner(id, &[owner]).await;
     }
 }
 
@@ -42,28 +44,13 @@ fn id_owned_by(prefix: &str, want: &str) -> String {
         .expect("some id lands on the node")
 }
 
-async fn purchase(c: &Client, via: &Node, id: &str, user: &str, token: &str) -> Resp {
-    c.user(
-        via,
-        user,
-        "POST",
-        &format!("/api/activities/{id}/purchase"),
-        Some(json!({ "token": token })),
-    )
-    .await
-}
-
 /// Waits for the user's `admitted` frame, buys with its token through `via` (201
 /// expected) and returns the order id.
-async fn buy_when_admitted(
-    c: &Client,
-    via: &Node,
-    id: &str,
-    user: &str,
-    ws: &mut WsUser,
-) -> String {
+async fn buy_when_admitted(via: &Node, id: &str, user: &str, ws: &mut WsUser) -> String {
     let a = ws.until("admitted").await;
-    let r = purchase(c, via, id, user, a["token"].as_str().expect("token")).await;
+    let r = via
+        .purchase(id, user, a["token"].as_str().expect("token"), None)
+        .await;
     assert_eq!(r.status, 201, "{user} through {}: {}", via.id, r.body);
     r.body["order"]["id"].as_str().expect("order id").to_owned()
 }
@@ -74,18 +61,14 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
     let redis = Redis::start().await;
     let url = redis.url();
     let nodes = three_nodes([&url, &url, &url]).await;
-    let c = Client::default();
-    c.create_sale(
-        &nodes[0],
-        "fifo",
-        3,
-        json!({"max_active": 1, "rate_per_sec": 1000}),
-    )
-    .await;
-    let (owner, _) = c.owner(&nodes[0], "fifo", &["n1", "n2", "n3"]).await;
-    settled(&c, &nodes.iter().collect::<Vec<_>>(), "fifo", &owner).await;
+    nodes[0]
+        .create_sale("fifo", 3, json!({"max_active": 1, "rate_per_sec": 1000}))
+        .await;
+    let (owner, _) = nodes[0].owner("fifo", &["n1", "n2", "n3"]).await;
+    settled(&nodes.iter().collect::<Vec<_>>(), "fifo", &owner).await;
     assert_eq!(
-        c.admin(&nodes[2], "POST", "/activities/fifo/pause", None)
+        nodes[2]
+            .admin("POST", "/activities/fifo/pause", None)
             .await
             .status,
         200
@@ -94,7 +77,7 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
     // Joins through all three nodes form one line with exact positions.
     let mut users = Vec::new();
     for i in 0..9 {
-        let mut u = c.ws(&nodes[i % 3], "fifo", &format!("u{i}"), None).await;
+        let mut u = nodes[i % 3].ws("fifo", &format!("u{i}"), None).await;
         let q = u.until("queued").await;
         assert_eq!(
             q["position"],
@@ -107,7 +90,7 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
 
     // One place per user across nodes: u0 through another node gets the same ticket
     // and place, and its first socket is superseded.
-    let mut again = c.ws(&nodes[1], "fifo", "u0", None).await;
+    let mut again = nodes[1].ws("fifo", "u0", None).await;
     let q = again.until("queued").await;
     assert_eq!(
         (q["ticket"].as_str(), q["position"].as_u64()),
@@ -120,14 +103,15 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
     // node that does not own the activity.
     let non_owner = nodes.iter().find(|n| n.id != owner).expect("a non-owner");
     assert_eq!(
-        c.admin(&nodes[1], "POST", "/activities/fifo/resume", None)
+        nodes[1]
+            .admin("POST", "/activities/fifo/resume", None)
             .await
             .status,
         200
     );
     let mut orders = Vec::new();
     for (i, (u, _)) in users.iter_mut().enumerate().take(3) {
-        orders.push(buy_when_admitted(&c, non_owner, "fifo", &format!("u{i}"), u).await);
+        orders.push(buy_when_admitted(non_owner, "fifo", &format!("u{i}"), u).await);
     }
     for (i, (u, _)) in users.iter_mut().enumerate().skip(3) {
         let end = u.until("sold_out").await;
@@ -137,8 +121,8 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
     // Orders are visible from every node.
     for (i, order) in orders.iter().enumerate() {
         let via = &nodes[(i + 1) % 3];
-        let mine = c
-            .user(via, &format!("u{i}"), "GET", "/api/orders", None)
+        let mine = via
+            .as_user(&format!("u{i}"), "GET", "/api/orders", None)
             .await;
         assert!(
             mine.body["orders"]
@@ -148,34 +132,22 @@ async fn sessions_on_any_node_share_one_fifo_line_and_one_place_per_user() {
             mine.body
         );
     }
-    let v = c.assert_invariant(&nodes[2], "fifo").await;
+    let v = nodes[2].assert_invariant_when_available("fifo").await;
     assert_eq!(v["sold"], 3);
     assert_eq!(v["admitted_total"], 3);
 
     // Accounts are cluster-wide: registered through one node, logged in through another.
     let creds = json!({"username": "ada", "password": "correct horse battery"});
-    let reg = c
-        .request(
-            &nodes[0],
-            "POST",
-            "/api/auth/register",
-            "-",
-            Some(creds.clone()),
-        )
+    let reg = nodes[0]
+        .request("POST", "/api/auth/register", None, Some(creds.clone()))
         .await;
     assert_eq!(reg.status, 201, "{}", reg.body);
-    let dup = c
-        .request(
-            &nodes[2],
-            "POST",
-            "/api/auth/register",
-            "-",
-            Some(creds.clone()),
-        )
+    let dup = nodes[2]
+        .request("POST", "/api/auth/register", None, Some(creds.clone()))
         .await;
     assert_eq!((dup.status, dup.code()), (409, "conflict"));
-    let login = c
-        .request(&nodes[1], "POST", "/api/auth/login", "-", Some(creds))
+    let login = nodes[1]
+        .request("POST", "/api/auth/login", None, Some(creds))
         .await;
     assert_eq!(login.status, 200, "{}", login.body);
     assert_eq!(login.body["user_id"], reg.body["user_id"]);
@@ -187,18 +159,14 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
     let redis = Redis::start().await;
     let url = redis.url();
     let mut nodes = three_nodes([&url, &url, &url]).await;
-    let c = Client::default();
     let id = id_owned_by("kill", "n1");
-    c.create_sale(
-        &nodes[1],
-        &id,
-        10,
-        json!({"max_active": 2, "rate_per_sec": 1000}),
-    )
-    .await;
-    settled(&c, &nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    nodes[1]
+        .create_sale(&id, 10, json!({"max_active": 2, "rate_per_sec": 1000}))
+        .await;
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
     assert_eq!(
-        c.admin(&nodes[0], "POST", &format!("/activities/{id}/pause"), None)
+        nodes[0]
+            .admin("POST", &format!("/activities/{id}/pause"), None)
             .await
             .status,
         200
@@ -207,14 +175,15 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
     // Six users relayed through n2 and n3, one on the owner itself.
     let mut relayed = Vec::new();
     for i in 0..6 {
-        let mut u = c.ws(&nodes[1 + i % 2], &id, &format!("r{i}"), None).await;
+        let mut u = nodes[1 + i % 2].ws(&id, &format!("r{i}"), None).await;
         u.until("queued").await;
         relayed.push(u);
     }
-    let mut direct = c.ws(&nodes[0], &id, "d0", None).await;
+    let mut direct = nodes[0].ws(&id, "d0", None).await;
     direct.until("queued").await;
     assert_eq!(
-        c.admin(&nodes[2], "POST", &format!("/activities/{id}/resume"), None)
+        nodes[2]
+            .admin("POST", &format!("/activities/{id}/resume"), None)
             .await
             .status,
         200
@@ -224,35 +193,34 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
     let mut acknowledged = Vec::new();
     for (i, u) in relayed.iter_mut().enumerate().take(2) {
         let via = &nodes[1 + i % 2];
-        acknowledged.push(buy_when_admitted(&c, via, &id, &format!("r{i}"), u).await);
+        acknowledged.push(buy_when_admitted(via, &id, &format!("r{i}"), u).await);
     }
 
     nodes[0].kill9();
-    let (new_owner, fence) = c.owner(&nodes[1], &id, &["n2", "n3"]).await;
+    let (new_owner, fence) = nodes[1].owner(&id, &["n2", "n3"]).await;
     assert!(fence >= 2, "a higher fencing token: {fence}");
-    settled(&c, &[&nodes[1], &nodes[2]], &id, &new_owner).await;
+    settled(&[&nodes[1], &nodes[2]], &id, &new_owner).await;
 
     // The relayed sessions kept their sockets and places: the next ones are admitted
     // (again, with the same token, if it was issued before the crash) and buy.
     for (i, u) in relayed.iter_mut().enumerate().skip(2).take(3) {
         let via = &nodes[1 + i % 2];
-        acknowledged.push(buy_when_admitted(&c, via, &id, &format!("r{i}"), u).await);
+        acknowledged.push(buy_when_admitted(via, &id, &format!("r{i}"), u).await);
     }
 
     // Every acknowledged order exists, through either survivor.
     for (i, order) in acknowledged.iter().enumerate() {
-        let got = c
+        let got = nodes[1 + i % 2]
             .request(
-                &nodes[1 + i % 2],
                 "GET",
                 &format!("/api/orders/{order}"),
-                sluice::config::DEV_ADMIN_KEY,
+                Some(ADMIN_KEY),
                 None,
             )
             .await;
         assert_eq!(got.status, 200, "order {order}: {}", got.body);
     }
-    let v = c.assert_invariant(&nodes[2], &id).await;
+    let v = nodes[2].assert_invariant_when_available(&id).await;
     assert_eq!(v["sold"].as_u64(), Some(acknowledged.len() as u64), "{v}");
 }
 
@@ -262,18 +230,16 @@ async fn a_stale_owner_cannot_write_after_another_node_took_over() {
     let redis = Redis::start().await;
     let url = redis.url();
     let nodes = three_nodes([&url, &url, &url]).await;
-    let c = Client::default();
     let id = id_owned_by("stale", "n1");
-    c.create_sale(&nodes[0], &id, 5, json!({})).await;
-    settled(&c, &nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    nodes[0].create_sale(&id, 5, json!({})).await;
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
 
     // n1 freezes past its lease; another node takes over with a higher fence.
     nodes[0].signal("-STOP");
-    let (new_owner, fence) = c.owner(&nodes[1], &id, &["n2", "n3"]).await;
+    let (new_owner, fence) = nodes[1].owner(&id, &["n2", "n3"]).await;
     assert_eq!(fence, 2);
-    let add = c
+    let add = node(&nodes, &new_owner)
         .admin(
-            node(&nodes, &new_owner),
             "POST",
             &format!("/activities/{id}/stock"),
             Some(json!({"add": 1})),
@@ -285,9 +251,8 @@ async fn a_stale_owner_cannot_write_after_another_node_took_over() {
     // fencing check (503), or, if it noticed the lost lease first, forwarded to the
     // new owner (200). Never applied by the stale owner.
     nodes[0].signal("-CONT");
-    let stale = c
+    let stale = nodes[0]
         .admin(
-            &nodes[0],
             "POST",
             &format!("/activities/{id}/stock"),
             Some(json!({"add": 1})),
@@ -300,13 +265,13 @@ async fn a_stale_owner_cannot_write_after_another_node_took_over() {
         stale.body
     );
     let forwarded = u64::from(stale.status == 200);
-    let v = c.assert_invariant(&nodes[1], &id).await;
+    let v = nodes[1].assert_invariant_when_available(&id).await;
     assert_eq!(v["capacity"].as_u64(), Some(6 + forwarded), "{v}");
-    let (owner, f) = c.owner(&nodes[2], &id, &["n2", "n3"]).await;
+    let (owner, f) = nodes[2].owner(&id, &["n2", "n3"]).await;
     assert_eq!((owner.as_str(), f), (new_owner.as_str(), 2));
     // And n1 let go of it.
     for _ in 0..200 {
-        let me = c.admin(&nodes[0], "GET", "/cluster", None).await.body;
+        let me = nodes[0].admin("GET", "/cluster", None).await.body;
         if me["owned_here"].as_object().is_some_and(|o| o.is_empty()) {
             return;
         }
@@ -323,37 +288,37 @@ async fn a_node_cut_off_from_redis_steps_down_and_its_activity_moves() {
     let proxy = Proxy::start(redis.port).await;
     let proxied = format!("redis://127.0.0.1:{}", proxy.port);
     let nodes = three_nodes([&proxied, &url, &url]).await;
-    let c = Client::default();
     let id = id_owned_by("cut", "n1");
-    c.create_sale(&nodes[1], &id, 1, json!({"max_active": 1}))
-        .await;
-    settled(&c, &nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    nodes[1].create_sale(&id, 1, json!({"max_active": 1})).await;
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
     assert_eq!(
-        c.admin(&nodes[1], "POST", &format!("/activities/{id}/pause"), None)
+        nodes[1]
+            .admin("POST", &format!("/activities/{id}/pause"), None)
             .await
             .status,
         200
     );
-    let mut relayed = c.ws(&nodes[1], &id, "r0", None).await;
+    let mut relayed = nodes[1].ws(&id, "r0", None).await;
     relayed.until("queued").await;
-    let mut direct = c.ws(&nodes[0], &id, "d0", None).await;
+    let mut direct = nodes[0].ws(&id, "d0", None).await;
     direct.until("queued").await;
 
     proxy.cut();
     // n1 cannot renew: it stops deciding and tells its own sessions to reconnect.
     direct.until("restarting").await;
-    let (owner, _) = c.owner(&nodes[1], &id, &["n2", "n3"]).await;
-    settled(&c, &[&nodes[1], &nodes[2]], &id, &owner).await;
+    let (owner, _) = nodes[1].owner(&id, &["n2", "n3"]).await;
+    settled(&[&nodes[1], &nodes[2]], &id, &owner).await;
 
     // The session relayed through n2 kept its place and buys.
     assert_eq!(
-        c.admin(&nodes[2], "POST", &format!("/activities/{id}/resume"), None)
+        nodes[2]
+            .admin("POST", &format!("/activities/{id}/resume"), None)
             .await
             .status,
         200
     );
-    buy_when_admitted(&c, &nodes[2], &id, "r0", &mut relayed).await;
-    let v = c.assert_invariant(&nodes[1], &id).await;
+    buy_when_admitted(&nodes[2], &id, "r0", &mut relayed).await;
+    let v = nodes[1].assert_invariant_when_available(&id).await;
     assert_eq!(v["sold"], 1);
 }
 

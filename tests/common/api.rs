@@ -1,0 +1,265 @@
+//! `Api`: one sluice server seen from outside (its base URL and an HTTP client), with
+//! the typed helpers every test drives it through, and identities minted for it.
+
+use super::ws_user::WsUser;
+use actix_web::web::Bytes;
+use serde_json::{json, Value};
+use sluice::domain::clock::Clock;
+use sluice::domain::ids::UserId;
+use sluice::domain::jwt::JwtKey;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ADMIN_KEY: &str = sluice::config::DEV_ADMIN_KEY;
+
+pub struct Api {
+    pub base: String,
+    pub ws_base: String,
+    pub client: awc::Client,
+    /// Mints user identities the server accepts (its `auth.jwt_secret`).
+    jwt: JwtKey,
+    /// The server's clock: identities are issued at its `now`.
+    clock: Arc<dyn Clock>,
+}
+
+/// A response's status and JSON body.
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<String>,
+}
+
+impl Resp {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+        assert!(self.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+}
+
+/// Asserts `capacity == available + held + sold` overall and per slot of an admin view.
+#[track_caller]
+pub fn check_invariant(v: &Value) {
+    let n = |k: &str, o: &Value| o[k].as_u64().unwrap_or_else(|| panic!("{k} in {o}"));
+    assert_eq!(
+        n("capacity", v),
+        n("available", v) + n("held", v) + n("sold", v),
+        "{v}"
+    );
+    for s in v["slots"].as_array().into_iter().flatten() {
+        assert_eq!(
+            n("capacity", s),
+            n("available", s) + n("held", s) + n("sold", s),
+            "{s}"
+        );
+    }
+}
+
+impl Api {
+    /// The server listening on `127.0.0.1:port`, signing identities with `jwt_secret`
+    /// at `clock`'s time.
+    pub fn new(port: u16, jwt_secret: &str, clock: Arc<dyn Clock>) -> Api {
+        Api {
+            base: format!("http://127.0.0.1:{port}"),
+            ws_base: format!("ws://127.0.0.1:{port}"),
+            // No connector limit: WebSockets hold their connection for good.
+            client: awc::Client::builder()
+                .connector(awc::Connector::new().limit(0))
+                .timeout(Duration::from_secs(30))
+                .finish(),
+            jwt: JwtKey::new(jwt_secret.as_bytes()),
+            clock,
+        }
+    }
+
+    /// A bearer token for `user`, valid for an hour of the server's time.
+    pub fn user_token(&self, user: &str) -> String {
+        let now = self.clock.now_ms();
+        self.jwt
+            .issue(&UserId::parse(user).expect("valid user"), now / 1000 + 3600)
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.client.get(url),
+            "POST" => self.client.post(url),
+            "PATCH" => self.client.patch(url),
+            "DELETE" => self.client.delete(url),
+            other => panic!("method {other}"),
+        };
+        if let Some(a) = auth {
+            req = req.insert_header(("Authorization", format!("Bearer {a}")));
+        }
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .unwrap_or_else(|e| panic!("{method} {path} reaches {}: {e}", self.base));
+        Self::read(&mut res).await
+    }
+
+    /// A request with a body of any content type, as a misbehaving client sends it.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Bytes,
+        content_type: &str,
+    ) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "POST" => self.client.post(url),
+            "PATCH" => self.client.patch(url),
+            other => panic!("method {other}"),
+        }
+        .insert_header(("Content-Type", content_type));
+        if let Some(a) = auth {
+            req = req.insert_header(("Authorization", format!("Bearer {a}")));
+        }
+        let mut res = req
+            .send_body(body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} reaches {}: {e}", self.base));
+        Self::read(&mut res).await
+    }
+
+    async fn read<S>(res: &mut awc::ClientResponse<S>) -> Resp
+    where
+        S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let status = res.status().as_u16();
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            body,
+            retry_after,
+        }
+    }
+
+    /// A request as `user`.
+    pub async fn as_user(&self, user: &str, method: &str, path: &str, body: Option<Value>) -> Resp {
+        self.request(method, path, Some(&self.user_token(user)), body)
+            .await
+    }
+
+    /// A request to `/api/admin{path}` with the admin key.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        self.request(method, &format!("/api/admin{path}"), Some(ADMIN_KEY), body)
+            .await
+    }
+
+    pub async fn create(&self, body: Value) -> Resp {
+        self.admin("POST", "/activities", Some(body)).await
+    }
+
+    /// Creates a sale of `stock` units (201 expected); returns its admin view.
+    pub async fn create_sale(&self, id: &str, stock: u32, admission: Value) -> Value {
+        let r = self
+            .create(json!({"id": id, "name": id, "kind": "sale", "stock": stock, "admission": admission}))
+            .await;
+        assert_eq!(r.status, 201, "create {id}: {}", r.body);
+        r.body
+    }
+
+    /// The activity's admin view (200 expected).
+    pub async fn view(&self, id: &str) -> Value {
+        let r = self.admin("GET", &format!("/activities/{id}"), None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// The activity's admin view, retried while it answers `unavailable` (an activity
+    /// moving between cluster nodes).
+    pub async fn view_when_available(&self, id: &str) -> Value {
+        for _ in 0..400 {
+            let r = self.admin("GET", &format!("/activities/{id}"), None).await;
+            if r.status == 200 {
+                return r.body;
+            }
+            assert_eq!(r.code(), "unavailable", "view {id}: {}", r.body);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("activity {id} did not come back");
+    }
+
+    /// The admin view, after asserting its counters add up (see `check_invariant`).
+    pub async fn assert_invariant(&self, id: &str) -> Value {
+        let v = self.view(id).await;
+        check_invariant(&v);
+        v
+    }
+
+    /// `assert_invariant` on `view_when_available`.
+    pub async fn assert_invariant_when_available(&self, id: &str) -> Value {
+        let v = self.view_when_available(id).await;
+        check_invariant(&v);
+        v
+    }
+
+    pub async fn purchase(&self, id: &str, user: &str, token: &str, slot: Option<&str>) -> Resp {
+        let mut body = json!({"token": token});
+        if let Some(s) = slot {
+            body["slot_id"] = json!(s);
+        }
+        self.as_user(
+            user,
+            "POST",
+            &format!("/api/activities/{id}/purchase"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Joins by HTTP (a polling place).
+    pub async fn join_http(&self, id: &str, user: &str) -> Resp {
+        self.as_user(user, "POST", &format!("/api/activities/{id}/join"), None)
+            .await
+    }
+
+    /// Joins over a WebSocket (resuming `ticket` if given).
+    pub async fn ws(&self, id: &str, user: &str, ticket: Option<&str>) -> WsUser {
+        let mut url = format!(
+            "{}/ws/activities/{id}?access_token={}",
+            self.ws_base,
+            self.user_token(user)
+        );
+        if let Some(t) = ticket {
+            url.push_str(&format!("&ticket={t}"));
+        }
+        let (_, framed) = self
+            .client
+            .ws(url)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects to {}: {e}", self.ws_base));
+        WsUser {
+            framed,
+            user: user.to_owned(),
+        }
+    }
+}
