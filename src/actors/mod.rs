@@ -7,6 +7,3 @@ pub mod messages;
 pub mod registry;
 pub mod session;
 pub mod session_queue;
-
-#[cfg(test)]
-mod activity_tests;

@@ -15,6 +15,8 @@
 
 mod notices;
 mod pipeline;
+#[cfg(test)]
+mod tests;
 
 use super::messages::*;
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};

@@ -2,11 +2,9 @@
 //! on a manual clock, its own interval too far away to fire. Time moves only when a
 //! test advances the clock and sends `Tick`; sessions are `SessionQueue`s.
 
-use super::activity::{ActivityActor, ActorDeps};
-use super::messages::{
-    Admin, Detach, GetTicket, Join, SessionHandle, SessionSink, Tick, ToSession,
-};
-use super::session_queue::{Drained, SessionQueue};
+use super::{ActivityActor, ActorDeps};
+use crate::actors::messages::{Admin, Detach, GetTicket, Join, SessionHandle, Tick, ToSession};
+use crate::actors::session_queue::{Drained, SessionQueue};
 use crate::domain::activity::{Activity, ActivityView, Push};
 use crate::domain::clock::{ManualClock, Millis};
 use crate::domain::ids::UserId;
@@ -26,7 +24,7 @@ const T0: Millis = 1_764_583_200_000;
 const HANG: Duration = Duration::from_secs(10);
 
 /// The one place an actor is built: deps over `store` and `clock`, an interval tick a
-/// day long (so only the test's `Tick`s step it), no outbox, no replica.
+/// day long (so only the test's `Tick`s step it), no outbox, committing to the store.
 fn start_actor(activity: Activity, store: &Store, clock: &ManualClock) -> Addr<ActivityActor> {
     let deps = ActorDeps {
         store: store.clone(),
@@ -34,7 +32,8 @@ fn start_actor(activity: Activity, store: &Store, clock: &ManualClock) -> Addr<A
         tick: Duration::from_secs(86_400),
         outbox: false,
     };
-    ActivityActor::new(activity, deps, None).start()
+    let target: Arc<dyn crate::store::CommitTarget> = Arc::new(store.clone());
+    ActivityActor::new(activity, &deps, target).start()
 }
 
 /// One activity on its actor, its store and its clock.
@@ -88,7 +87,7 @@ impl Bench {
         let queue = Arc::new(SessionQueue::default());
         let handle = SessionHandle {
             id: self.next_session,
-            sink: SessionSink::Local(Arc::clone(&queue)),
+            output: Arc::clone(&queue) as _,
         };
         self.next_session += 1;
         let reply = self
