@@ -1,10 +1,28 @@
 //! sluice: a fair virtual waiting room and inventory engine.
 //!
-//! - `domain`: pure data structures and decisions (waiting room, ledger, tokens, orders).
-//! - `store`: sled layout, the group-commit writer, recovery, the outbox and its sinks.
-//! - `actors`: one `ActivityActor` per activity, the registry, the order flusher.
-//! - `http`: routes, identity, errors, WebSocket sessions.
-//! - `startup`: builds the application; `config` and `telemetry` set it up.
+//! One core, adapters around it (docs/architecture.md):
+//!
+//! - `domain`: pure decisions, no I/O (the activity: queue, holds, orders,
+//!   admission; ledger, pacer, tokens, ids).
+//! - `store`: journal + sled, the group-commit writer, recovery, the outbox and its
+//!   sinks; the commit port (`store::target::CommitTarget`) and the account port
+//!   (`store::accounts::AccountStore`), implemented locally by `Store` and
+//!   `SledAccounts`.
+//! - `actors`: one `ActivityActor` per activity (the single writer of its state),
+//!   the registry, the order flusher; the session-output port
+//!   (`actors::session::SessionOutput`), implemented locally by `SessionQueue`.
+//! - `http`: routes, identity, limits, WebSocket sessions; handlers reach
+//!   activities through the directory port (`http::directory::Directory`),
+//!   implemented locally by `LocalDirectory`.
+//! - `cluster`: cluster mode as adapters of those ports (replicated commits, the
+//!   relay link, the cluster directory, accounts in Redis). It imports the core;
+//!   the core never imports it.
+//! - `startup`: builds the application and picks the adapters, once; `config` and
+//!   `telemetry` set it up.
+//!
+//! A join walks: `http::ws_upgrade` -> `SessionLink::join` -> `ActivityActor`
+//! (`Join`) -> `domain::activity::Activity` -> the actor's commit pipeline ->
+//! `CommitTarget` -> `queued` pushed through the session's `SessionOutput`.
 
 pub mod actors;
 pub mod cluster;
