@@ -1,11 +1,41 @@
 //! Operator commands: pause/resume, close, stock and slot additions, live admission
-//! changes.
+//! changes, and `admin`, the whole of an operator request (a command, then the view).
 
-use super::{Activity, ActivityError, Push};
+use super::{Activity, ActivityError, ActivityView, Push};
 use crate::domain::clock::Millis;
 use crate::domain::spec::{validate_new_slots, AdmissionPatch, Kind, SlotSpec};
 
+/// What an operator (or, for `View { admin: false }`, anyone) asks of an activity.
+#[derive(Debug, Clone)]
+pub enum AdminCommand {
+    /// Only the view; `admin` adds the operator-only fields.
+    View {
+        admin: bool,
+    },
+    AddStock(u32),
+    AddSlots(Vec<SlotSpec>),
+    Pause,
+    Resume,
+    Close,
+    PatchAdmission(AdmissionPatch),
+}
+
 impl Activity {
+    /// Runs `cmd` and answers with the activity view: the admin view after a change,
+    /// the asked-for view for `View`.
+    pub fn admin(&mut self, cmd: AdminCommand, now: Millis) -> Result<ActivityView, ActivityError> {
+        let admin = match cmd {
+            AdminCommand::View { admin } => admin,
+            AdminCommand::AddStock(n) => self.add_stock(n, now).map(|()| true)?,
+            AdminCommand::AddSlots(slots) => self.add_slots(&slots, now).map(|()| true)?,
+            AdminCommand::Pause => self.pause(now).map(|()| true)?,
+            AdminCommand::Resume => self.resume_admission(now).map(|()| true)?,
+            AdminCommand::Close => self.close(now).map(|()| true)?,
+            AdminCommand::PatchAdmission(p) => self.patch_admission(&p, now).map(|()| true)?,
+        };
+        Ok(self.view(now, admin))
+    }
+
     pub fn pause(&mut self, now: Millis) -> Result<(), ActivityError> {
         self.require_not_closed(now)?;
         if self.gate.pause() {

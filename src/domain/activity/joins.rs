@@ -1,5 +1,5 @@
 //! Joining, resuming, leaving and polling a place: the per-user records and the queue
-//! kept in step.
+//! kept in step, and `join_or_resume`, the whole of a join request.
 
 use super::queue::Spot;
 use super::users::{End, Stage};
@@ -16,6 +16,14 @@ pub struct Joined {
     pub existing: bool,
 }
 
+/// What `join_or_resume` answers: the ticket's state, and whether the place existed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedView {
+    pub ticket: TicketView,
+    /// True when the user already had this place (a rejoin or resume).
+    pub existing: bool,
+}
+
 fn spot(stage: Stage) -> Option<Spot> {
     match stage {
         Stage::Waiting(seq) => Some(Spot::Room(seq)),
@@ -25,6 +33,33 @@ fn spot(stage: Stage) -> Option<Spot> {
 }
 
 impl Activity {
+    /// A join request, whole: with a `ticket`, only its owner may use it (403/404) and
+    /// an ended place makes this a fresh join; then the proof of work (a live place
+    /// needs none); then the join or resume (a resume always attaches); then the
+    /// ticket's state.
+    pub fn join_or_resume(
+        &mut self,
+        user: &UserId,
+        ticket: Option<&str>,
+        pow: Option<&PowSolution>,
+        attach: bool,
+        now: Millis,
+    ) -> Result<JoinedView, ActivityError> {
+        if let Some(t) = ticket {
+            self.ticket(user, t, now)?;
+        }
+        self.check_pow(user, pow, now)?;
+        let joined = match ticket {
+            Some(t) => self.resume(user, t, now),
+            None => self.join(user, attach, now),
+        }?;
+        let ticket = self.ticket(user, &joined.ticket, now)?;
+        Ok(JoinedView {
+            ticket,
+            existing: joined.existing,
+        })
+    }
+
     /// Joins the waiting room, or finds the user's existing place. `attach` says a
     /// WebSocket session is taking the place (it gets the current state pushed);
     /// otherwise the place is kept alive by polling.

@@ -24,9 +24,11 @@ mod restore;
 mod users;
 mod view;
 
+pub use admin::AdminCommand;
 pub use effects::{Effects, Hold, Mutation, Outbound, PlaceRecord, Push, ShuffleAudit};
 pub use error::ActivityError;
-pub use joins::Joined;
+pub use joins::{Joined, JoinedView};
+pub use orders::OrderAction;
 pub use restore::{ActivityRecord, Restored};
 pub use view::{ActivityView, Phase, SlotView, TicketView};
 

@@ -1,5 +1,6 @@
 //! Purchases and the order lifecycle inside the activity: a token's hold becomes an
-//! order; paying and cancelling move it on; cancellation gives the units back.
+//! order; paying and cancelling move it on; cancellation gives the units back; and
+//! `order_action`, the whole of an order request.
 
 use super::{Activity, ActivityError};
 use crate::domain::clock::Millis;
@@ -25,7 +26,31 @@ pub struct Purchased {
     pub created: bool,
 }
 
+/// What a user (or an operator) does with one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    Get,
+    Pay,
+    Cancel,
+}
+
 impl Activity {
+    /// An order request, whole: only the order's owner (or an operator, `user = None`)
+    /// may read, pay or cancel it.
+    pub fn order_action(
+        &mut self,
+        n: u64,
+        action: OrderAction,
+        user: Option<&UserId>,
+        now: Millis,
+    ) -> Result<Order, ActivityError> {
+        match action {
+            OrderAction::Get => self.orders.owned(n, user).cloned(),
+            OrderAction::Pay => self.pay(n, user),
+            OrderAction::Cancel => self.cancel(n, user, now),
+        }
+    }
+
     pub fn purchase(
         &mut self,
         req: PurchaseRequest,

@@ -1,4 +1,8 @@
-//! Behaviour of the activity state machine, driven with explicit time.
+//! Behaviour of the activity state machine, driven with explicit time; the single
+//! entry points the actor calls are checked against the calls they replace in
+//! `entry_points`.
+
+mod entry_points;
 
 use super::orders::PurchaseRequest;
 use super::*;
