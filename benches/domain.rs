@@ -1,6 +1,8 @@
-//! Criterion micro-benchmarks of the pure domain: waiting room, ledger, tokens, JWTs and one admission tick at 10^3, 10^5 and 10^6 waiting.
+//! Criterion micro-benchmarks of the pure domain: waiting room, ledger, tokens, JWTs,
+//! one admission tick at 10^3, 10^5 and 10^6 waiting, and a join and a purchase.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sluice::domain::activity::orders::PurchaseRequest;
 use sluice::domain::activity::{Activity, Push};
 use sluice::domain::clock::Millis;
 use sluice::domain::ids::{SlotId, UserId};
@@ -319,12 +321,135 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
+/// Users per timed batch of joins or purchases; the setup between batches is untimed.
+const BATCH: usize = 1_000;
+/// A rig is rebuilt after this many joins or purchases, so per-user records and orders
+/// do not grow without bound over a long measurement.
+const REBUILD_AFTER_CALLS: usize = 200_000;
+
+fn bench_activity(json: &str) -> Activity {
+    let body: CreateActivity = serde_json::from_str(json).expect("bench activity json");
+    let (spec, slots) = body.validate(T0).expect("a valid bench activity");
+    Activity::new(spec, &slots, TokenKey::new(b"k"), T0)
+}
+
+fn users(from: usize, n: usize) -> Vec<UserId> {
+    (from..from + n)
+        .map(|i| UserId::parse(&format!("user-{i}")).expect("a valid user id"))
+        .collect()
+}
+
+/// A join into a room of 10 000 (paced out, so the join itself admits nobody): the
+/// place, the ticket, the per-user records and the `queued` push.
+fn join(c: &mut Criterion) {
+    const WAITING: usize = 10_000;
+    const SALE: &str = r#"{"id":"bench","name":"bench","kind":"sale","stock":100000000,
+        "admission":{"rate_per_sec":1,"max_active":1000000,"queue_capacity":10000000,
+                     "token_ttl_secs":86400,"reconnect_grace_secs":86400}}"#;
+    let fresh = || {
+        let mut a = bench_activity(SALE);
+        for u in users(0, WAITING) {
+            a.join(&u, true, T0).expect("the queue has room");
+        }
+        drop(a.take_effects());
+        a
+    };
+    let mut g = c.benchmark_group("activity");
+    g.throughput(Throughput::Elements(1));
+    let mut activity = fresh();
+    let mut next = WAITING;
+    g.bench_function(BenchmarkId::new("join", WAITING), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let k = left.min(BATCH);
+                left -= k;
+                if next >= WAITING + REBUILD_AFTER_CALLS {
+                    drop(std::mem::replace(&mut activity, fresh()));
+                    next = WAITING;
+                }
+                let batch = users(next, k);
+                next += k;
+                let start = Instant::now();
+                for u in &batch {
+                    black_box(activity.join(u, true, T0).expect("the queue has room"));
+                }
+                total += start.elapsed();
+                drop(activity.take_effects());
+                for u in &batch {
+                    activity.leave(u, T0).expect("a live place");
+                }
+                drop(activity.take_effects());
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+/// A purchase with a token already verified: the hold becomes a pending order.
+fn purchase(c: &mut Criterion) {
+    const SALE: &str = r#"{"id":"bench","name":"bench","kind":"sale","stock":100000000,
+        "payment_timeout_secs":86400,
+        "admission":{"rate_per_sec":100000,"max_active":1000000,"queue_capacity":10000000,
+                     "token_ttl_secs":86400,"reconnect_grace_secs":86400}}"#;
+    let key = TokenKey::new(b"k");
+    let mut g = c.benchmark_group("activity");
+    g.throughput(Throughput::Elements(1));
+    let mut activity = bench_activity(SALE);
+    let (mut next, mut now) = (0usize, T0);
+    g.bench_function("purchase", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let k = left.min(BATCH);
+                left -= k;
+                if next >= REBUILD_AFTER_CALLS {
+                    drop(std::mem::replace(&mut activity, bench_activity(SALE)));
+                    next = 0;
+                }
+                // Admitted at once: the bucket holds a tenth of a second (10 000).
+                now += 1_000;
+                for u in users(next, k) {
+                    activity.join(&u, false, now).expect("the queue has room");
+                }
+                next += k;
+                let requests: Vec<PurchaseRequest> = activity
+                    .take_effects()
+                    .pushes
+                    .into_iter()
+                    .filter_map(|o| match o.push {
+                        Push::Admitted { token, .. } => Some(PurchaseRequest {
+                            user: o.user,
+                            claims: key.verify(&token).expect("our own token"),
+                            quantity: 1,
+                            slot_id: None,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(requests.len(), k, "every join admitted at once");
+                let start = Instant::now();
+                for req in requests {
+                    black_box(activity.purchase(req, now).expect("a live hold"));
+                }
+                total += start.elapsed();
+                drop(activity.take_effects());
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = waiting_room, ledger, tokens, admission
+    targets = waiting_room, ledger, tokens, admission, join, purchase
 }
 criterion_main!(benches);

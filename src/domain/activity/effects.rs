@@ -108,4 +108,12 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.mutations.is_empty() && self.pushes.is_empty() && !self.record_dirty
     }
+
+    /// Queues `push` for `user`'s session.
+    pub(super) fn tell(&mut self, user: &UserId, push: Push) {
+        self.pushes.push(Outbound {
+            user: user.clone(),
+            push,
+        });
+    }
 }

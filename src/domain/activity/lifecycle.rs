@@ -1,22 +1,25 @@
-//! Time-driven and operator-driven changes: opening (with the pre-queue shuffle),
-//! closing, hold and payment expiry, reconnect grace, paced admission, sold-out,
-//! pause/resume, stock and slot additions, live admission changes.
+//! Time-driven changes: opening (with the pre-queue shuffle), closing, hold and
+//! payment expiry, reconnect grace, sold-out, and paced admission.
 
-use super::{Activity, ActivityError, End, Hold, Mutation, Push, ShuffleAudit, Stage};
+use super::holds::Grant;
+use super::queue::Spot;
+use super::users::{End, Stage};
+use super::{admitted_push, Activity, Push};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::order::CancelReason;
-use crate::domain::spec::{validate_new_slots, AdmissionPatch, Kind, SlotSpec};
-use rand::seq::SliceRandom;
-use rand::{RngCore, SeedableRng};
+use rand::RngCore;
 
 impl Activity {
     /// One step of time: everything due at `now` happens, in a fixed order.
     pub fn tick(&mut self, now: Millis) {
-        if !self.closed && self.spec.closes_at.is_some_and(|c| c <= now) {
+        if !self.gate.was_closed() && self.spec.closes_at.is_some_and(|c| c <= now) {
             self.close_now();
         }
-        if !self.opened && !self.closed && self.spec.opens_at.is_none_or(|o| o <= now) {
+        if !self.gate.is_opened()
+            && !self.gate.was_closed()
+            && self.spec.opens_at.is_none_or(|o| o <= now)
+        {
             self.open(now);
         }
         self.expire_holds(now);
@@ -27,43 +30,19 @@ impl Activity {
         self.notify(now);
     }
 
-    /// Opening: the pre-queue is shuffled uniformly (Fisher-Yates driven by a ChaCha
-    /// generator seeded from the OS CSPRNG) and placed ahead of every later join.
+    /// Opening: the pre-queue is shuffled with a seed from the OS CSPRNG (see
+    /// `Queue::open`) and placed ahead of every later join; attached sessions hear
+    /// their place in the room.
     fn open(&mut self, now: Millis) {
-        self.opened = true;
-        self.fx.record_dirty = true;
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
-        let mut entries: Vec<(u64, super::Place)> =
-            std::mem::take(&mut self.pre).into_iter().collect();
-        entries.shuffle(&mut rand::rngs::StdRng::from_seed(seed));
         let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-        self.shuffle_seed = Some(seed_hex.clone());
-        let order = entries.iter().map(|(_, p)| p.user.to_string()).collect();
-        self.fx.mutations.push(Mutation::PutShuffle(ShuffleAudit {
-            at: now,
-            seed_hex,
-            algorithm: "fisher-yates/chacha12 (rand 0.8 StdRng)".into(),
-            order,
-        }));
-        for (n, mut place) in entries {
-            self.fx.mutations.push(Mutation::DelPre { n });
-            if let Some(d) = place.deadline {
-                self.grace.remove(&(d, place.user.clone()));
-            }
-            let user = place.user.clone();
-            let attached = place.attached;
-            let record = place.record();
-            place.deadline = None;
-            let seq = self.room.push(place);
-            self.fx
-                .mutations
-                .push(Mutation::PutPlace { seq, place: record });
-            if let Some(e) = self.users.get_mut(&user) {
-                e.stage = Stage::Waiting(seq);
-            }
-            let grace = self.grace_ms();
-            self.set_attached(Some(seq), None, attached, now + grace);
+        self.gate.open(seed_hex.clone());
+        self.fx.record_dirty = true;
+        let deadline = now + self.grace_ms();
+        let moved = self.queue.open(seed, seed_hex, now, deadline, &mut self.fx);
+        for (user, seq, attached) in moved {
+            self.users.set_stage(&user, Stage::Waiting(seq));
             if attached {
                 self.reattach(&user, Stage::Waiting(seq), true, now);
             }
@@ -72,59 +51,43 @@ impl Activity {
 
     /// Ends the activity: waiting users and token holders are told; pending orders
     /// keep their lifecycle.
-    fn close_now(&mut self) {
-        self.closed = true;
+    pub(super) fn close_now(&mut self) {
+        self.gate.close();
         self.fx.record_dirty = true;
-        let waiting: Vec<u64> = self.room.iter().map(|(s, _)| s).collect();
-        for seq in waiting {
-            if let Some(p) = self.take_place(seq) {
-                self.finish(&p.user, End::Closed, Push::Closed);
-            }
-        }
-        let pre: Vec<u64> = self.pre.keys().copied().collect();
-        for n in pre {
-            if let Some(p) = self.take_pre(n) {
-                self.finish(&p.user, End::Closed, Push::Closed);
-            }
-        }
-        let holds: Vec<(u64, UserId)> = self
-            .holds
-            .values()
-            .map(|h| (h.id, h.user.clone()))
-            .collect();
-        for (id, user) in holds {
-            self.release_hold(id);
+        for user in self.queue.take_all(&mut self.fx) {
             self.finish(&user, End::Closed, Push::Closed);
+        }
+        for id in self.holds.ids() {
+            if let Some(h) = self.holds.take(id, &mut self.fx) {
+                self.ledger.release(u64::from(h.units), None);
+                self.finish(&h.user, End::Closed, Push::Closed);
+            }
         }
     }
 
     fn finish(&mut self, user: &UserId, end: End, push: Push) {
-        self.end(user, end);
-        self.push(user, push);
+        self.users.end(user, end);
+        self.fx.tell(user, push);
+    }
+
+    /// Gives an unspent hold's units back.
+    pub(super) fn release_hold(&mut self, id: u64) {
+        if let Some(h) = self.holds.take(id, &mut self.fx) {
+            self.ledger.release(u64::from(h.units), None);
+        }
     }
 
     fn expire_holds(&mut self, now: Millis) {
-        while let Some(&(at, id)) = self.hold_expiry.first() {
-            if at > now {
-                break;
-            }
-            let Some(user) = self.holds.get(&id).map(|h| h.user.clone()) else {
-                self.hold_expiry.pop_first();
-                continue;
-            };
-            self.release_hold(id);
-            self.expired_total += 1;
+        while let Some(h) = self.holds.take_expired(now, &mut self.fx) {
+            self.ledger.release(u64::from(h.units), None);
+            self.gate.expired();
             self.fx.record_dirty = true;
-            self.finish(&user, End::Expired, Push::Expired);
+            self.finish(&h.user, End::Expired, Push::Expired);
         }
     }
 
     fn expire_payments(&mut self, now: Millis) {
-        while let Some(&(at, n)) = self.pay_deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.pay_deadlines.pop_first();
+        while let Some(n) = self.orders.next_overdue(now) {
             // Cannot fail: only pending orders have a deadline.
             let _ = self.cancel_order(n, CancelReason::PaymentTimeout);
         }
@@ -132,215 +95,88 @@ impl Activity {
 
     /// Drops places whose user stayed away longer than the reconnect grace.
     fn drop_absent(&mut self, now: Millis) {
-        while let Some((at, user)) = self.grace.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.grace.pop_first();
-            match self.users.get(&user).map(|e| e.stage) {
-                Some(Stage::Waiting(seq)) => {
-                    if let Some(p) = self.room.get_mut(seq) {
-                        p.deadline = None;
-                    }
-                    self.take_place(seq);
-                }
-                Some(Stage::Pre(n)) => {
-                    if let Some(p) = self.pre.get_mut(&n) {
-                        p.deadline = None;
-                    }
-                    self.take_pre(n);
-                }
+        while let Some(user) = self.queue.next_absent(now) {
+            let spot = match self.users.stage(&user) {
+                Some(Stage::Waiting(seq)) => Spot::Room(seq),
+                Some(Stage::Pre(n)) => Spot::Pre(n),
                 _ => continue,
-            }
-            self.end(&user, End::Left);
+            };
+            self.queue.drop_absent(spot, &mut self.fx);
+            self.users.end(&user, End::Left);
         }
     }
 
     /// When nothing can ever be admitted, everyone waiting learns it at once.
     pub(super) fn settle(&mut self, _now: Millis) {
-        if !self.is_sold_out() || self.waiting_count() == 0 {
+        if !self.is_sold_out() || self.queue.len() == 0 {
             return;
         }
-        let waiting: Vec<u64> = self.room.iter().map(|(s, _)| s).collect();
-        for seq in waiting {
-            if let Some(p) = self.take_place(seq) {
-                self.finish(&p.user, End::SoldOut, Push::SoldOut);
-            }
-        }
-        let pre: Vec<u64> = self.pre.keys().copied().collect();
-        for n in pre {
-            if let Some(p) = self.take_pre(n) {
-                self.finish(&p.user, End::SoldOut, Push::SoldOut);
-            }
+        for user in self.queue.take_all(&mut self.fx) {
+            self.finish(&user, End::SoldOut, Push::SoldOut);
         }
     }
 
     /// Admits from the head while the pacer, `max_active` and the units allow.
     /// Each admission holds `min(per_user_limit - bought, available)` units.
     pub(super) fn admit(&mut self, now: Millis) {
-        if self.paused || !self.opened || self.is_closed(now) {
+        if !self.gate.admits(now, self.spec.closes_at) {
             return;
         }
-        self.pacer.refill(now, self.spec.admission.rate_per_sec);
+        let rate = self.spec.admission.rate_per_sec;
+        self.gate.refill(now, rate);
         let ttl = u64::from(self.spec.admission.token_ttl_secs) * 1000;
         let mut admitted = 0;
         while self.holds.len() < self.spec.admission.max_active as usize
             && self.ledger.available() > 0
-            && !self.room.is_empty()
-            && self.pacer.try_take(now, self.spec.admission.rate_per_sec)
+            && !self.queue.room_is_empty()
+            && self.gate.try_admit(now, rate)
         {
-            let Some((seq, _)) = self.room.front() else {
+            let Some((seq, user, ticket)) = self.queue.pop_front(&mut self.fx) else {
                 break;
             };
-            let Some(place) = self.take_place(seq) else {
-                break;
-            };
-            let bought = self.users.get(&place.user).map_or(0, |e| e.bought);
-            let want = self.spec.per_user_limit.saturating_sub(bought).max(1);
+            let want = self
+                .spec
+                .per_user_limit
+                .saturating_sub(self.users.bought(&user))
+                .max(1);
             let units = self.ledger.hold(u64::from(want)) as u32;
-            let hold = Hold {
-                id: self.next_hold,
-                user: place.user.clone(),
-                ticket: place.ticket,
-                units,
-                issued_at: now,
-                expires_at: now + ttl,
-                seq,
-            };
-            self.next_hold += 1;
-            self.admitted_total += 1;
+            let hold = self.holds.grant(
+                Grant {
+                    user,
+                    ticket,
+                    units,
+                    issued_at: now,
+                    expires_at: now + ttl,
+                    seq,
+                },
+                &mut self.fx,
+            );
+            self.users.set_stage(&hold.user, Stage::Admitted(hold.id));
+            let push = admitted_push(&self.key, &self.spec, hold, now);
+            self.fx.tell(&hold.user, push);
             admitted += 1;
-            self.hold_expiry.insert((hold.expires_at, hold.id));
-            if let Some(e) = self.users.get_mut(&place.user) {
-                e.stage = Stage::Admitted(hold.id);
-            }
-            let push = self.admitted_push(&hold, now);
-            self.push(&place.user, push);
-            self.fx.mutations.push(Mutation::PutHold(hold.clone()));
-            self.holds.insert(hold.id, hold);
         }
         if admitted > 0 {
             self.fx.record_dirty = true;
-            self.meter.record(now, admitted);
+            self.gate.admitted(now, admitted);
         }
     }
 
-    pub fn pause(&mut self, now: Millis) -> Result<(), ActivityError> {
-        self.require_not_closed(now)?;
-        if !self.paused {
-            self.paused = true;
-            self.fx.record_dirty = true;
-            self.broadcast_waiting(Push::Paused);
-        }
-        Ok(())
-    }
-
-    pub fn resume_admission(&mut self, now: Millis) -> Result<(), ActivityError> {
-        self.require_not_closed(now)?;
-        if self.paused {
-            self.paused = false;
-            self.fx.record_dirty = true;
-            self.broadcast_waiting(Push::Resumed);
-            self.admit(now);
-        }
-        Ok(())
-    }
-
-    pub fn close(&mut self, now: Millis) -> Result<(), ActivityError> {
-        if !self.closed {
-            self.close_now();
-        }
-        let _ = now;
-        Ok(())
-    }
-
-    fn require_not_closed(&self, now: Millis) -> Result<(), ActivityError> {
-        if self.is_closed(now) {
-            Err(ActivityError::Conflict("the activity is closed".into()))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Tells every attached waiting or pre-queued user (one-off operator events only).
-    fn broadcast_waiting(&mut self, push: Push) {
-        let users: Vec<UserId> = self
-            .room
-            .iter()
-            .map(|(_, p)| p)
-            .chain(self.pre.values())
-            .filter(|p| p.attached)
-            .map(|p| p.user.clone())
-            .collect();
-        for u in users {
-            self.push(&u, push.clone());
-        }
-    }
-
-    /// Sale: releases `add` more units; whoever waits is admitted as they appear.
-    pub fn add_stock(&mut self, add: u32, now: Millis) -> Result<(), ActivityError> {
-        self.require_not_closed(now)?;
-        if self.spec.kind != Kind::Sale {
-            return Err(ActivityError::Invalid(
-                "an appointment takes slots, not stock".into(),
-            ));
-        }
-        let id = self.ledger.slots()[0].id.clone();
-        self.ledger
-            .add(&id, "stock", u64::from(add))
-            .map_err(|e| ActivityError::Invalid(format!("stock: {e}")))?;
-        self.fx.record_dirty = true;
-        self.admit(now);
-        Ok(())
-    }
-
-    /// Appointment: adds slots or raises an existing slot's capacity by the given amount.
-    pub fn add_slots(&mut self, slots: &[SlotSpec], now: Millis) -> Result<(), ActivityError> {
-        self.require_not_closed(now)?;
-        if self.spec.kind != Kind::Appointment {
-            return Err(ActivityError::Invalid(
-                "a sale takes stock, not slots".into(),
-            ));
-        }
-        let existing: Vec<SlotSpec> = Vec::new();
-        validate_new_slots(slots, &existing).map_err(|e| ActivityError::Invalid(e.0))?;
-        let new_ids = slots
-            .iter()
-            .filter(|s| self.ledger.slot_index(&s.id).is_none())
-            .count();
-        if self.ledger.slots().len() + new_ids > crate::domain::spec::MAX_SLOTS {
-            return Err(ActivityError::Invalid("too many slots".into()));
-        }
-        let extra: u64 = slots.iter().map(|s| u64::from(s.capacity)).sum();
-        if self.ledger.total().capacity + extra > crate::domain::ledger::MAX_TOTAL {
-            return Err(ActivityError::Invalid(
-                "capacity would exceed the limit".into(),
-            ));
-        }
-        for s in slots {
-            self.ledger
-                .add(&s.id, &s.label, u64::from(s.capacity))
-                .map_err(|e| ActivityError::Invalid(format!("slot {}: {e}", s.id)))?;
-        }
-        self.fx.record_dirty = true;
-        self.admit(now);
-        Ok(())
-    }
-
-    pub fn patch_admission(
-        &mut self,
-        patch: &AdmissionPatch,
-        now: Millis,
-    ) -> Result<(), ActivityError> {
-        self.require_not_closed(now)?;
-        self.spec.admission = self
-            .spec
-            .admission
-            .patched(patch)
-            .map_err(|e| ActivityError::Invalid(e.0))?;
-        self.fx.record_dirty = true;
-        self.settle(now);
-        self.admit(now);
-        Ok(())
+    /// Sends the position updates that came due; called once per tick.
+    fn notify(&mut self, now: Millis) {
+        let waiting_for_returns = self.ledger.available() == 0;
+        let rate = self.spec.admission.rate_per_sec;
+        let (gate, fx) = (&mut self.gate, &mut self.fx);
+        self.queue.notify(now, |user, position| {
+            let eta_secs = gate.eta_secs(position, now, rate);
+            fx.tell(
+                user,
+                Push::Position {
+                    position,
+                    eta_secs,
+                    waiting_for_returns,
+                },
+            );
+        });
     }
 }

@@ -1,11 +1,12 @@
 //! Purchases and the order lifecycle inside the activity: a token's hold becomes an
-//! order; paying and cancelling move it on; cancellation gives the units back.
+//! order; paying and cancelling move it on; cancellation gives the units back; and
+//! `order_action`, the whole of an order request.
 
-use super::{Activity, ActivityError, End, Mutation, Stage};
+use super::{Activity, ActivityError};
 use crate::domain::clock::Millis;
 use crate::domain::ids::{SlotId, UserId};
 use crate::domain::ledger::LedgerError;
-use crate::domain::order::{CancelReason, Order, OrderStatus, Transition, TransitionError};
+use crate::domain::order::{CancelReason, Order, OrderStatus, Transition};
 use crate::domain::spec::Kind;
 use crate::domain::token::TokenClaims;
 
@@ -25,7 +26,31 @@ pub struct Purchased {
     pub created: bool,
 }
 
+/// What a user (or an operator) does with one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    Get,
+    Pay,
+    Cancel,
+}
+
 impl Activity {
+    /// An order request, whole: only the order's owner (or an operator, `user = None`)
+    /// may read, pay or cancel it.
+    pub fn order_action(
+        &mut self,
+        n: u64,
+        action: OrderAction,
+        user: Option<&UserId>,
+        now: Millis,
+    ) -> Result<Order, ActivityError> {
+        match action {
+            OrderAction::Get => self.orders.owned(n, user).cloned(),
+            OrderAction::Pay => self.pay(n, user),
+            OrderAction::Cancel => self.cancel(n, user, now),
+        }
+    }
+
     pub fn purchase(
         &mut self,
         req: PurchaseRequest,
@@ -42,11 +67,7 @@ impl Activity {
             ));
         }
         // Idempotency first: a spent token returns its order, even after expiry.
-        if let Some(order) = self
-            .by_hold
-            .get(&req.claims.hold)
-            .and_then(|n| self.orders.get(n))
-        {
+        if let Some(order) = self.orders.of_hold(req.claims.hold) {
             return Ok(Purchased {
                 order: order.clone(),
                 created: false,
@@ -58,46 +79,43 @@ impl Activity {
         if self.is_closed(now) {
             return Err(ActivityError::NotOpen("the activity is closed".into()));
         }
-        let hold = self.holds.get(&req.claims.hold).cloned().ok_or_else(|| {
+        let hold = self.holds.get(req.claims.hold).ok_or_else(|| {
             ActivityError::TokenInvalid("the purchase token no longer holds any units".into())
         })?;
+        let (hold_id, held) = (hold.id, hold.units);
         if req.quantity == 0 || req.quantity > self.spec.per_user_limit {
             return Err(ActivityError::Invalid(format!(
                 "quantity must be between 1 and {}",
                 self.spec.per_user_limit
             )));
         }
-        let bought = self.users.get(&req.user).map_or(0, |e| e.bought);
+        let bought = self.users.bought(&req.user);
         if bought + req.quantity > self.spec.per_user_limit {
             return Err(ActivityError::LimitReached);
         }
-        if req.quantity > hold.units {
+        if req.quantity > held {
             return Err(ActivityError::SoldOut(format!(
-                "only {} unit(s) are held for you",
-                hold.units
+                "only {held} unit(s) are held for you"
             )));
         }
         let slot = self.pick_slot(req.slot_id.as_ref())?;
         match self
             .ledger
-            .sell(slot, u64::from(hold.units), u64::from(req.quantity))
+            .sell(slot, u64::from(held), u64::from(req.quantity))
         {
             Ok(()) => {}
             Err(LedgerError::SlotFull) => return Err(self.slot_full(slot)),
             Err(e) => return Err(ActivityError::Invalid(e.to_string())),
         }
-        self.holds.remove(&hold.id);
-        self.hold_expiry.remove(&(hold.expires_at, hold.id));
-        self.fx.mutations.push(Mutation::DelHold { id: hold.id });
-        let n = self.next_order;
-        self.next_order += 1;
+        self.holds.take(hold_id, &mut self.fx);
+        let n = self.orders.next_n();
         let order = Order {
             activity: self.spec.id.clone(),
             n,
             slot,
             slot_id: (self.spec.kind == Kind::Appointment)
                 .then(|| self.ledger.slots()[slot].id.clone()),
-            user: req.user.clone(),
+            user: req.user,
             quantity: req.quantity,
             amount_cents: self
                 .spec
@@ -106,19 +124,12 @@ impl Activity {
             status: OrderStatus::PendingPayment,
             created_at: now,
             pay_by: now + u64::from(self.spec.payment_timeout_secs) * 1000,
-            hold: hold.id,
+            hold: hold_id,
             version: 1,
             cancel_reason: None,
         };
-        self.pay_deadlines.insert((order.pay_by, n));
-        self.pending_orders += 1;
-        self.by_hold.insert(hold.id, n);
-        self.orders.insert(n, order.clone());
-        if let Some(e) = self.users.get_mut(&req.user) {
-            e.bought += req.quantity;
-            e.stage = Stage::Ended(End::Purchased(n));
-        }
-        self.fx.mutations.push(Mutation::PutOrder(order.clone()));
+        let order = self.orders.open(order, &mut self.fx).clone();
+        self.users.purchased(&order.user, order.quantity, n);
         // Units a smaller purchase returned go to whoever waits.
         self.settle(now);
         self.admit(now);
@@ -164,32 +175,16 @@ impl Activity {
     }
 
     pub fn order(&self, n: u64) -> Option<&Order> {
-        self.orders.get(&n)
+        self.orders.get(n)
     }
 
     pub fn orders_of<'a>(&'a self, user: &'a UserId) -> impl Iterator<Item = &'a Order> + 'a {
-        self.orders.values().filter(move |o| &o.user == user)
+        self.orders.of_user(user)
     }
 
     /// The owner (or an operator, `user = None`) pays a pending order.
     pub fn pay(&mut self, n: u64, user: Option<&UserId>) -> Result<Order, ActivityError> {
-        let order = self.owned_order_mut(n, user)?;
-        match order.pay() {
-            Ok(t) => {
-                let (order, pay_by, q) = (order.clone(), order.pay_by, order.quantity);
-                if t == Transition::Changed {
-                    self.pay_deadlines.remove(&(pay_by, n));
-                    self.pending_orders -= 1;
-                    self.paid_units += u64::from(q);
-                    self.fx.mutations.push(Mutation::PutOrder(order.clone()));
-                }
-                Ok(order)
-            }
-            Err(TransitionError::AlreadyCancelled) => Err(ActivityError::Conflict(
-                "the order was cancelled and cannot be paid".into(),
-            )),
-            Err(e) => Err(ActivityError::Conflict(e.to_string())),
-        }
+        self.orders.pay(n, user, &mut self.fx)
     }
 
     /// The owner (or an operator) cancels a pending order; its units go back.
@@ -199,54 +194,25 @@ impl Activity {
         user: Option<&UserId>,
         now: Millis,
     ) -> Result<Order, ActivityError> {
-        self.owned_order_mut(n, user)?;
+        self.orders.owned(n, user)?;
         let order = self.cancel_order(n, CancelReason::User)?;
         self.settle(now);
         self.admit(now);
         Ok(order)
     }
 
+    /// Cancels an order; if it was pending, its units go back to the ledger and no
+    /// longer count against its user's limit.
     pub(super) fn cancel_order(
         &mut self,
         n: u64,
         reason: CancelReason,
     ) -> Result<Order, ActivityError> {
-        let order = self
-            .orders
-            .get_mut(&n)
-            .ok_or_else(|| ActivityError::NotFound("no such order".into()))?;
-        match order.cancel(reason) {
-            Ok(Transition::Changed) => {
-                let order = order.clone();
-                self.pay_deadlines.remove(&(order.pay_by, n));
-                self.pending_orders -= 1;
-                self.cancelled_units += u64::from(order.quantity);
-                self.ledger.unsell(order.slot, u64::from(order.quantity));
-                if let Some(e) = self.users.get_mut(&order.user) {
-                    e.bought = e.bought.saturating_sub(order.quantity);
-                }
-                self.fx.mutations.push(Mutation::PutOrder(order.clone()));
-                Ok(order)
-            }
-            Ok(Transition::Unchanged) => Ok(order.clone()),
-            Err(e) => Err(ActivityError::Conflict(e.to_string())),
+        let (order, t) = self.orders.cancel(n, reason, &mut self.fx)?;
+        if t == Transition::Changed {
+            self.ledger.unsell(order.slot, u64::from(order.quantity));
+            self.users.refund(&order.user, order.quantity);
         }
-    }
-
-    fn owned_order_mut(
-        &mut self,
-        n: u64,
-        user: Option<&UserId>,
-    ) -> Result<&mut Order, ActivityError> {
-        let order = self
-            .orders
-            .get_mut(&n)
-            .ok_or_else(|| ActivityError::NotFound("no such order".into()))?;
-        match user {
-            Some(u) if &order.user != u => Err(ActivityError::Forbidden(
-                "that order belongs to someone else".into(),
-            )),
-            _ => Ok(order),
-        }
+        Ok(order)
     }
 }

@@ -1,6 +1,7 @@
 //! Read models: the activity view with its counters, and a ticket's status.
 
-use super::{Activity, End, Stage};
+use super::users::{End, Stage};
+use super::{token_for, Activity};
 use crate::domain::clock::{rfc3339, Millis};
 use crate::domain::ids::order_id;
 use crate::domain::spec::{Admission, Kind};
@@ -80,11 +81,11 @@ impl Activity {
     pub fn phase(&self, now: Millis) -> Phase {
         if self.is_closed(now) {
             Phase::Closed
-        } else if !self.opened {
+        } else if !self.gate.is_opened() {
             Phase::Scheduled
         } else if self.is_sold_out() {
             Phase::SoldOut
-        } else if self.paused {
+        } else if self.gate.is_paused() {
             Phase::Paused
         } else {
             Phase::Open
@@ -122,17 +123,17 @@ impl Activity {
             available: t.available,
             held: t.held,
             sold: t.sold,
-            paid: self.paid_units,
-            cancelled: self.cancelled_units,
-            waiting: self.waiting_count() as u64,
-            admitted_total: self.admitted_total,
+            paid: self.orders.paid_units(),
+            cancelled: self.orders.cancelled_units(),
+            waiting: self.queue.len() as u64,
+            admitted_total: self.gate.admitted_total(),
             admission: self.spec.admission.clone(),
             slots,
             active_tokens: admin.then_some(self.holds.len() as u64),
-            expired_total: admin.then_some(self.expired_total),
-            pending_orders: admin.then_some(self.pending_orders),
+            expired_total: admin.then_some(self.gate.expired_total()),
+            pending_orders: admin.then_some(self.orders.pending()),
             shuffle_seed: if admin {
-                self.shuffle_seed.clone()
+                self.gate.shuffle_seed().cloned()
             } else {
                 None
             },
@@ -162,13 +163,13 @@ impl Activity {
             }
             Some(Stage::Waiting(seq)) => {
                 v.status = "waiting";
-                v.position = self.room.position(seq);
+                v.position = self.queue.position(seq);
                 v.eta_secs = v.position.map(|p| self.eta_secs(p, now));
             }
             Some(Stage::Admitted(id)) => {
                 v.status = "admitted";
-                if let Some(h) = self.holds.get(&id) {
-                    v.token = Some(self.token_for(h));
+                if let Some(h) = self.holds.get(id) {
+                    v.token = Some(token_for(&self.key, &self.spec, h));
                     v.expires_at = Some(rfc3339(h.expires_at));
                 }
             }
