@@ -1,6 +1,7 @@
 //! Messages between HTTP handlers, sessions and activity actors.
 
-use crate::domain::activity::orders::Purchased;
+use crate::domain::activity::orders::{OrderAction, Purchased};
+use crate::domain::activity::AdminCommand;
 use crate::domain::activity::{ActivityError, ActivityView, TicketView};
 use crate::domain::ids::{SlotId, UserId};
 use crate::domain::order::Order;
@@ -94,6 +95,17 @@ pub enum OrderCall {
     Cancel { n: u64, user: Option<UserId> },
 }
 
+impl OrderCall {
+    /// The order number, the domain's action, and who acts (`None`: an operator).
+    pub fn into_parts(self) -> (u64, OrderAction, Option<UserId>) {
+        match self {
+            OrderCall::Get { n, user } => (n, OrderAction::Get, user),
+            OrderCall::Pay { n, user } => (n, OrderAction::Pay, user),
+            OrderCall::Cancel { n, user } => (n, OrderAction::Cancel, user),
+        }
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "CallResult<Vec<Order>>")]
 pub struct OrdersOf {
@@ -110,6 +122,20 @@ pub enum Admin {
     Resume,
     Close,
     PatchAdmission(AdmissionPatch),
+}
+
+impl From<Admin> for AdminCommand {
+    fn from(a: Admin) -> Self {
+        match a {
+            Admin::View { admin } => AdminCommand::View { admin },
+            Admin::AddStock(n) => AdminCommand::AddStock(n),
+            Admin::AddSlots(s) => AdminCommand::AddSlots(s),
+            Admin::Pause => AdminCommand::Pause,
+            Admin::Resume => AdminCommand::Resume,
+            Admin::Close => AdminCommand::Close,
+            Admin::PatchAdmission(p) => AdminCommand::PatchAdmission(p),
+        }
+    }
 }
 
 /// Steps time; sent by the actor's own interval, or directly by tests.

@@ -290,22 +290,20 @@ impl Handler<Join> for ActivityActor {
             return refuse(CallError::Unavailable("the server is restarting"));
         }
         let attach = msg.session.is_some();
-        let result = self.guarded(|a, now| {
-            if let Some(t) = &msg.ticket {
-                // Ownership first (403/404); an ended place makes this a fresh join.
-                a.ticket(&msg.user, t, now)?;
-            }
-            a.check_pow(&msg.user, msg.pow.as_ref(), now)?;
-            let joined = match &msg.ticket {
-                Some(t) => a.resume(&msg.user, t, now),
-                None => a.join(&msg.user, attach, now),
-            }?;
-            let ticket = a.ticket(&msg.user, &joined.ticket, now)?;
-            Ok(JoinReply {
-                ticket,
-                existing: joined.existing,
+        let result = self
+            .guarded(|a, now| {
+                a.join_or_resume(
+                    &msg.user,
+                    msg.ticket.as_deref(),
+                    msg.pow.as_ref(),
+                    attach,
+                    now,
+                )
             })
-        });
+            .map(|j| JoinReply {
+                ticket: j.ticket,
+                existing: j.existing,
+            });
         if let (Ok(_), Some(session)) = (&result, msg.session) {
             // A notice still pending from before this connection is stale: the new
             // session hears `queued` first, and `paused` after it if so.
@@ -383,17 +381,8 @@ impl Handler<Purchase> for ActivityActor {
 impl Handler<OrderCall> for ActivityActor {
     type Result = Deferred<Order>;
     fn handle(&mut self, msg: OrderCall, ctx: &mut Self::Context) -> Self::Result {
-        let value = self.guarded(|a, now| match msg {
-            OrderCall::Get { n, user } => match a.order(n) {
-                None => Err(ActivityError::NotFound("no such order".into())),
-                Some(o) if user.as_ref().is_some_and(|u| u != &o.user) => Err(
-                    ActivityError::Forbidden("that order belongs to someone else".into()),
-                ),
-                Some(o) => Ok(o.clone()),
-            },
-            OrderCall::Pay { n, user } => a.pay(n, user.as_ref()),
-            OrderCall::Cancel { n, user } => a.cancel(n, user.as_ref(), now),
-        });
+        let (n, action, user) = msg.into_parts();
+        let value = self.guarded(|a, now| a.order_action(n, action, user.as_ref(), now));
         self.reply(value, ctx)
     }
 }
@@ -409,18 +398,7 @@ impl Handler<OrdersOf> for ActivityActor {
 impl Handler<Admin> for ActivityActor {
     type Result = Deferred<ActivityView>;
     fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
-        let value = self.guarded(|a, now| {
-            let admin = match msg {
-                Admin::View { admin } => admin,
-                Admin::AddStock(n) => a.add_stock(n, now).map(|()| true)?,
-                Admin::AddSlots(slots) => a.add_slots(&slots, now).map(|()| true)?,
-                Admin::Pause => a.pause(now).map(|()| true)?,
-                Admin::Resume => a.resume_admission(now).map(|()| true)?,
-                Admin::Close => a.close(now).map(|()| true)?,
-                Admin::PatchAdmission(p) => a.patch_admission(&p, now).map(|()| true)?,
-            };
-            Ok(a.view(now, admin))
-        });
+        let value = self.guarded(|a, now| a.admin(msg.into(), now));
         self.reply(value, ctx)
     }
 }
