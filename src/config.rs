@@ -53,6 +53,13 @@ pub struct ServerSettings {
     #[serde(default)]
     pub max_ws_sessions: u32,
     pub ws_messages_per_sec: u32,
+    /// Peers (addresses and CIDR ranges) whose `Forwarded` / `X-Forwarded-For` and
+    /// PROXY-protocol headers name the client (`http::client_addr`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Connections from trusted proxies start with a PROXY-protocol header (v1 or v2).
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +196,20 @@ impl Settings {
         }
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return fail("server.bind", "must be an address like 127.0.0.1:8080");
+        }
+        if let Err(e) =
+            crate::http::client_addr::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return fail(
+                "server.trusted_proxies",
+                &format!("has an entry that is not valid: {e}"),
+            );
+        }
+        if self.server.proxy_protocol && self.server.trusted_proxies.is_empty() {
+            return fail(
+                "server.proxy_protocol",
+                "needs server.trusted_proxies (PROXY headers are accepted only from them)",
+            );
         }
         if !(5..=1000).contains(&self.server.tick_ms) {
             return fail("server.tick_ms", "must be between 5 and 1000");
@@ -337,6 +358,14 @@ fn apply_env(
             toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
                 anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be true or false")
             })?),
+            // A list of strings, comma-separated: `10.0.0.0/8,192.168.1.7`.
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
             _ => {
                 anyhow::bail!("invalid configuration: {dotted} cannot be set from the environment")
             }

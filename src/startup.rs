@@ -12,6 +12,7 @@ use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
+use crate::http::client_addr::TrustedProxies;
 use crate::http::directory::{Directory, LocalDirectory};
 use crate::http::limits::RateLimits;
 use crate::http::state::{key_digest, session_cap, AppState, WsLimits};
@@ -271,6 +272,8 @@ impl Application {
                 session_cap(settings.server.max_ws_sessions),
             ),
             limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
+            proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
             passwords: crate::http::passwords::Passwords::new(&settings.auth)?,
             account_store,
             // Random high bits: session ids must not collide across cluster nodes.

@@ -6,6 +6,7 @@ pub mod activities;
 pub mod admin;
 pub mod auth;
 pub mod calls;
+pub mod client_addr;
 pub mod directory;
 pub mod identity;
 pub mod limits;

@@ -11,6 +11,7 @@ use crate::domain::ids::is_ticket_shaped;
 use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::activity_id;
+use crate::http::client_addr::peer_ip;
 use crate::http::directory::SessionLink;
 use crate::http::identity::user_in;
 use crate::http::state::{AppState, WsRefusal};
@@ -20,7 +21,7 @@ use actix_http::{h1, ws, HttpMessage, Method, Request};
 use actix_web::dev::{fn_service, ServiceFactory};
 use actix_web::web::{self, BytesMut, Data};
 use serde::Deserialize;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -121,9 +122,7 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
     // buffers and its codec are freed here.
     let pending = BytesMut::from(&parts.read_buf[..]);
     drop((parts.read_buf, parts.write_buf, parts.codec));
-    let ip = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let ip = st.proxies.client(peer_ip(req.peer_addr()), req.headers());
     let checked = check(st, &req, ip);
     // The request's header values share the dispatcher's read buffer.
     drop(req);
