@@ -13,6 +13,7 @@ use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
 use crate::http::client_addr::TrustedProxies;
+use crate::http::connection::Accept;
 use crate::http::directory::{Directory, LocalDirectory};
 use crate::http::limits::RateLimits;
 use crate::http::state::{key_digest, session_cap, AppState, WsLimits};
@@ -21,7 +22,7 @@ use crate::store::accounts::{AccountStore, SledAccounts};
 use crate::store::{CommitSettings, Store};
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
-use actix_service::map_config;
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, App, HttpRequest};
@@ -208,6 +209,11 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
     let local = listener.local_addr()?;
     let request_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
     let upgrade_state = state.clone();
+    let accept = Arc::new(Accept {
+        proxies: state.proxies.clone(),
+        proxy_protocol: settings.server.proxy_protocol,
+        header_timeout: request_timeout,
+    });
     // actix-web's `HttpServer` is this, minus the upgrade hook: WebSocket upgrades go
     // to `ws_upgrade` with the raw socket (see `ws_session` for why).
     let builder = actix_server::Server::build();
@@ -215,7 +221,12 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
     let mut server = builder
         .listen("sluice", listener, move || {
             let graceful = graceful.clone();
-            HttpService::build()
+            let accept = Arc::clone(&accept);
+            let connection = fn_service(move |io: tokio::net::TcpStream| {
+                let accept = Arc::clone(&accept);
+                async move { accept.accept(io).await }
+            });
+            let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let signal = graceful.clone();
                     async move { signal.notified().await }
@@ -224,8 +235,8 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(local)
                 .upgrade(ws_upgrade::service(upgrade_state.clone()))
-                .finish(map_config(app(), |_| AppConfig::default()))
-                .tcp()
+                .finish(map_config(app(), |_| AppConfig::default()));
+            connection.and_then(http)
         })?
         .disable_signals()
         .shutdown_timeout(5)

@@ -6,3 +6,4 @@
 mod common;
 
 mod proxies;
+mod proxy_protocol;
