@@ -60,6 +60,24 @@ pub struct ServerSettings {
     /// Connections from trusted proxies start with a PROXY-protocol header (v1 or v2).
     #[serde(default)]
     pub proxy_protocol: bool,
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// HTTPS and wss:// served directly; both paths empty: plain HTTP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_path: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_path.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +227,12 @@ impl Settings {
             return fail(
                 "server.proxy_protocol",
                 "needs server.trusted_proxies (PROXY headers are accepted only from them)",
+            );
+        }
+        if self.server.tls.cert_path.is_empty() != self.server.tls.key_path.is_empty() {
+            return fail(
+                "server.tls",
+                "needs both cert_path and key_path (or neither, for plain HTTP)",
             );
         }
         if !(5..=1000).contains(&self.server.tick_ms) {

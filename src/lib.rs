@@ -4,7 +4,8 @@
 //! - `store`: sled layout, the group-commit writer, recovery, the outbox and its sinks.
 //! - `actors`: one `ActivityActor` per activity, the registry, the order flusher.
 //! - `http`: routes, identity, errors, WebSocket sessions.
-//! - `startup`: builds the application; `config` and `telemetry` set it up.
+//! - `startup`: builds the application; `config` and `telemetry` set it up; `tls`
+//!   serves HTTPS and wss:// with a certificate reloaded on SIGHUP.
 
 pub mod actors;
 pub mod cluster;
@@ -15,3 +16,4 @@ pub mod http;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

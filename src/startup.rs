@@ -20,6 +20,7 @@ use crate::http::state::{key_digest, session_cap, AppState, WsLimits};
 use crate::http::{middleware, routes, ws_upgrade};
 use crate::store::accounts::{AccountStore, SledAccounts};
 use crate::store::{CommitSettings, Store};
+use crate::tls::Certificates;
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
@@ -30,6 +31,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
 pub struct Application {
     port: u16,
@@ -184,9 +187,13 @@ async fn adapters(
     Ok((Arc::new(ClusterDirectory { local, cluster }), accounts))
 }
 
-/// Binds `server.bind` and serves `state` on it: the app for requests, the raw
-/// WebSocket session for upgrades.
-fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u16, Server)> {
+/// Binds `server.bind` and serves `state` on it (over TLS with `tls`): the app for
+/// requests, the raw WebSocket session for upgrades.
+fn serve(
+    settings: &Settings,
+    state: &web::Data<AppState>,
+    tls: Option<&Arc<Certificates>>,
+) -> anyhow::Result<(u16, Server)> {
     let max_body = settings.server.max_body_bytes;
     let app_state = state.clone();
     let app = move || {
@@ -213,6 +220,9 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
         proxies: state.proxies.clone(),
         proxy_protocol: settings.server.proxy_protocol,
         header_timeout: request_timeout,
+        tls: tls
+            .map(|certs| certs.server_config().map(TlsAcceptor::from))
+            .transpose()?,
     });
     // actix-web's `HttpServer` is this, minus the upgrade hook: WebSocket upgrades go
     // to `ws_upgrade` with the raw socket (see `ws_session` for why).
@@ -222,7 +232,7 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
         .listen("sluice", listener, move || {
             let graceful = graceful.clone();
             let accept = Arc::clone(&accept);
-            let connection = fn_service(move |io: tokio::net::TcpStream| {
+            let connection = fn_service(move |io: TcpStream| {
                 let accept = Arc::clone(&accept);
                 async move { accept.accept(io).await }
             });
@@ -300,7 +310,16 @@ impl Application {
             }
         });
 
-        let (port, server) = serve(&settings, &state)?;
+        let tls = match settings.server.tls.enabled() {
+            false => None,
+            true => {
+                let t = &settings.server.tls;
+                let certs = Certificates::load(t.cert_path.as_ref(), t.key_path.as_ref())?;
+                actix_web::rt::spawn(crate::tls::reload_on_sighup(Arc::clone(&certs)));
+                Some(certs)
+            }
+        };
+        let (port, server) = serve(&settings, &state, tls.as_ref())?;
         let handle = server.handle();
         Ok(Application {
             port,

@@ -107,6 +107,21 @@ impl Api {
         }
     }
 
+    /// The same server over HTTPS and wss://, trusting what `tls` trusts.
+    pub fn over_tls(&self, tls: Arc<rustls::ClientConfig>) -> Api {
+        Api {
+            port: self.port,
+            base: format!("https://127.0.0.1:{}", self.port),
+            ws_base: format!("wss://127.0.0.1:{}", self.port),
+            client: awc::Client::builder()
+                .connector(awc::Connector::new().limit(0).rustls_0_23(tls))
+                .timeout(Duration::from_secs(30))
+                .finish(),
+            jwt: self.jwt.clone(),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+
     /// A bearer token for `user`, valid for an hour of the server's time.
     pub fn user_token(&self, user: &str) -> String {
         let now = self.clock.now_ms();

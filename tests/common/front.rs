@@ -175,3 +175,83 @@ backend sluice
 pub fn crowd_ip(n: usize) -> std::net::IpAddr {
     std::net::IpAddr::from([127, 1, (n / 250) as u8, (n % 250 + 1) as u8])
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost (P-256), made with the
+/// openssl CLI: `(cert.pem, key.pem)` in `dir`, named after `name`.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // An end-entity certificate (webpki refuses a CA as the server's own).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "openssl makes a certificate (is the openssl CLI installed?)"
+    );
+    (cert, key)
+}
+
+/// A TLS client configuration that trusts exactly `certs` (PEM files).
+pub fn trusting(certs: &[&Path]) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for path in certs {
+        let der = CertificateDer::from_pem_file(path).expect("PEM certificate");
+        roots.add(der).expect("a root certificate");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// The leaf certificate (DER) a fresh TLS handshake with `127.0.0.1:port` presents.
+pub async fn served_certificate(port: u16, tls: std::sync::Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let certs = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("a certificate");
+    certs[0].as_ref().to_vec()
+}
+
+/// The DER of a PEM certificate file.
+pub fn der_of(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::from_pem_file(path)
+        .expect("PEM certificate")
+        .as_ref()
+        .to_vec()
+}

@@ -48,6 +48,25 @@ impl Process {
         env: &[(&str, String)],
         log: Option<&std::path::Path>,
     ) -> Process {
+        Self::start_with(name, env, log, None).await
+    }
+
+    /// `start` on a server that serves TLS (its `server.tls` in `env`), reached over
+    /// HTTPS and wss:// with `tls` (whose roots trust the server's certificate).
+    pub async fn start_tls(
+        name: &str,
+        env: &[(&str, String)],
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Process {
+        Self::start_with(name, env, None, Some(tls)).await
+    }
+
+    async fn start_with(
+        name: &str,
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Process {
         let store = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut all: Vec<(String, String)> = [
@@ -64,8 +83,12 @@ impl Process {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let mut api = Api::new(port, sluice::config::DEV_JWT_SECRET, Arc::new(SystemClock));
+        if let Some(config) = tls {
+            api = api.over_tls(config);
+        }
         let mut p = Process {
-            api: Api::new(port, sluice::config::DEV_JWT_SECRET, Arc::new(SystemClock)),
+            api,
             name: name.to_owned(),
             port,
             env: all,

@@ -7,3 +7,4 @@ mod common;
 
 mod proxies;
 mod proxy_protocol;
+mod tls;
