@@ -50,6 +50,10 @@ sluice_install_missing() {
     # ports with generated configs; they only need the binaries.
     [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || pkgs+=(nginx)
     [[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || pkgs+=(haproxy)
+    # TLS tests make their certificates with the openssl CLI; the unit is verified by
+    # systemd-analyze.
+    command -v openssl >/dev/null || pkgs+=(openssl)
+    command -v systemd-analyze >/dev/null || pkgs+=(systemd)
     [[ ${#pkgs[@]} -eq 0 ]] && return 0
     local sudo=()
     [[ "$(id -u)" == 0 ]] || sudo=(sudo)

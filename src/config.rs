@@ -179,6 +179,12 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 impl Settings {
     /// Loads `file` (or the built-in defaults) and applies `SLUICE__*` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::from_value(Self::effective(file)?)
+    }
+
+    /// The effective configuration as TOML (defaults, `file`, then `SLUICE__*`
+    /// variables), not yet validated.
+    pub fn effective(file: Option<&Path>) -> anyhow::Result<toml::Value> {
         let mut value: toml::Value = toml::from_str(DEFAULT_TOML)?;
         if let Some(f) = file {
             let text = std::fs::read_to_string(f)
@@ -189,7 +195,20 @@ impl Settings {
         }
         let vars = std::env::vars().filter(|(k, _)| k.starts_with("SLUICE__"));
         apply_env(&mut value, vars)?;
-        Self::from_value(value)
+        Ok(value)
+    }
+
+    /// `sluice check-config`: validates the effective configuration, including what
+    /// only start-up would find (the TLS certificate and key load and match), and
+    /// returns it as TOML with every secret redacted.
+    pub fn check(file: Option<&Path>) -> anyhow::Result<String> {
+        let value = Self::effective(file)?;
+        let settings = Self::from_value(value.clone())?;
+        let tls = &settings.server.tls;
+        if tls.enabled() {
+            crate::tls::Certificates::load(tls.cert_path.as_ref(), tls.key_path.as_ref())?;
+        }
+        Ok(toml::to_string_pretty(&redacted(value))?)
     }
 
     pub fn from_value(value: toml::Value) -> anyhow::Result<Settings> {
@@ -332,6 +351,45 @@ impl Settings {
     }
 }
 
+/// Keys whose values are secrets, and keys holding URLs whose password is one.
+const SECRETS: [&str; 3] = ["auth.jwt_secret", "admin.api_key", "tokens.secret"];
+const URLS: [&str; 2] = ["sink.url", "cluster.redis_url"];
+
+/// `value` with secrets replaced by `"<redacted>"` and URL passwords by `***`.
+fn redacted(mut value: toml::Value) -> toml::Value {
+    for key in SECRETS {
+        if let Some(v) = lookup(&mut value, key) {
+            *v = toml::Value::String("<redacted>".into());
+        }
+    }
+    for key in URLS {
+        if let Some(toml::Value::String(url)) = lookup(&mut value, key) {
+            *url = without_password(url);
+        }
+    }
+    value
+}
+
+fn lookup<'a>(value: &'a mut toml::Value, dotted: &str) -> Option<&'a mut toml::Value> {
+    dotted
+        .split('.')
+        .try_fold(value, |at, part| at.get_mut(part))
+}
+
+/// `scheme://user:secret@host/...` as `scheme://user:***@host/...`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Overlays `over` onto `base`; every key must already exist in the defaults.
 fn merge(base: &mut toml::Value, over: toml::Value, path: &str) -> anyhow::Result<()> {
     match (base, over) {
@@ -439,6 +497,32 @@ mod tests {
         )
         .expect_err("not a number");
         assert!(err.to_string().contains("server.tick_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_effective_settings_are_printed_without_secrets() {
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        apply_env(
+            &mut v,
+            vec![
+                (
+                    "SLUICE__SINK__URL".into(),
+                    "postgres://app:hunter2@db/sluice".into(),
+                ),
+                ("SLUICE__SINK__KIND".into(), "postgres".into()),
+            ]
+            .into_iter(),
+        )
+        .expect("ok");
+        let text = toml::to_string(&redacted(v)).expect("toml");
+        assert!(text.contains("postgres://app:***@db/sluice"), "{text}");
+        for secret in [DEV_JWT_SECRET, DEV_ADMIN_KEY, DEV_TOKEN_SECRET, "hunter2"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(
+            without_password("redis://10.0.0.9:6379"),
+            "redis://10.0.0.9:6379"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod deploy;
 mod proxies;
 mod proxy_protocol;
 mod tls;
