@@ -1,7 +1,8 @@
 # services.sh: throwaway Redis and PostgreSQL for the tests; SOURCE it (test.sh does), don't run it.
 # shellcheck shell=bash
 #
-# Installs what is missing (apt-get), starts both servers on free ports with their data
+# Installs what is missing (apt-get: also nginx and haproxy, which the front-door tests
+# start themselves, one per test, on free ports), starts both servers on free ports with their data
 # in temp dirs, and exports for the tests:
 #   SLUICE_TEST_REDIS_URL  redis://127.0.0.1:PORT
 #   SLUICE_TEST_PG_URL     postgres://postgres@127.0.0.1:PORT/sluice_test
@@ -45,6 +46,14 @@ sluice_install_missing() {
     local pkgs=()
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server)
     sluice_pg_bindir >/dev/null || pkgs+=(postgresql)
+    # The front-door tests (tests/front) start their own nginx and HAProxy on free
+    # ports with generated configs; they only need the binaries.
+    [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || pkgs+=(nginx)
+    [[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || pkgs+=(haproxy)
+    # TLS tests make their certificates with the openssl CLI; the unit is verified by
+    # systemd-analyze.
+    command -v openssl >/dev/null || pkgs+=(openssl)
+    command -v systemd-analyze >/dev/null || pkgs+=(systemd)
     [[ ${#pkgs[@]} -eq 0 ]] && return 0
     local sudo=()
     [[ "$(id -u)" == 0 ]] || sudo=(sudo)

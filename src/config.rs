@@ -53,6 +53,31 @@ pub struct ServerSettings {
     #[serde(default)]
     pub max_ws_sessions: u32,
     pub ws_messages_per_sec: u32,
+    /// Peers (addresses and CIDR ranges) whose `Forwarded` / `X-Forwarded-For` and
+    /// PROXY-protocol headers name the client (`http::client_addr`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Connections from trusted proxies start with a PROXY-protocol header (v1 or v2).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// HTTPS and wss:// served directly; both paths empty: plain HTTP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_path: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_path.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +179,12 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 impl Settings {
     /// Loads `file` (or the built-in defaults) and applies `SLUICE__*` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::from_value(Self::effective(file)?)
+    }
+
+    /// The effective configuration as TOML (defaults, `file`, then `SLUICE__*`
+    /// variables), not yet validated.
+    pub fn effective(file: Option<&Path>) -> anyhow::Result<toml::Value> {
         let mut value: toml::Value = toml::from_str(DEFAULT_TOML)?;
         if let Some(f) = file {
             let text = std::fs::read_to_string(f)
@@ -164,7 +195,20 @@ impl Settings {
         }
         let vars = std::env::vars().filter(|(k, _)| k.starts_with("SLUICE__"));
         apply_env(&mut value, vars)?;
-        Self::from_value(value)
+        Ok(value)
+    }
+
+    /// `sluice check-config`: validates the effective configuration, including what
+    /// only start-up would find (the TLS certificate and key load and match), and
+    /// returns it as TOML with every secret redacted.
+    pub fn check(file: Option<&Path>) -> anyhow::Result<String> {
+        let value = Self::effective(file)?;
+        let settings = Self::from_value(value.clone())?;
+        let tls = &settings.server.tls;
+        if tls.enabled() {
+            crate::tls::Certificates::load(tls.cert_path.as_ref(), tls.key_path.as_ref())?;
+        }
+        Ok(toml::to_string_pretty(&redacted(value))?)
     }
 
     pub fn from_value(value: toml::Value) -> anyhow::Result<Settings> {
@@ -189,6 +233,26 @@ impl Settings {
         }
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return fail("server.bind", "must be an address like 127.0.0.1:8080");
+        }
+        if let Err(e) =
+            crate::http::client_addr::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return fail(
+                "server.trusted_proxies",
+                &format!("has an entry that is not valid: {e}"),
+            );
+        }
+        if self.server.proxy_protocol && self.server.trusted_proxies.is_empty() {
+            return fail(
+                "server.proxy_protocol",
+                "needs server.trusted_proxies (PROXY headers are accepted only from them)",
+            );
+        }
+        if self.server.tls.cert_path.is_empty() != self.server.tls.key_path.is_empty() {
+            return fail(
+                "server.tls",
+                "needs both cert_path and key_path (or neither, for plain HTTP)",
+            );
         }
         if !(5..=1000).contains(&self.server.tick_ms) {
             return fail("server.tick_ms", "must be between 5 and 1000");
@@ -287,6 +351,45 @@ impl Settings {
     }
 }
 
+/// Keys whose values are secrets, and keys holding URLs whose password is one.
+const SECRETS: [&str; 3] = ["auth.jwt_secret", "admin.api_key", "tokens.secret"];
+const URLS: [&str; 2] = ["sink.url", "cluster.redis_url"];
+
+/// `value` with secrets replaced by `"<redacted>"` and URL passwords by `***`.
+fn redacted(mut value: toml::Value) -> toml::Value {
+    for key in SECRETS {
+        if let Some(v) = lookup(&mut value, key) {
+            *v = toml::Value::String("<redacted>".into());
+        }
+    }
+    for key in URLS {
+        if let Some(toml::Value::String(url)) = lookup(&mut value, key) {
+            *url = without_password(url);
+        }
+    }
+    value
+}
+
+fn lookup<'a>(value: &'a mut toml::Value, dotted: &str) -> Option<&'a mut toml::Value> {
+    dotted
+        .split('.')
+        .try_fold(value, |at, part| at.get_mut(part))
+}
+
+/// `scheme://user:secret@host/...` as `scheme://user:***@host/...`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Overlays `over` onto `base`; every key must already exist in the defaults.
 fn merge(base: &mut toml::Value, over: toml::Value, path: &str) -> anyhow::Result<()> {
     match (base, over) {
@@ -337,6 +440,14 @@ fn apply_env(
             toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
                 anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be true or false")
             })?),
+            // A list of strings, comma-separated: `10.0.0.0/8,192.168.1.7`.
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
             _ => {
                 anyhow::bail!("invalid configuration: {dotted} cannot be set from the environment")
             }
@@ -386,6 +497,32 @@ mod tests {
         )
         .expect_err("not a number");
         assert!(err.to_string().contains("server.tick_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_effective_settings_are_printed_without_secrets() {
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        apply_env(
+            &mut v,
+            vec![
+                (
+                    "SLUICE__SINK__URL".into(),
+                    "postgres://app:hunter2@db/sluice".into(),
+                ),
+                ("SLUICE__SINK__KIND".into(), "postgres".into()),
+            ]
+            .into_iter(),
+        )
+        .expect("ok");
+        let text = toml::to_string(&redacted(v)).expect("toml");
+        assert!(text.contains("postgres://app:***@db/sluice"), "{text}");
+        for secret in [DEV_JWT_SECRET, DEV_ADMIN_KEY, DEV_TOKEN_SECRET, "hunter2"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(
+            without_password("redis://10.0.0.9:6379"),
+            "redis://10.0.0.9:6379"
+        );
     }
 
     #[test]

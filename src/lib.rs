@@ -18,7 +18,8 @@
 //!   relay link, the cluster directory, accounts in Redis). It imports the core;
 //!   the core never imports it.
 //! - `startup`: builds the application and picks the adapters, once; `config` and
-//!   `telemetry` set it up.
+//!   `telemetry` set it up; `tls` serves HTTPS and wss:// with a certificate
+//!   reloaded on SIGHUP.
 //!
 //! A join walks: `http::ws_upgrade` -> `SessionLink::join` -> `ActivityActor`
 //! (`Join`) -> `domain::activity::Activity` -> the actor's commit pipeline ->
@@ -33,3 +34,4 @@ pub mod http;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

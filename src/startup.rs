@@ -12,15 +12,18 @@ use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
+use crate::http::client_addr::TrustedProxies;
+use crate::http::connection::Accept;
 use crate::http::directory::{Directory, LocalDirectory};
 use crate::http::limits::RateLimits;
 use crate::http::state::{key_digest, session_cap, AppState, WsLimits};
 use crate::http::{middleware, routes, ws_upgrade};
 use crate::store::accounts::{AccountStore, SledAccounts};
 use crate::store::{CommitSettings, Store};
+use crate::tls::Certificates;
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
-use actix_service::map_config;
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, App, HttpRequest};
@@ -28,6 +31,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
 pub struct Application {
     port: u16,
@@ -182,9 +187,13 @@ async fn adapters(
     Ok((Arc::new(ClusterDirectory { local, cluster }), accounts))
 }
 
-/// Binds `server.bind` and serves `state` on it: the app for requests, the raw
-/// WebSocket session for upgrades.
-fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u16, Server)> {
+/// Binds `server.bind` and serves `state` on it (over TLS with `tls`): the app for
+/// requests, the raw WebSocket session for upgrades.
+fn serve(
+    settings: &Settings,
+    state: &web::Data<AppState>,
+    tls: Option<&Arc<Certificates>>,
+) -> anyhow::Result<(u16, Server)> {
     let max_body = settings.server.max_body_bytes;
     let app_state = state.clone();
     let app = move || {
@@ -207,6 +216,14 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
     let local = listener.local_addr()?;
     let request_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
     let upgrade_state = state.clone();
+    let accept = Arc::new(Accept {
+        proxies: state.proxies.clone(),
+        proxy_protocol: settings.server.proxy_protocol,
+        header_timeout: request_timeout,
+        tls: tls
+            .map(|certs| certs.server_config().map(TlsAcceptor::from))
+            .transpose()?,
+    });
     // actix-web's `HttpServer` is this, minus the upgrade hook: WebSocket upgrades go
     // to `ws_upgrade` with the raw socket (see `ws_session` for why).
     let builder = actix_server::Server::build();
@@ -214,7 +231,12 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
     let mut server = builder
         .listen("sluice", listener, move || {
             let graceful = graceful.clone();
-            HttpService::build()
+            let accept = Arc::clone(&accept);
+            let connection = fn_service(move |io: TcpStream| {
+                let accept = Arc::clone(&accept);
+                async move { accept.accept(io).await }
+            });
+            let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let signal = graceful.clone();
                     async move { signal.notified().await }
@@ -223,8 +245,8 @@ fn serve(settings: &Settings, state: &web::Data<AppState>) -> anyhow::Result<(u1
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(local)
                 .upgrade(ws_upgrade::service(upgrade_state.clone()))
-                .finish(map_config(app(), |_| AppConfig::default()))
-                .tcp()
+                .finish(map_config(app(), |_| AppConfig::default()));
+            connection.and_then(http)
         })?
         .disable_signals()
         .shutdown_timeout(5)
@@ -271,6 +293,8 @@ impl Application {
                 session_cap(settings.server.max_ws_sessions),
             ),
             limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
+            proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
             passwords: crate::http::passwords::Passwords::new(&settings.auth)?,
             account_store,
             // Random high bits: session ids must not collide across cluster nodes.
@@ -286,7 +310,16 @@ impl Application {
             }
         });
 
-        let (port, server) = serve(&settings, &state)?;
+        let tls = match settings.server.tls.enabled() {
+            false => None,
+            true => {
+                let t = &settings.server.tls;
+                let certs = Certificates::load(t.cert_path.as_ref(), t.key_path.as_ref())?;
+                actix_web::rt::spawn(crate::tls::reload_on_sighup(Arc::clone(&certs)));
+                Some(certs)
+            }
+        };
+        let (port, server) = serve(&settings, &state, tls.as_ref())?;
         let handle = server.handle();
         Ok(Application {
             port,

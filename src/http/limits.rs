@@ -6,14 +6,14 @@
 use crate::config::LimitSettings;
 use crate::domain::ids::UserId;
 use crate::error::{ApiError, ErrorCode};
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 type KeyedLimiter<K, C> =
@@ -86,20 +86,8 @@ fn ip(req: &HttpRequest) -> IpAddr {
     client_ip(req)
 }
 
-/// The original client of a request a trusted peer process relayed (a cluster node),
-/// put in the request's extensions by the directory middleware.
-#[derive(Debug, Clone, Copy)]
-pub struct RelayedClient(pub IpAddr);
-
-/// The client's address: the peer's, or on a relayed request the original client's
-/// (so per-IP limits apply to clients, not to nodes).
-pub fn client_ip(req: &HttpRequest) -> IpAddr {
-    let relayed = req.extensions().get::<RelayedClient>().map(|c| c.0);
-    relayed.unwrap_or_else(|| {
-        req.peer_addr()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
-    })
-}
+/// Where the client address comes from (one place for every per-IP rule).
+pub use crate::http::client_addr::client_ip;
 
 impl<C: Clock + Clone> RateLimits<C> {
     pub fn new(s: &LimitSettings, clock: C) -> Self {
@@ -196,6 +184,7 @@ impl<C: Clock + Clone> RateLimits<C> {
 mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
+    use std::net::Ipv4Addr;
     use std::time::Duration;
 
     fn ipn(n: u32) -> IpAddr {

@@ -1,15 +1,14 @@
 //! The app's middleware: the directory's say on where a request is served, and the
-//! request span and metrics.
+//! request span (with the client address, resolved here once) and metrics.
 
-use crate::http::directory::{Directory, Intercepted};
-use crate::http::limits::RelayedClient;
+use crate::http::client_addr;
+use crate::http::directory::Intercepted;
 use crate::http::request_metrics;
 use crate::http::routes::classify;
 use crate::http::state::AppState;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::web::Data;
-use actix_web::HttpMessage;
 use futures_util::future::LocalBoxFuture;
 use std::time::Instant;
 use tracing::Instrument;
@@ -28,7 +27,7 @@ where
         .app_data::<Data<AppState>>()
         .map(|st| std::sync::Arc::clone(&st.directory));
     let req = match directory {
-        Some(d) => match d.intercept(with_relayed_client(d.as_ref(), req)) {
+        Some(d) => match d.intercept(req) {
             Intercepted::Serve(req) => req,
             Intercepted::Answered(answered) => return answered,
         },
@@ -38,16 +37,10 @@ where
     Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
 }
 
-/// Marks a request a trusted peer relayed with its original client (see `client_ip`).
-fn with_relayed_client(d: &dyn Directory, req: ServiceRequest) -> ServiceRequest {
-    if let Some(ip) = d.relayed_client(req.request()) {
-        req.extensions_mut().insert(RelayedClient(ip));
-    }
-    req
-}
-
 /// One span per request (its fields formatted only when enabled, at info level) and
-/// the request metrics, labelled by route.
+/// the request metrics, labelled by route. Resolves the request's client first
+/// (`client_addr`): a cluster node's relay, else the trusted proxies' headers, else
+/// the peer; everything after reads it with `client_ip`.
 pub fn observe<S, B>(
     req: ServiceRequest,
     srv: &S,
@@ -56,11 +49,20 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
     let started = Instant::now();
+    let client = match req.app_data::<Data<AppState>>() {
+        Some(st) => client_addr::resolve(
+            req.request(),
+            st.directory.relayed_client(req.request()),
+            &st.proxies,
+        ),
+        None => client_addr::peer_ip(req.peer_addr()),
+    };
     let route = classify(req.path());
     let span = tracing::info_span!(
         "request",
         request_id = %format_args!("{:016x}", rand::random::<u64>()),
         activity_id = %route.activity.unwrap_or("-"),
+        client = %client,
         method = %req.method(),
         route = %route.label
     );

@@ -3,6 +3,7 @@
 use crate::actors::registry::Registry;
 use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
+use crate::http::client_addr::TrustedProxies;
 use crate::http::directory::Directory;
 use crate::http::limits::RateLimits;
 use crate::store::accounts::AccountStore;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub ws: WsLimits,
     pub limits: RateLimits,
+    /// `server.trusted_proxies`: whose forwarding headers name the client.
+    pub proxies: TrustedProxies,
     pub passwords: crate::http::passwords::Passwords,
     pub account_store: Arc<dyn AccountStore>,
     pub session_ids: AtomicU64,

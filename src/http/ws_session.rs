@@ -20,6 +20,7 @@ use crate::domain::activity::Push;
 use crate::domain::ids::UserId;
 use crate::domain::pow::PowSolution;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::connection::Conn;
 use crate::http::directory::{JoinFailure, SessionLink};
 use crate::http::protocol::{encode, error_frame, parse_client, ClientFrame};
 use crate::http::state::AppState;
@@ -32,7 +33,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -95,7 +95,7 @@ fn close_code(push: &ToSession) -> Option<(CloseCode, &'static str)> {
 
 /// Serves an upgraded connection until it ends. `pending` holds any bytes the client
 /// sent right behind its handshake.
-pub fn run(io: TcpStream, pending: BytesMut, spec: SessionSpec) -> impl Future<Output = ()> {
+pub fn run(io: Conn, pending: BytesMut, spec: SessionSpec) -> impl Future<Output = ()> {
     let s = Session {
         id: spec.state.next_session_id(),
         spec,
@@ -108,7 +108,7 @@ pub fn run(io: TcpStream, pending: BytesMut, spec: SessionSpec) -> impl Future<O
     serve_session(io, pending, s)
 }
 
-async fn serve_session(mut io: TcpStream, pending: BytesMut, mut s: Session) {
+async fn serve_session(mut io: Conn, pending: BytesMut, mut s: Session) {
     // Everything but the idle wait is boxed: a future is as large as its largest
     // state, and 18,000 idle sessions should not each carry the largest.
     let end = match Box::pin(s.join()).await {
@@ -131,7 +131,7 @@ fn busy() -> ApiError {
 }
 
 /// Reads what the socket has (one chunk) into `rbuf`; false at end of stream or error.
-fn fill(io: &TcpStream, rbuf: &mut BytesMut) -> bool {
+fn fill(io: &mut Conn, rbuf: &mut BytesMut) -> bool {
     let mut chunk = [0u8; 4096];
     match io.try_read(&mut chunk) {
         Ok(0) => false,
@@ -183,7 +183,7 @@ impl Session {
         })
     }
 
-    async fn serve(&mut self, io: &mut TcpStream, mut rbuf: BytesMut) -> End {
+    async fn serve(&mut self, io: &mut Conn, mut rbuf: BytesMut) -> End {
         let mut next_ping = Instant::now() + HEARTBEAT;
         if let Err(end) = Box::pin(self.on_input(io, &mut rbuf)).await {
             return end;
@@ -223,7 +223,7 @@ impl Session {
 
     /// Decodes and handles every complete frame in `rbuf`; frees it once empty, so an
     /// idle session holds no read buffer.
-    async fn on_input(&mut self, io: &mut TcpStream, rbuf: &mut BytesMut) -> Result<(), End> {
+    async fn on_input(&mut self, io: &mut Conn, rbuf: &mut BytesMut) -> Result<(), End> {
         loop {
             let frame = match self.codec.decode(rbuf) {
                 Ok(Some(f)) => f,
@@ -245,7 +245,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_frame(&mut self, io: &mut TcpStream, frame: Frame) -> Result<(), End> {
+    async fn on_frame(&mut self, io: &mut Conn, frame: Frame) -> Result<(), End> {
         match frame {
             Frame::Ping(p) => self.send(io, Message::Pong(p)).await,
             Frame::Pong(_) => Ok(()),
@@ -265,7 +265,7 @@ impl Session {
         }
     }
 
-    async fn on_text(&mut self, io: &mut TcpStream, bytes: Bytes) -> Result<(), End> {
+    async fn on_text(&mut self, io: &mut Conn, bytes: Bytes) -> Result<(), End> {
         match self.over_budget() {
             Some(true) => return Err(End::Close(CloseCode::Policy, "too many messages")),
             Some(false) => {
@@ -292,7 +292,7 @@ impl Session {
     }
 
     /// Writes everything queued, in order; a final message ends the session.
-    async fn flush_queue(&mut self, io: &mut TcpStream) -> Result<(), End> {
+    async fn flush_queue(&mut self, io: &mut Conn) -> Result<(), End> {
         let messages = match self.queue.drain() {
             Drained::Overflowed => {
                 return Err(End::Close(CloseCode::Policy, "messages not read in time"))
@@ -320,19 +320,19 @@ impl Session {
         }
     }
 
-    async fn send(&mut self, io: &mut TcpStream, msg: Message) -> Result<(), End> {
+    async fn send(&mut self, io: &mut Conn, msg: Message) -> Result<(), End> {
         let mut out = BytesMut::new();
         self.encode(msg, &mut out);
         write(io, &out).await
     }
 
-    async fn send_text(&mut self, io: &mut TcpStream, text: String) -> Result<(), End> {
+    async fn send_text(&mut self, io: &mut Conn, text: String) -> Result<(), End> {
         self.send(io, Message::Text(text.into())).await
     }
 
     /// Sends a close frame, half-closes, and waits briefly for the client's goodbye so
     /// the kernel does not reset the connection before the client read our last frames.
-    async fn close(&mut self, io: &mut TcpStream, code: CloseCode, why: &'static str) {
+    async fn close(&mut self, io: &mut Conn, code: CloseCode, why: &'static str) {
         let reason = CloseReason {
             code,
             description: Some(why.to_owned()),
@@ -372,8 +372,13 @@ impl Session {
 }
 
 /// Writes all of `out`; a client that cannot take it within the timeout is gone.
-async fn write(io: &mut TcpStream, out: &[u8]) -> Result<(), End> {
-    match timeout(CLIENT_TIMEOUT, io.write_all(out)).await {
+async fn write(io: &mut Conn, out: &[u8]) -> Result<(), End> {
+    // Flushed: over TLS, written bytes may wait in the TLS layer until then.
+    let written = async {
+        io.write_all(out).await?;
+        io.flush().await
+    };
+    match timeout(CLIENT_TIMEOUT, written).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(End::Gone),
     }

@@ -11,6 +11,8 @@ use crate::domain::ids::is_ticket_shaped;
 use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::activity_id;
+use crate::http::client_addr::peer_ip;
+use crate::http::connection::Conn;
 use crate::http::directory::SessionLink;
 use crate::http::identity::user_in;
 use crate::http::state::{AppState, WsRefusal};
@@ -20,9 +22,8 @@ use actix_http::{h1, ws, HttpMessage, Method, Request};
 use actix_web::dev::{fn_service, ServiceFactory};
 use actix_web::web::{self, BytesMut, Data};
 use serde::Deserialize;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -35,72 +36,75 @@ pub struct WsQuery {
 pub fn service(
     state: Data<AppState>,
 ) -> impl ServiceFactory<
-    (Request, Framed<TcpStream, h1::Codec>),
+    (Request, Framed<Conn, h1::Codec>),
     Config = (),
     Response = (),
     Error = actix_http::Error,
     InitError = (),
 > {
-    fn_service(
-        move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
-            // The checks run here, synchronously, so the long-lived future captures only
-            // the socket and the session (an async fn keeps its arguments, here the
-            // request and the dispatcher's codec, for its whole life).
-            let first = match needs_lookup(&state, &req) {
-                // An activity this process has not heard of yet: look it up first
-                // (boxed: rare, and the request is large).
-                Some(id) => Err(Box::new((id, req, framed, state.clone()))),
-                None => Ok(answer(&state, req, framed)),
+    fn_service(move |(req, framed): (Request, Framed<Conn, h1::Codec>)| {
+        // The checks run here, synchronously, so the long-lived future captures only
+        // the socket and the session (an async fn keeps its arguments, here the
+        // request and the dispatcher's codec, for its whole life).
+        let first = match needs_lookup(&state, &req) {
+            // An activity this process has not heard of yet: look it up first
+            // (boxed: rare, and the request is large).
+            Some(id) => Err(Box::new((id, req, framed, state.clone()))),
+            None => Ok(answer(&state, req, framed)),
+        };
+        async move {
+            let answer = match first {
+                Ok(a) => a,
+                Err(lookup) => {
+                    Box::pin(async move {
+                        let (id, req, framed, state) = *lookup;
+                        state.directory.lookup(&id).await;
+                        answer(&state, req, framed)
+                    })
+                    .await
+                }
             };
-            async move {
-                let answer = match first {
-                    Ok(a) => a,
-                    Err(lookup) => {
-                        Box::pin(async move {
-                            let (id, req, framed, state) = *lookup;
-                            state.directory.lookup(&id).await;
-                            answer(&state, req, framed)
-                        })
-                        .await
-                    }
-                };
-                match answer {
-                    Answer::Upgrade(up) => {
-                        let Upgrade {
-                            mut io,
-                            response,
-                            pending,
-                            spec,
-                        } = *up;
-                        if Box::pin(io.write_all(response.as_bytes())).await.is_ok() {
-                            drop(response);
-                            ws_session::run(io, pending, spec).await;
-                        } else {
-                            // No session was started: release the socket count here.
-                            spec.state.ws.close(spec.ip);
-                        }
-                    }
-                    Answer::Refuse { mut io, response } => {
-                        let _ = Box::pin(async {
-                            let _ = io.write_all(response.as_bytes()).await;
-                            let _ = io.shutdown().await;
-                        })
-                        .await;
+            match answer {
+                Answer::Upgrade(up) => {
+                    let Upgrade {
+                        mut io,
+                        response,
+                        pending,
+                        spec,
+                    } = *up;
+                    let sent = Box::pin(async {
+                        io.write_all(response.as_bytes()).await?;
+                        io.flush().await
+                    });
+                    if sent.await.is_ok() {
+                        drop(response);
+                        ws_session::run(io, pending, spec).await;
+                    } else {
+                        // No session was started: release the socket count here.
+                        spec.state.ws.close(spec.ip);
                     }
                 }
-                Ok(())
+                Answer::Refuse { mut io, response } => {
+                    let _ = Box::pin(async {
+                        let _ = io.write_all(response.as_bytes()).await;
+                        let _ = io.flush().await;
+                        let _ = io.shutdown().await;
+                    })
+                    .await;
+                }
             }
-        },
-    )
+            Ok(())
+        }
+    })
 }
 
 enum Answer {
     Upgrade(Box<Upgrade>),
-    Refuse { io: TcpStream, response: String },
+    Refuse { io: Conn, response: String },
 }
 
 struct Upgrade {
-    io: TcpStream,
+    io: Conn,
     response: String,
     pending: BytesMut,
     spec: SessionSpec,
@@ -113,7 +117,7 @@ fn needs_lookup(st: &AppState, req: &Request) -> Option<ActivityId> {
     st.directory.needs_lookup(&id).then_some(id)
 }
 
-fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) -> Answer {
+fn answer(st: &Data<AppState>, req: Request, framed: Framed<Conn, h1::Codec>) -> Answer {
     let started = std::time::Instant::now();
     let parts = framed.into_parts();
     let io = parts.io;
@@ -121,9 +125,7 @@ fn answer(st: &Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec
     // buffers and its codec are freed here.
     let pending = BytesMut::from(&parts.read_buf[..]);
     drop((parts.read_buf, parts.write_buf, parts.codec));
-    let ip = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let ip = st.proxies.client(peer_ip(req.peer_addr()), req.headers());
     let checked = check(st, &req, ip);
     // The request's header values share the dispatcher's read buffer.
     drop(req);

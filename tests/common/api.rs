@@ -13,6 +13,8 @@ use std::time::Duration;
 pub const ADMIN_KEY: &str = sluice::config::DEV_ADMIN_KEY;
 
 pub struct Api {
+    /// The loopback port the server (or the proxy in front of it) listens on.
+    pub port: u16,
     pub base: String,
     pub ws_base: String,
     pub client: awc::Client,
@@ -71,6 +73,7 @@ impl Api {
     /// at `clock`'s time.
     pub fn new(port: u16, jwt_secret: &str, clock: Arc<dyn Clock>) -> Api {
         Api {
+            port,
             base: format!("http://127.0.0.1:{port}"),
             ws_base: format!("ws://127.0.0.1:{port}"),
             // No connector limit: WebSockets hold their connection for good.
@@ -80,6 +83,42 @@ impl Api {
                 .finish(),
             jwt: JwtKey::new(jwt_secret.as_bytes()),
             clock,
+        }
+    }
+
+    /// The same server's identities, reached at `127.0.0.1:port` (a proxy in front of
+    /// it) from the local address `source` (any of 127.0.0.0/8: a distinct client as
+    /// far as the proxy can tell).
+    pub fn at(&self, port: u16, source: Option<std::net::IpAddr>) -> Api {
+        let mut connector = awc::Connector::new().limit(0);
+        if let Some(ip) = source {
+            connector = connector.local_address(ip);
+        }
+        Api {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            ws_base: format!("ws://127.0.0.1:{port}"),
+            client: awc::Client::builder()
+                .connector(connector)
+                .timeout(Duration::from_secs(30))
+                .finish(),
+            jwt: self.jwt.clone(),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+
+    /// The same server over HTTPS and wss://, trusting what `tls` trusts.
+    pub fn over_tls(&self, tls: Arc<rustls::ClientConfig>) -> Api {
+        Api {
+            port: self.port,
+            base: format!("https://127.0.0.1:{}", self.port),
+            ws_base: format!("wss://127.0.0.1:{}", self.port),
+            client: awc::Client::builder()
+                .connector(awc::Connector::new().limit(0).rustls_0_23(tls))
+                .timeout(Duration::from_secs(30))
+                .finish(),
+            jwt: self.jwt.clone(),
+            clock: Arc::clone(&self.clock),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Process {
     env: Vec<(String, String)>,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// Where the binary's stderr (its log) goes; inherited when `None`.
+    log: Option<std::path::PathBuf>,
 }
 
 impl std::ops::Deref for Process {
@@ -37,6 +39,34 @@ impl Process {
     /// Starts the binary with the test overrides (fast ticks, no rate limits, quiet
     /// logs) plus `env`; returns once it answers `/healthz`.
     pub async fn start(name: &str, env: &[(&str, String)]) -> Process {
+        Self::start_logged(name, env, None).await
+    }
+
+    /// `start`, with the log (stderr) appended to `log`, for tests that read it.
+    pub async fn start_logged(
+        name: &str,
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> Process {
+        Self::start_with(name, env, log, None).await
+    }
+
+    /// `start` on a server that serves TLS (its `server.tls` in `env`), reached over
+    /// HTTPS and wss:// with `tls` (whose roots trust the server's certificate).
+    pub async fn start_tls(
+        name: &str,
+        env: &[(&str, String)],
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Process {
+        Self::start_with(name, env, None, Some(tls)).await
+    }
+
+    async fn start_with(
+        name: &str,
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Process {
         let store = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut all: Vec<(String, String)> = [
@@ -53,13 +83,18 @@ impl Process {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let mut api = Api::new(port, sluice::config::DEV_JWT_SECRET, Arc::new(SystemClock));
+        if let Some(config) = tls {
+            api = api.over_tls(config);
+        }
         let mut p = Process {
-            api: Api::new(port, sluice::config::DEV_JWT_SECRET, Arc::new(SystemClock)),
+            api,
             name: name.to_owned(),
             port,
             env: all,
             store,
             child: None,
+            log: log.map(std::path::Path::to_path_buf),
         };
         p.launch().await;
         p
@@ -70,8 +105,8 @@ impl Process {
     async fn launch(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(self.log_to(Stdio::null))
+            .stderr(self.log_to(Stdio::inherit))
             .spawn()
             .expect("binary starts");
         self.child = Some(child);
@@ -89,6 +124,20 @@ impl Process {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("{} did not come up on port {}", self.name, self.port);
+    }
+
+    /// The log file when there is one (the binary logs to stdout), else `otherwise`.
+    fn log_to(&self, otherwise: fn() -> Stdio) -> Stdio {
+        match &self.log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file opens"),
+            ),
+            None => otherwise(),
+        }
     }
 
     /// The binary again, on the same port and store (after `kill9`).
