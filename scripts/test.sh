@@ -22,7 +22,9 @@ step "cargo test"
 cargo test --workspace -- --include-ignored
 
 # browser tests: the real binary (built by cargo test above) on a free port with a
-# throwaway store, driven by Playwright in Debian's headless Chromium.
+# throwaway store, driven by Playwright in Debian's headless Chromium: the flows,
+# axe-core (WCAG 2.2 A/AA, from the lock file) in every page state, keyboard only, a
+# hidden tab, and Chromium with JavaScript disabled (docs/accessibility.md).
 step "browser tests"
 if ! command -v chromium >/dev/null; then
     apt-get update -qq

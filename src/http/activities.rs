@@ -1,8 +1,11 @@
 //! Public activity endpoints: list and view, HTTP-polling join/ticket/leave, purchase.
 
-use crate::actors::messages::{Admin as AdminCall, GetTicket, Join, LeaveTicket, Purchase};
+use crate::actors::messages::{
+    Admin as AdminCall, GetTicket, Join, JoinReply, LeaveTicket, Purchase,
+};
+use crate::domain::activity::orders::Purchased;
 use crate::domain::clock::rfc3339;
-use crate::domain::ids::{is_ticket_shaped, SlotId};
+use crate::domain::ids::{is_ticket_shaped, SlotId, UserId};
 use crate::domain::pow::{self, PowSolution};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::call_id;
@@ -58,29 +61,14 @@ async fn join(
     id: Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    st.limits.check_join(&req, &user.0)?;
     let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
         JoinBody::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
     };
-    if st.registry.is_draining() {
-        return Err(
-            ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),
-        );
-    }
-    let reply = call_id(
-        &st,
-        &id,
-        Join {
-            user: user.0,
-            ticket: None,
-            session: None,
-            pow: pow_from(body.pow_nonce, body.pow_solution),
-        },
-    )
-    .await?;
+    let pow = pow_from(body.pow_nonce, body.pow_solution);
+    let reply = join_as(&req, &st, user.0, &id, pow).await?;
     // 201 for a new place; 200 when the user already had one (same ticket).
     let mut res = if reply.existing {
         HttpResponse::Ok()
@@ -88,6 +76,30 @@ async fn join(
         HttpResponse::Created()
     };
     Ok(res.json(reply.ticket))
+}
+
+/// An HTTP-polling join (no session): limits, the drain, then `Join`. Also the
+/// server-rendered page's join.
+pub async fn join_as(
+    req: &HttpRequest,
+    st: &AppState,
+    user: UserId,
+    raw_id: &str,
+    pow: Option<PowSolution>,
+) -> Result<JoinReply, ApiError> {
+    st.limits.check_join(req, &user)?;
+    if st.registry.is_draining() {
+        return Err(
+            ApiError::new(ErrorCode::Unavailable, "the server is restarting").retry_after(5),
+        );
+    }
+    let join = Join {
+        user,
+        ticket: None,
+        session: None,
+        pow,
+    };
+    call_id(st, raw_id, join).await
 }
 
 /// A proof-of-work challenge bound to the caller, when the activity asks for one.
@@ -107,7 +119,7 @@ async fn challenge(
     })))
 }
 
-fn ticket_param(raw: &str) -> Result<String, ApiError> {
+pub fn ticket_param(raw: &str) -> Result<String, ApiError> {
     if is_ticket_shaped(raw) {
         Ok(raw.to_owned())
     } else {
@@ -170,26 +182,15 @@ async fn purchase(
     id: Path<String>,
     body: Json<PurchaseBody>,
 ) -> Result<HttpResponse, ApiError> {
-    st.limits.check_purchase(&req, &user.0)?;
     let body = body.into_inner();
-    let claims = st
-        .registry
-        .key()
-        .verify(&body.token)
-        .map_err(|e| ApiError::new(ErrorCode::TokenInvalid, e.to_string()))?;
-    let slot_id = body
-        .slot_id
-        .map(|s| SlotId::parse(&s).map_err(|e| ApiError::invalid(e.0)))
-        .transpose()?;
-    let p = call_id(
+    let p = purchase_as(
+        &req,
         &st,
+        user.0,
         &id,
-        Purchase {
-            user: user.0,
-            claims,
-            quantity: body.quantity.unwrap_or(1),
-            slot_id,
-        },
+        &body.token,
+        body.quantity,
+        body.slot_id,
     )
     .await?;
     let mut res = if p.created {
@@ -198,4 +199,33 @@ async fn purchase(
         HttpResponse::Ok()
     };
     Ok(res.json(crate::http::orders::OrderBody::of(&p.order)))
+}
+
+/// A purchase with a token: limits, the token's signature, then `Purchase`. Also the
+/// server-rendered page's purchase.
+pub async fn purchase_as(
+    req: &HttpRequest,
+    st: &AppState,
+    user: UserId,
+    raw_id: &str,
+    token: &str,
+    quantity: Option<u32>,
+    slot_id: Option<String>,
+) -> Result<Purchased, ApiError> {
+    st.limits.check_purchase(req, &user)?;
+    let claims = st
+        .registry
+        .key()
+        .verify(token)
+        .map_err(|e| ApiError::new(ErrorCode::TokenInvalid, e.to_string()))?;
+    let slot_id = slot_id
+        .map(|s| SlotId::parse(&s).map_err(|e| ApiError::invalid(e.0)))
+        .transpose()?;
+    let purchase = Purchase {
+        user,
+        claims,
+        quantity: quantity.unwrap_or(1),
+        slot_id,
+    };
+    call_id(st, raw_id, purchase).await
 }

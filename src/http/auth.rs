@@ -72,11 +72,27 @@ async fn register(
     st: Data<AppState>,
     body: Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    st.limits.check_login(&req)?;
     let creds = body.into_inner();
+    let user_id = create_account(&req, &st, &creds.username, creds.password).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id })))
+}
+
+/// Registers `username`; the new account's user id. Also the server-rendered page's
+/// registration.
+pub async fn create_account(
+    req: &HttpRequest,
+    st: &AppState,
+    username: &str,
+    password: String,
+) -> Result<String, ApiError> {
+    st.limits.check_login(req)?;
+    let creds = Credentials {
+        username: username.to_owned(),
+        password,
+    };
     creds.validate()?;
     let hash = st.passwords.hash(creds.password.clone()).await?;
-    if load(&st, &creds.username).await?.is_some() {
+    if load(st, &creds.username).await?.is_some() {
         return Err(ApiError::new(ErrorCode::Conflict, "that username is taken"));
     }
     let user_id = format!("usr-{}", crate::domain::ids::new_ticket());
@@ -93,10 +109,17 @@ async fn register(
         .await
         .map_err(unavailable)?
     {
-        Ok(HttpResponse::Created().json(serde_json::json!({ "user_id": user_id })))
+        Ok(user_id)
     } else {
         Err(ApiError::new(ErrorCode::Conflict, "that username is taken"))
     }
+}
+
+/// A signed-in session: the identity token and its lifetime in seconds.
+pub struct SignedIn {
+    pub user_id: String,
+    pub access_token: String,
+    pub expires_in: u64,
 }
 
 async fn login(
@@ -104,11 +127,27 @@ async fn login(
     st: Data<AppState>,
     body: Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    st.limits.check_login(&req)?;
     let creds = body.into_inner();
-    let account = load(&st, &creds.username).await?;
+    let s = sign_in(&req, &st, &creds.username, creds.password).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "access_token": s.access_token,
+        "expires_in": s.expires_in,
+        "user_id": s.user_id,
+    })))
+}
+
+/// Checks a password and issues an identity token. Also the server-rendered page's
+/// sign-in.
+pub async fn sign_in(
+    req: &HttpRequest,
+    st: &AppState,
+    username: &str,
+    password: String,
+) -> Result<SignedIn, ApiError> {
+    st.limits.check_login(req)?;
+    let account = load(st, username).await?;
     let stored = account.as_ref().map(|a| a.password_hash.clone());
-    let ok = st.passwords.verify(creds.password, stored).await?;
+    let ok = st.passwords.verify(password, stored).await?;
     let account = match (ok, account) {
         (true, Some(a)) => a,
         _ => return Err(ApiError::unauthorized("invalid username or password")),
@@ -117,10 +156,9 @@ async fn login(
         .map_err(|_| ApiError::new(ErrorCode::Internal, "bad user id"))?;
     let lifetime = st.passwords.lifetime_secs();
     let exp = st.clock.now_ms() / 1000 + lifetime;
-    let token = st.jwt.issue(&user, exp);
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "access_token": token,
-        "expires_in": lifetime,
-        "user_id": account.user_id,
-    })))
+    Ok(SignedIn {
+        access_token: st.jwt.issue(&user, exp),
+        expires_in: lifetime,
+        user_id: account.user_id,
+    })
 }

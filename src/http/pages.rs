@@ -1,10 +1,10 @@
-//! The waiting-room page (`/a/{id}`) and the operator dashboard (`/admin`), embedded
-//! in the binary with `include_str!`: no CDN, nothing fetched at run time.
+//! The operator dashboard (`/admin`) and the pages' static assets, embedded in the
+//! binary with `include_str!`: no CDN, nothing fetched at run time. The waiting page
+//! itself (`/a/{id}`) is rendered per person by `page_forms` and `page_render`.
 
 use actix_web::web::{self, Path};
 use actix_web::HttpResponse;
 
-const WAITING_HTML: &str = include_str!("assets/waiting.html");
 const WAITING_JS: &str = include_str!("assets/waiting.js");
 const ADMIN_HTML: &str = include_str!("assets/admin.html");
 const ADMIN_JS: &str = include_str!("assets/admin.js");
@@ -12,7 +12,6 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
-        .route("/a/{id}", web::get().to(waiting))
         .route("/admin", web::get().to(admin))
         .route("/assets/{file}", web::get().to(asset));
 }
@@ -29,10 +28,6 @@ async fn index() -> HttpResponse {
     HttpResponse::Found()
         .insert_header(("Location", "/admin"))
         .finish()
-}
-
-async fn waiting(_id: Path<String>) -> HttpResponse {
-    page("text/html; charset=utf-8", WAITING_HTML)
 }
 
 async fn admin() -> HttpResponse {

@@ -5,7 +5,7 @@
 use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
-use crate::http::{activities, admin, auth, ops, orders, pages, ws_route};
+use crate::http::{activities, admin, auth, ops, orders, page_forms, pages, ws_route};
 use actix_web::web;
 
 /// Registers every route; `directory` adds its own (cluster mode's node-to-node
@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
         .configure(orders::routes)
         .configure(ws_route::routes)
         .configure(|cfg| directory.routes(cfg))
+        .configure(page_forms::routes)
         .configure(pages::routes)
         .default_service(web::to(not_found));
 }
@@ -88,7 +89,22 @@ pub fn classify(path: &str) -> Classified<'_> {
         (Some("healthz"), None, _, _, _) => "/healthz",
         (Some("readyz"), None, _, _, _) => "/readyz",
         (Some("metrics"), None, _, _, _) => "/metrics",
-        (Some("a"), Some(_), None, _, _) => "/a/{id}",
+        (Some("a"), Some(id), None, _, _) => {
+            activity = Some(id);
+            "/a/{id}"
+        }
+        (Some("a"), Some(id), Some(form), None, _) => {
+            activity = Some(id);
+            match form {
+                "login" => "/a/{id}/login",
+                "logout" => "/a/{id}/logout",
+                "join" => "/a/{id}/join",
+                "leave" => "/a/{id}/leave",
+                "buy" => "/a/{id}/buy",
+                "order" => "/a/{id}/order",
+                _ => "other",
+            }
+        }
         (Some("admin"), None, _, _, _) => "/admin",
         (Some("assets"), Some(_), None, _, _) => "/assets/{file}",
         _ => "other",
@@ -101,10 +117,11 @@ pub fn classify(path: &str) -> Classified<'_> {
 }
 
 /// The activity an API call is about (`/api/activities/{id}...`,
-/// `/api/admin/activities/{id}...`, `/api/orders/{order id}...`): the calls a
+/// `/api/admin/activities/{id}...`, `/api/orders/{order id}...`) or a waiting page
+/// and its forms (`/a/{id}...`, rendered from the activity's state): the calls a
 /// cluster node forwards to the activity's owner.
 pub fn activity_in(path: &str) -> Option<ActivityId> {
-    if !path.starts_with("/api/") {
+    if !path.starts_with("/api/") && !path.starts_with("/a/") {
         return None;
     }
     let c = classify(path);
@@ -140,6 +157,9 @@ mod tests {
             ("/ws/activities/drop-1", "/ws/activities/{id}"),
             ("/healthz", "/healthz"),
             ("/a/drop-1", "/a/{id}"),
+            ("/a/drop-1/join", "/a/{id}/join"),
+            ("/a/drop-1/buy", "/a/{id}/buy"),
+            ("/a/drop-1/nope", "other"),
             ("/nothing/here", "other"),
             ("/api/activities/drop-1/nope", "other"),
         ] {
@@ -162,6 +182,10 @@ mod tests {
             id("drop-1")
         );
         assert_eq!(activity_in("/api/orders/drop-1.a/pay"), id("drop-1"));
+        // The waiting page is rendered where the activity runs.
+        assert_eq!(activity_in("/a/drop-1"), id("drop-1"));
+        assert_eq!(activity_in("/a/drop-1/buy"), id("drop-1"));
+        assert_eq!(activity_in("/assets/style.css"), None);
         // WebSocket paths and bad ids are never forwarded.
         assert_eq!(activity_in("/ws/activities/drop-1"), None);
         assert_eq!(activity_in("/api/activities/NOT VALID"), None);

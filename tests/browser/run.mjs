@@ -1,7 +1,10 @@
-// sluice browser test: drives /admin and /a/{id} in the system Chromium against a running server.
-// Env: SLUICE_URL (base URL), SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET; optional CHROMIUM_PATH, HEADFUL=1.
+// sluice browser test: drives /admin and /a/{id} in the system Chromium against a running server:
+// the flows, axe-core (WCAG 2.2 A/AA) in every state, keyboard only, a hidden tab, and no JavaScript.
+// Env: SLUICE_URL (base URL), SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET; optional CHROMIUM_PATH, HEADFUL=1,
+// ONLY=g,j (run only the scenarios with those letters).
 // Run: npm ci && node run.mjs   (prints "N passed, M failed"; exit code 1 on any failure)
 import { chromium } from 'playwright-core';
+import { AxeBuilder } from '@axe-core/playwright';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -58,8 +61,8 @@ async function until(what, fn, timeout = T, every = 200) {
 
 let browser;
 const contexts = [];
-async function newPage(name) {
-  const ctx = await browser.newContext({ locale: 'en-US', viewport: { width: 390, height: 844 } });
+async function newPage(name, options = {}) {
+  const ctx = await browser.newContext({ locale: 'en-US', viewport: { width: 390, height: 844 }, ...options });
   contexts.push(ctx);
   const page = await ctx.newPage();
   page.setDefaultTimeout(T);
@@ -68,12 +71,57 @@ async function newPage(name) {
   return page;
 }
 const shot = (page, name) => page.screenshot({ path: path.join(ART, name + '.png'), fullPage: true });
+async function switchLanguage(page, code) {
+  await page.click('#lang-menu summary');
+  await page.click(`#lang-menu a[data-lang="${code}"]`);
+}
+// axe-core with every WCAG 2.0-2.2 A and AA rule: zero violations allowed.
+const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa'];
+async function axe(page, what) {
+  const r = await new AxeBuilder({ page }).withTags(WCAG_TAGS).analyze();
+  const found = r.violations.map((v) => `${v.id}: ${v.help} [${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}]`);
+  assert.deepEqual(found, [], `${what}: WCAG 2.2 A/AA violations`);
+  assert.ok(r.passes.length >= 10, `${what}: axe checked too little (${r.passes.length} rules passed)`);
+}
+// A user who joined over HTTP: their purchase token once admitted, and a purchase with it.
+async function tokenOf(id, jwt, ticket) {
+  return until('token of ' + ticket, async () => (await http('GET', `/api/activities/${id}/tickets/${ticket}`, { bearer: jwt })).json?.token);
+}
+async function joinOverHttp(id, sub) {
+  const jwt = mintJwt(sub);
+  const r = await http('POST', `/api/activities/${id}/join`, { bearer: jwt });
+  assert.ok(r.status === 201 || r.status === 200, 'join: ' + r.text);
+  return { jwt, ticket: r.json.ticket, buy: async () => {
+    const token = await tokenOf(id, jwt, r.json.ticket);
+    const b = await http('POST', `/api/activities/${id}/purchase`, { bearer: jwt, body: { token } });
+    assert.equal(b.status, 201, b.text);
+  } };
+}
+// Presses Tab until `selector` has the focus; it must show a focus ring.
+async function tabTo(page, selector, max = 40) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const ring = await page.evaluate((sel) => {
+      const el = document.activeElement;
+      if (!el || !el.matches(sel)) return null;
+      const cs = getComputedStyle(el);
+      return { style: cs.outlineStyle, width: parseFloat(cs.outlineWidth) };
+    }, selector);
+    if (ring) {
+      assert.ok(ring.style !== 'none' && ring.width >= 2, `${selector} shows a visible focus ring (${JSON.stringify(ring)})`);
+      return;
+    }
+  }
+  throw new Error('Tab never reached ' + selector);
+}
+const focused = (page) => page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.tagName));
 const userUrl = (id, jwt) => `${BASE}/a/${encodeURIComponent(id)}?access_token=${encodeURIComponent(jwt)}`;
 const positionOf = async (page) => num(await page.locator('#position').textContent());
 const ticketOf = (page, id, sub) => page.evaluate(([k]) => { const v = localStorage.getItem(k); return v ? JSON.parse(v).ticket : null; }, ['sluice:ticket:' + id + ':' + sub]);
 
 let passed = 0, failed = 0;
 async function check(name, fn) {
+  if (process.env.ONLY && !process.env.ONLY.split(',').some((k) => name.startsWith(`(${k})`))) return;
   const t0 = Date.now();
   try {
     await fn();
@@ -237,11 +285,11 @@ async function reloadKeepsPlace() {
   assert.equal(srv.json.position, pos2);
   await shot(page, 'c2-after-reload');
 
-  // the language toggle switches the live texts
-  await page.click('#lang-toggle');
+  // the language menu switches the live texts
+  await switchLanguage(page, 'zh');
   await until('Chinese position text', async () => /第 \d+ 位/.test(await page.locator('#position').textContent()));
   await shot(page, 'c3-chinese');
-  await page.click('#lang-toggle');
+  await switchLanguage(page, 'en');
 
   // leaving gives the place up on the server
   await page.click('#leave');
@@ -315,6 +363,262 @@ async function pollingFallback() {
   await until('left over HTTP', async () => (await http('GET', `/api/activities/${id}/tickets/${encodeURIComponent(ticket)}`, { bearer: mintJwt(sub) })).json?.status === 'left', 5000);
 }
 
+async function axeEveryState() {
+  // pre-queue (and the Chinese page)
+  const pre = 'bt-g-pre-' + RUN;
+  await createSale(pre, 5, { rate_per_sec: 5 }, { opens_at: new Date(Date.now() + 3600e3).toISOString().replace(/\.\d{3}Z$/, 'Z') });
+  const p = await newPage('axe-prequeue');
+  await p.goto(userUrl(pre, mintJwt('g-pre-' + RUN)));
+  await until('pre-queue shown', async () => /pre-queue/i.test(await p.locator('#status').textContent()));
+  await p.locator('#prequeue-countdown').waitFor({ state: 'visible' });
+  await axe(p, 'pre-queue');
+  await switchLanguage(p, 'zh');
+  await until('Chinese pre-queue', async () => (await p.getAttribute('html', 'lang')) === 'zh-CN' && /预排队/.test(await p.locator('#status').textContent()));
+  await axe(p, 'pre-queue, Chinese');
+  await shot(p, 'g1-axe-prequeue-zh');
+
+  // signed out, admitted, waiting, order, sold out
+  const id = 'bt-g-' + RUN;
+  await createSale(id, 1, { rate_per_sec: 5 });
+  const out = await newPage('axe-signed-out');
+  await out.goto(`${BASE}/a/${id}`);
+  await out.locator('#login-form').waitFor({ state: 'visible' });
+  await axe(out, 'signed out');
+  const a = await newPage('axe-admitted');
+  await a.goto(userUrl(id, mintJwt('g-first-' + RUN)));
+  await a.locator('#buy').waitFor({ state: 'visible' });
+  await axe(a, 'admitted');
+  const b = await newPage('axe-waiting');
+  await b.goto(userUrl(id, mintJwt('g-second-' + RUN)));
+  await b.locator('#position').waitFor({ state: 'visible' });
+  await b.locator('#alerts').waitFor({ state: 'visible' });
+  await axe(b, 'waiting');
+  await b.click('#lang-menu summary');
+  await axe(b, 'waiting, language menu open');
+  await b.keyboard.press('Escape');
+  await a.click('#buy');
+  await a.locator('#order-id').waitFor({ state: 'visible' });
+  await axe(a, 'order placed');
+  await a.click('#pay');
+  await until('paid', async () => /paid/i.test(await a.locator('#order-status').textContent()));
+  await until('sold out', async () => /sold out/i.test(await b.locator('#status').textContent()));
+  await axe(b, 'sold out');
+  await shot(b, 'g2-axe-sold-out');
+
+  // error: no such waiting room
+  const e = await newPage('axe-error');
+  const res = await e.goto(`${BASE}/a/no-such-${RUN}`);
+  assert.equal(res.status(), 404);
+  await e.locator('#error').waitFor({ state: 'visible' });
+  assert.match(await e.locator('h1').textContent(), /no such waiting room/i);
+  await axe(e, 'error (no such activity)');
+  await shot(e, 'g3-axe-error');
+
+  // the dashboard, before and after the key
+  const d = await newPage('axe-admin');
+  await d.setViewportSize({ width: 1280, height: 900 });
+  await d.goto(BASE + '/admin');
+  await axe(d, 'dashboard, no key');
+  await d.fill('#admin-key', ADMIN_KEY);
+  await d.click('#key-save');
+  await d.locator('#act-' + id).waitFor({ state: 'visible' });
+  await axe(d, 'dashboard, connected');
+}
+
+async function keyboardOnly() {
+  const id = 'bt-h-' + RUN;
+  await createSale(id, 2, { rate_per_sec: 20, max_active: 1 });
+  const holder = await joinOverHttp(id, 'h-holder-' + RUN);
+  await until('holder admitted', async () => (await adminView(id)).held === 1, 5000);
+  const page = await newPage('keyboard');
+  await page.goto(`${BASE}/a/${id}`);
+  await page.locator('#login-form').waitFor({ state: 'visible' });
+  // join: sign up from the keyboard
+  await tabTo(page, '#username');
+  await page.keyboard.type('kb' + RUN.replace(/[^a-z0-9]/g, ''));
+  await tabTo(page, '#password');
+  await page.keyboard.type('correct horse battery staple');
+  await tabTo(page, '#register');
+  await page.keyboard.press('Enter');
+  await page.locator('#position').waitFor({ state: 'visible' });
+  assert.equal(await positionOf(page), 1);
+  // leave, then join again
+  await tabTo(page, '#leave');
+  await page.keyboard.press('Enter');
+  await page.locator('#rejoin').waitFor({ state: 'visible' });
+  assert.equal(await focused(page), 'rejoin', 'focus moves to "Join the line" after leaving');
+  await page.keyboard.press('Enter');
+  await page.locator('#position').waitFor({ state: 'visible' });
+  // admitted: focus lands on Buy
+  await holder.buy();
+  await page.locator('#buy').waitFor({ state: 'visible' });
+  await until('Buy focused', async () => (await focused(page)) === 'buy');
+  await page.keyboard.press('Enter');
+  await page.locator('#order-id').waitFor({ state: 'visible' });
+  await until('Pay focused', async () => (await focused(page)) === 'pay');
+  await page.keyboard.press('Enter');
+  await until('paid', async () => /paid/i.test(await page.locator('#order-status').textContent()));
+  // switch language
+  await tabTo(page, '#lang-menu summary');
+  await page.keyboard.press('Enter');
+  await tabTo(page, '#lang-menu a[data-lang="zh"]');
+  await page.keyboard.press('Enter');
+  await until('Chinese order status', async () => (await page.locator('#order-status').textContent()).includes('已付款'));
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+  await shot(page, 'h1-keyboard-zh');
+}
+
+// Headless Chromium keeps every page visible (checked: a second tab, a minimised window,
+// Target.activateTarget), so the test flips the Page Visibility API the way a background tab would.
+const SPIES = () => {
+  window.__notes = []; window.__asked = 0; window.__live = [];
+  const Real = window.Notification;
+  if (Real) {
+    const Spy = function (title, opts) {
+      const n = new Real(title, opts), rec = { title, body: opts && opts.body, shown: false };
+      window.__notes.push(rec);
+      n.addEventListener('show', () => { rec.shown = true; });
+      return n;
+    };
+    Spy.requestPermission = (...a) => { window.__asked++; return Real.requestPermission(...a); };
+    Object.defineProperty(Spy, 'permission', { get: () => Real.permission });
+    window.Notification = Spy;
+  }
+  window.__hide = () => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    document.dispatchEvent(new Event('visibilitychange'));
+  };
+  document.addEventListener('DOMContentLoaded', () => {
+    for (const id of ['announce', 'announce-now']) {
+      const el = document.getElementById(id);
+      new MutationObserver(() => window.__live.push({ id, at: Date.now(), text: el.textContent })).observe(el, { childList: true, characterData: true, subtree: true });
+    }
+  });
+};
+
+async function hiddenTabAlerts() {
+  // asking for notifications: never on load, only with the button
+  const ask = await newPage('notify-ask');
+  await ask.addInitScript(SPIES);
+  const idAsk = 'bt-i-ask-' + RUN;
+  await createSale(idAsk, 1, { rate_per_sec: 1, max_active: 1 });
+  await joinOverHttp(idAsk, 'i-ask-holder-' + RUN);
+  await ask.goto(userUrl(idAsk, mintJwt('i-ask-' + RUN)));
+  await ask.locator('#notify').waitFor({ state: 'visible' });
+  assert.equal(await ask.evaluate(() => window.__asked), 0, 'no permission prompt on load');
+  await ask.click('#notify');
+  await until('permission asked once', async () => (await ask.evaluate(() => window.__asked)) === 1);
+
+  const id = 'bt-i-' + RUN;
+  await createSale(id, 5, { rate_per_sec: 50, max_active: 1, token_ttl_secs: 120 });
+  const h = await joinOverHttp(id, 'i-holder-' + RUN);
+  await until('holder admitted', async () => (await adminView(id)).held === 1, 5000);
+  const w1 = await joinOverHttp(id, 'i-w1-' + RUN);
+  const w2 = await joinOverHttp(id, 'i-w2-' + RUN);
+  const page = await newPage('hidden', { permissions: ['notifications'] });
+  await page.addInitScript(SPIES);
+  await page.goto(userUrl(id, mintJwt('i-user-' + RUN)));
+  await until('position 3', async () => (await positionOf(page)) === 3);
+  const bar = () => page.locator('#progress-wrap').getAttribute('aria-valuenow').then(Number);
+  assert.equal(await bar(), 0, 'progress starts at 0');
+  assert.match(await page.title(), /No\. 3 in line/);
+  await until('first position announced', async () => (await page.evaluate(() => window.__live)).some((e) => /number 3/.test(e.text)));
+  // the line moves twice within a few seconds: the bar follows every step...
+  await h.buy();
+  await until('position 2', async () => (await positionOf(page)) === 2);
+  const mid = await bar();
+  await w1.buy();
+  await until('position 1', async () => (await positionOf(page)) === 1);
+  assert.ok(mid > 0 && (await bar()) > mid, 'the progress bar moves as the line does');
+  // ...but the polite live region says it at most every 5 s, and only the latest
+  await until('position 1 announced', async () => (await page.evaluate(() => window.__live)).some((e) => /number 1/.test(e.text)), 15000);
+  const polite = (await page.evaluate(() => window.__live)).filter((e) => e.id === 'announce' && e.text);
+  for (let i = 1; i < polite.length; i++) assert.ok(polite[i].at - polite[i - 1].at >= 4900, 'announcements 5 s apart: ' + JSON.stringify(polite));
+  assert.ok(!polite.some((e) => /number 2/.test(e.text)), 'a step passed within the gap is not announced: ' + JSON.stringify(polite));
+  // the tab goes to the background; admission comes
+  const before = await page.title();
+  await page.evaluate(() => window.__hide());
+  await w2.buy();
+  await page.waitForFunction(() => /your turn/i.test(document.title));
+  assert.notEqual(await page.title(), before);
+  await until('notification shown', async () => (await page.evaluate(() => window.__notes)).some((n) => n.shown && /your turn/i.test(n.title)));
+  const urgent = (await page.evaluate(() => window.__live)).filter((e) => e.id === 'announce-now' && e.text);
+  assert.equal(urgent.length, 1, 'admission announced once, assertively');
+  assert.match(urgent[0].text, /your turn/i);
+  // the token's countdown runs
+  const secs = (txt) => { const [m, s] = txt.split(':').map(Number); return m * 60 + s; };
+  const first = secs(await page.locator('#token-countdown').textContent());
+  assert.ok(first > 100 && first <= 120, 'countdown starts near the token life: ' + first);
+  await page.waitForFunction((f) => { const [m, s] = document.getElementById('token-countdown').textContent.split(':').map(Number); return m * 60 + s < f; }, first);
+  await shot(page, 'i1-hidden-admitted');
+}
+
+// Without JavaScript every step is a page load: a form posted (and its 303) or a meta refresh.
+async function submit(page, selector) {
+  await Promise.all([page.waitForEvent('load'), page.click(selector)]);
+}
+async function afterRefreshes(page, what, ok, timeout = 30000) {
+  const end = Date.now() + timeout;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await page.waitForEvent('load', { timeout: Math.max(1, end - Date.now()) });
+  }
+}
+async function withoutJavaScript() {
+  const id = 'bt-j-' + RUN;
+  await createSale(id, 4, { rate_per_sec: 50, max_active: 1 });
+  const h = await joinOverHttp(id, 'j-holder-' + RUN);
+  await until('holder admitted', async () => (await adminView(id)).held === 1, 5000);
+  const w = await joinOverHttp(id, 'j-w-' + RUN);
+  const page = await newPage('nojs', { javaScriptEnabled: false });
+  let loads = 0;
+  page.on('load', () => { loads++; });
+  await page.goto(`${BASE}/a/${id}`);
+  await page.fill('#nojs-username', 'nj' + RUN.replace(/[^a-z0-9]/g, ''));
+  await page.fill('#nojs-password', 'correct horse battery staple');
+  await submit(page, '#nojs button[value=register]');
+  await submit(page, '#nojs-rejoin');
+  const position = async () => ((await page.locator('#nojs-position').count()) ? num(await page.locator('#nojs-position').textContent()) : NaN);
+  assert.equal(await position(), 2);
+  const refresh = await page.locator('meta[http-equiv=refresh]').getAttribute('content');
+  assert.match(refresh, new RegExp(`^\\d+; url=/a/${id}$`), 'refreshes to the bare page: ' + refresh);
+  assert.ok(Number(refresh.split(';')[0]) >= 5, 'a polite interval');
+  const bar = Number(await page.locator('#nojs-progress').getAttribute('value'));
+  await shot(page, 'j1-nojs-waiting');
+  // the line moves: the page sees it on its next refresh
+  const seen = loads;
+  await h.buy();
+  await afterRefreshes(page, 'position 1', async () => (await position()) === 1);
+  assert.ok(loads > seen, 'the page reloaded itself');
+  assert.ok(Number(await page.locator('#nojs-progress').getAttribute('value')) > bar, 'the progress element moves');
+  await w.buy();
+  await afterRefreshes(page, 'admitted', async () => (await page.locator('#nojs-buy').count()) === 1);
+  assert.equal(await page.locator('meta[http-equiv=refresh]').count(), 0, 'no refresh while buying');
+  assert.match(await page.locator('#nojs-buy-by').textContent(), /about \d+:\d\d left/);
+  await shot(page, 'j2-nojs-admitted');
+  await submit(page, '#nojs-buy');
+  assert.match(await page.locator('#nojs-order-status').textContent(), /waiting for payment/i);
+  await submit(page, '#nojs-payNow');
+  assert.match(await page.locator('#nojs-order-status').textContent(), /paid/i);
+  const orderId = (await page.locator('#nojs-order-id').textContent()).trim();
+  const o = await http('GET', '/api/orders/' + encodeURIComponent(orderId), { bearer: ADMIN_KEY });
+  assert.equal(o.json.order.status, 'paid');
+  // the Chinese page, also without JavaScript; the choice is kept
+  await page.goto(`${BASE}/a/${id}?lang=zh`);
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+  assert.equal((await page.locator('#nojs-order-status').textContent()).trim(), '已付款');
+  await page.goto(`${BASE}/a/${id}`);
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN', 'the choice is kept');
+  await shot(page, 'j3-nojs-paid-zh');
+  // the host site's link: the token becomes a cookie, the address after the form has none
+  const other = await newPage('nojs-link', { javaScriptEnabled: false });
+  await other.goto(userUrl(id, mintJwt('j-link-' + RUN)));
+  await submit(other, '#nojs-rejoin');
+  assert.equal(await other.locator('#nojs-buy').count(), 1, 'joined and admitted (the last unit)');
+  assert.ok(!other.url().includes('access_token'), 'no token in the address after the form');
+}
+
 // ---------- main ----------
 const health = await fetch(BASE + '/healthz').catch((e) => ({ ok: false, statusText: e.message }));
 if (!health.ok) { console.error(`sluice is not reachable at ${BASE}: ${health.statusText}`); process.exit(2); }
@@ -331,6 +635,10 @@ try {
   await check('(d) the login form registers, signs in and joins', loginFormJoins);
   await check('(e) appointment: a full slot is refused, another is booked with the same token', appointmentSlotPicker);
   await check('(f) without WebSocket the page falls back to HTTP polling', pollingFallback);
+  await check('(g) axe-core: no WCAG 2.2 A/AA violation in any state of the page, nor on the dashboard', axeEveryState);
+  await check('(h) keyboard only: join, leave, join again, buy, pay, switch language', keyboardOnly);
+  await check('(i) hidden tab: title, notification, one assertive alert; throttled polite position; bar and countdown move', hiddenTabAlerts);
+  await check('(j) without JavaScript: sign up, join, the position moves across refreshes, admitted, buy, pay; Chinese', withoutJavaScript);
 } finally {
   for (const c of contexts) await c.close().catch(() => {});
   await browser.close();

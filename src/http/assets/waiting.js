@@ -1,68 +1,11 @@
 // sluice waiting room: identity, WebSocket queue (HTTP polling fallback), purchase and order, en/zh texts.
 'use strict';
 (function () {
-  const I18N = {
-    en: {
-      loading: 'Loading…', price: 'Price', unitsLeft: 'Units left', perUser: 'Limit per person', opensAt: 'Opens',
-      signInTitle: 'Sign in to join the line', username: 'Username', password: 'Password', signIn: 'Sign in',
-      register: 'Create account', leave: 'Leave the line', rejoin: 'Join the line', useHere: 'Continue here',
-      yourTurn: 'Complete your purchase', timeLeft: 'Time left to buy:', slot: 'Time slot', quantity: 'Quantity', buy: 'Buy',
-      orderTitle: 'Your order', orderId: 'Order', amount: 'Amount', status: 'Status', payBy: 'Pay by',
-      payNow: 'Pay now', cancelOrder: 'Cancel', signedInAs: 'Signed in as', signOut: 'Sign out',
-      langButton: '中文', langLabel: 'Switch to Chinese',
-      phase_scheduled: 'Not open yet', phase_open: 'Open', phase_paused: 'Paused', phase_sold_out: 'Sold out', phase_closed: 'Ended',
-      st_connecting: 'Connecting to the waiting room…', st_waiting: 'You are in line. Keep this page open.',
-      st_prequeue: 'Not open yet: you are in the pre-queue.', st_paused: 'The sale is paused. You keep your place.',
-      st_sold_out: 'Sold out. Sorry, everything has been sold.', st_closed: 'This sale has ended.',
-      st_superseded: 'You opened this line in another tab or device; this page stopped following it.',
-      st_restarting: 'The server is restarting. Your place is kept; reconnecting…', st_left: 'You left the line.',
-      st_expired: 'Your time to buy ran out; the units went to the next person.', st_admitted: "It's your turn! Buy before the timer runs out.",
-      st_ordered: 'Order placed.', st_idle: 'Sign in to join the line.',
-      position: 'You are number {n} in line', ahead0: 'You are next!', ahead1: '1 person ahead of you', aheadN: '{n} people ahead of you',
-      eta: 'Estimated wait: {t}', etaSoon: 'less than a minute', etaMin: 'about {m} min', etaHour: 'about {h} h {m} min',
-      progress: '{p}% of the way to the front',
-      wfr: 'Everything is held by other buyers right now. You keep your place: units that are not paid for come back to the line, in order.',
-      prequeueNote: 'At opening the pre-queue is shuffled fairly: everyone in it gets a random place ahead of later arrivals, so arriving earlier does not help.',
-      opensIn: 'Opens in {t}', pausedNote: 'Admission is paused by the organiser; it resumes automatically and your place is kept.',
-      resumed: 'The sale has resumed.', live: 'Live connection', polling: 'Live connection unavailable: checking every 2 seconds.',
-      reconnecting: 'Connection lost. Reconnecting in {s} s; your place is kept.', offline: 'You are offline; your place is kept for a while.',
-      bought: 'Thank you! Pay before the deadline to keep your order.', paid: 'Paid. See you there!', cancelled: 'Order cancelled.',
-      os_pending_payment: 'Waiting for payment', os_paid: 'Paid', os_cancelled: 'Cancelled',
-      slotLeft: '{label} ({n} left)', slotFull: '{label} (full)', slotHeld: '{label} (reserved)', pickSlot: 'Pick another time slot, then Buy again.',
-      pow: 'Checking your browser (a short computation)…', needCreds: 'Enter a username and a password.', registered: 'Account created.',
-    },
-    zh: {
-      loading: '加载中…', price: '价格', unitsLeft: '剩余数量', perUser: '每人限购', opensAt: '开始时间',
-      signInTitle: '登录后排队', username: '用户名', password: '密码', signIn: '登录',
-      register: '注册账号', leave: '离开队列', rejoin: '加入排队', useHere: '在此页面继续',
-      yourTurn: '完成购买', timeLeft: '剩余购买时间：', slot: '时段', quantity: '数量', buy: '购买',
-      orderTitle: '您的订单', orderId: '订单号', amount: '金额', status: '状态', payBy: '付款截止',
-      payNow: '立即付款', cancelOrder: '取消', signedInAs: '当前用户', signOut: '退出登录',
-      langButton: 'English', langLabel: '切换到英文',
-      phase_scheduled: '未开始', phase_open: '进行中', phase_paused: '已暂停', phase_sold_out: '已售罄', phase_closed: '已结束',
-      st_connecting: '正在连接排队系统…', st_waiting: '您正在排队，请保持此页面打开。',
-      st_prequeue: '尚未开始：您已进入预排队。', st_paused: '活动已暂停，您的位置会保留。',
-      st_sold_out: '已售罄，很抱歉。', st_closed: '本次活动已结束。',
-      st_superseded: '您在另一个标签页或设备上打开了此队列，本页面已停止跟踪。',
-      st_restarting: '服务器正在重启，您的位置会保留，正在重新连接…', st_left: '您已离开队列。',
-      st_expired: '购买时间已过，名额已转给下一位。', st_admitted: '轮到您了！请在倒计时结束前购买。',
-      st_ordered: '已下单。', st_idle: '登录后即可排队。',
-      position: '您是队列中的第 {n} 位', ahead0: '下一位就是您！', ahead1: '您前面还有 1 人', aheadN: '您前面还有 {n} 人',
-      eta: '预计等待：{t}', etaSoon: '不到 1 分钟', etaMin: '约 {m} 分钟', etaHour: '约 {h} 小时 {m} 分钟',
-      progress: '已前进 {p}%',
-      wfr: '目前所有名额都被其他买家占用。您的位置会保留：未付款的名额会按顺序退回给排队的人。',
-      prequeueNote: '开始时预排队会被公平地随机打乱：预排队中的每个人都会排在之后到达的人之前，提前到达并没有优势。',
-      opensIn: '距离开始还有 {t}', pausedNote: '主办方暂停了放行，稍后会自动恢复，您的位置会保留。',
-      resumed: '活动已恢复。', live: '实时连接', polling: '实时连接不可用：每 2 秒刷新一次。',
-      reconnecting: '连接已断开，{s} 秒后重连；您的位置会保留。', offline: '您已离线，位置会保留一段时间。',
-      bought: '谢谢！请在截止时间前付款。', paid: '已付款。', cancelled: '订单已取消。',
-      os_pending_payment: '待付款', os_paid: '已付款', os_cancelled: '已取消',
-      slotLeft: '{label}（剩 {n} 个）', slotFull: '{label}（已满）', slotHeld: '{label}（已预留）', pickSlot: '请选择其他时段，然后再次购买。',
-      pow: '正在验证浏览器（需要短暂计算）…', needCreds: '请输入用户名和密码。', registered: '账号已创建。',
-    },
-  };
-  let lang = localStorage.getItem('sluice:lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
+  // The texts: one table (src/http/assets/i18n.json), embedded in the page by the server.
+  const I18N = JSON.parse(document.getElementById('i18n').textContent);
+  let lang = I18N[document.documentElement.dataset.lang] ? document.documentElement.dataset.lang : 'en';
   const t = (k, v) => String((I18N[lang] && I18N[lang][k]) || I18N.en[k] || k).replace(/\{(\w+)\}/g, (_, n) => (v && n in v ? v[n] : ''));
+  const locale = () => (lang === 'zh' ? 'zh-CN' : lang);
   const $ = (id) => document.getElementById(id);
   const show = (id, on) => { $(id).hidden = !on; };
 
@@ -70,7 +13,7 @@
   const ID = decodeURIComponent(parts[parts.indexOf('a') + 1] || new URLSearchParams(location.search).get('activity') || '');
   const S = {
     act: null, jwt: null, sub: null, ticket: null, first: 0, pos: 0, eta: null, wfr: false, paused: false,
-    state: 'idle', final: false, needPow: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
+    state: 'idle', final: false, needPow: false, missing: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
     pollTimer: null, token: null, deadline: 0, opensAt: 0, order: null, note: '', online: true,
   };
 
@@ -98,8 +41,8 @@
   function showError(msg) { $('error').textContent = msg; show('error', !!msg); }
 
   // ---------- formatting ----------
-  const money = (c) => new Intl.NumberFormat(lang === 'zh' ? 'zh-CN' : 'en', { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format((c || 0) / 100);
-  const when = (s) => (s ? new Date(s).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en') : '–');
+  const money = (c) => new Intl.NumberFormat(locale(), { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format((c || 0) / 100);
+  const when = (s) => (s ? new Date(s).toLocaleString(locale()) : '–');
   function clock(secs) {
     secs = Math.max(0, Math.floor(secs));
     const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60), s = secs % 60;
@@ -114,16 +57,27 @@
 
   // ---------- rendering ----------
   function applyStatic() {
-    document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+    document.documentElement.lang = locale();
+    document.documentElement.dataset.lang = lang;
     document.querySelectorAll('[data-i18n]').forEach((el) => { el.textContent = t(el.dataset.i18n); });
-    $('lang-toggle').textContent = t('langButton');
-    $('lang-toggle').setAttribute('aria-label', t('langLabel'));
+    $('lang-current').textContent = t('langName');
+    document.querySelectorAll('#lang-menu a[data-lang]').forEach((a) => {
+      if (a.dataset.lang === lang) a.setAttribute('aria-current', 'true'); else a.removeAttribute('aria-current');
+    });
+    if (S.missing) $('activity-name').textContent = t('notFoundTitle');
+    renderNotify();
+  }
+  function setLang(code) {
+    if (!I18N[code]) return;
+    lang = code;
+    document.cookie = 'sluice_lang=' + code + '; path=/; max-age=31536000; samesite=lax';
+    applyStatic(); renderActivity(); render();
   }
   function renderActivity() {
     const a = S.act;
     if (!a) return;
     $('activity-name').textContent = a.name;
-    document.title = a.name + ' · sluice';
+    $('phase').hidden = false; $('facts').hidden = false;
     $('phase').textContent = t('phase_' + a.phase);
     $('phase').className = 'badge ' + a.phase;
     $('price').textContent = money(a.price_cents);
@@ -158,8 +112,9 @@
   }
   function render() {
     const st = S.state, waiting = st === 'waiting' || st === 'restarting';
-    show('login', st === 'idle' && !S.jwt);
-    show('queue', st !== 'idle' || !!S.jwt);
+    show('login', st === 'idle' && !S.jwt && !S.missing);
+    show('queue', (st !== 'idle' || !!S.jwt) && !S.missing);
+    show('alerts', ['waiting', 'prequeue', 'restarting', 'connecting'].includes(st) && !!S.jwt && !S.missing);
     show('who', !!S.sub);
     $('user-id').textContent = S.sub || '';
     let status = t('st_' + st);
@@ -176,7 +131,7 @@
       const p = S.first > 0 ? Math.max(0, Math.min(100, Math.round((1 - S.pos / S.first) * 100))) : 0;
       $('progress-bar').style.width = p + '%';
       $('progress-wrap').setAttribute('aria-valuenow', String(p));
-      $('progress-label').textContent = t('progress', { p });
+      $('progress-text').textContent = t('progress', { p });
     }
     let note = ['waiting', 'ordered', 'restarting', 'connecting'].includes(st) ? S.note : '';
     if (waiting && S.wfr) note = t('wfr');
@@ -194,6 +149,7 @@
     if (S.order) renderOrder();
     renderConn();
     tick();
+    announce();
   }
   function renderOrder() {
     const o = S.order;
@@ -217,10 +173,92 @@
   }
   function tick() {
     if (S.state === 'admitted') $('token-countdown').textContent = clock((S.deadline - Date.now()) / 1000);
+    renderTitle();
     if (S.state === 'prequeue') $('prequeue-countdown').textContent = t('opensIn', { t: clock((S.opensAt - Date.now()) / 1000) });
     if (S.retryTimer) renderConn();
   }
   setInterval(tick, 1000);
+
+  // ---------- what the page says: the title, screen-reader announcements, "your turn" alerts ----------
+  function renderTitle() {
+    const name = S.act ? S.act.name : S.missing ? t('notFoundTitle') : 'sluice';
+    let title = name + ' · sluice';
+    if (S.state === 'admitted') title = t('titleTurn', { t: clock((S.deadline - Date.now()) / 1000) }) + ' · ' + name;
+    else if (S.state === 'waiting' && S.pos > 0) title = t('titleWaiting', { n: S.pos }) + ' · ' + name;
+    if (document.title !== title) document.title = title;
+  }
+  // Position changes go to a polite live region, only when worth telling and at most
+  // every POLITE_GAP_MS; a change of state is said at once; admission assertively.
+  const POLITE_GAP_MS = 5000;
+  const A = { pos: null, at: -Infinity, timer: null, state: null };
+  function polite(text) { A.at = Date.now(); $('announce').textContent = text; }
+  function urgent(text) { clearTimeout(A.timer); A.timer = null; $('announce-now').textContent = text; }
+  function worthTelling(pos, last) {
+    if (last == null) return true;
+    if (pos === last) return false;
+    if (pos <= 3) return true; // near the front every step matters
+    if (pos <= 10 && last > 10) return true;
+    return Math.abs(last - pos) >= Math.max(2, Math.ceil(last * 0.1)); // a tenth of the way
+  }
+  function announcePosition() {
+    if (S.state !== 'waiting' || !(S.pos > 0) || !worthTelling(S.pos, A.pos)) return;
+    const wait = A.at + POLITE_GAP_MS - Date.now();
+    if (wait > 0) { if (!A.timer) A.timer = setTimeout(() => { A.timer = null; announcePosition(); }, wait); return; }
+    A.pos = S.pos;
+    polite(t('position', { n: S.pos }) + '. ' + $('ahead').textContent);
+  }
+  function announce() {
+    const st = S.state;
+    if (st !== A.state) {
+      A.state = st;
+      if (st === 'admitted') { A.pos = null; urgent(t('announceTurn', { t: clock((S.deadline - Date.now()) / 1000) })); }
+      else if (['prequeue', 'sold_out', 'closed', 'expired', 'left', 'superseded', 'restarting'].includes(st)) polite($('status').textContent);
+    }
+    announcePosition();
+  }
+  // "Your turn" while the person looks elsewhere: a notification (if they allowed it
+  // with the button), and the sound and vibration they chose.
+  let audio = null;
+  function beep() {
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      audio.resume();
+      [0, 0.35].forEach((at) => {
+        const o = audio.createOscillator(), g = audio.createGain();
+        o.frequency.value = 880; g.gain.value = 0.2;
+        o.connect(g); g.connect(audio.destination);
+        o.start(audio.currentTime + at); o.stop(audio.currentTime + at + 0.2);
+      });
+    } catch (_) { /* no audio here */ }
+  }
+  let shown = null;
+  function alertTurn() {
+    const left = clock((S.deadline - Date.now()) / 1000), name = S.act ? S.act.name : '';
+    if ($('sound').checked) { beep(); if (navigator.vibrate) navigator.vibrate([300, 150, 300]); }
+    if (document.hidden && 'Notification' in window && Notification.permission === 'granted') {
+      try {
+        shown = new Notification(t('titleTurn', { t: left }), { body: t('notifyBody', { name, t: left }), tag: 'sluice-' + ID, lang: locale(), requireInteraction: true });
+        shown.onclick = () => { window.focus(); shown.close(); };
+      } catch (_) { /* notifications need a service worker here */ }
+    }
+  }
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) return;
+    if (shown) { shown.close(); shown = null; }
+    if (S.state === 'admitted') $('buy').focus();
+  });
+  function renderNotify() {
+    const has = 'Notification' in window, perm = has ? Notification.permission : 'denied';
+    show('notify', has && perm === 'default');
+    const msg = !has ? '' : perm === 'granted' ? t('notifyOn') : perm === 'denied' ? t('notifyDenied') : '';
+    $('notify-state').textContent = msg;
+    show('notify-state', !!msg);
+  }
+  async function askNotify() {
+    try { await Notification.requestPermission(); } catch (_) { /* old browsers: callback form only */ }
+    renderNotify();
+    $(Notification.permission === 'default' ? 'notify' : 'sound').focus();
+  }
 
   // ---------- place storage ----------
   const key = (kind) => 'sluice:' + kind + ':' + ID + ':' + S.sub;
@@ -294,7 +332,8 @@
       case 'admitted':
         S.token = m.token;
         S.deadline = m.expires_in_secs != null ? Date.now() + m.expires_in_secs * 1000 : Date.parse(m.expires_at);
-        S.state = 'admitted'; S.note = ''; S.paused = false;
+        S.note = ''; S.paused = false;
+        if (S.state !== 'admitted') { S.state = 'admitted'; render(); alertTurn(); }
         loadActivity().then(() => $('buy').focus());
         break;
       case 'paused': S.paused = true; loadActivity(); break;
@@ -415,7 +454,9 @@
 
   // ---------- actions ----------
   async function loadActivity() {
-    try { S.act = await api(actPath(), { auth: false }); renderActivity(); } catch (e) { showError(e.message); }
+    try { S.act = await api(actPath(), { auth: false }); S.missing = false; renderActivity(); } catch (e) {
+      if (e.status === 404) { S.missing = true; S.final = true; $('activity-name').textContent = t('notFoundTitle'); showError(t('notFound')); render(); } else showError(e.message);
+    }
   }
   function leave() {
     S.final = true;
@@ -440,6 +481,7 @@
     S.mode = 'ws';
     connect();
     render();
+    $('status').focus();
   }
   async function buy() {
     showError('');
@@ -448,7 +490,7 @@
     $('buy').disabled = true;
     try {
       const r = await api(actPath('/purchase'), { method: 'POST', body });
-      S.order = r.order; S.final = true; S.state = 'ordered'; S.note = t('bought');
+      S.order = r.order; S.final = true; S.state = 'ordered'; S.note = t('bought'); polite(t('st_ordered') + ' ' + t('bought'));
       localStorage.setItem(key('order'), r.order.id);
       dropTicket(); stopPolling();
       if (S.ws) { const w = S.ws; S.ws = null; w.close(); }
@@ -464,7 +506,7 @@
     try {
       const r = await api('/api/orders/' + encodeURIComponent(S.order.id) + '/' + what, { method: 'POST' });
       S.order = r.order;
-      S.note = t(r.order.status === 'paid' ? 'paid' : 'cancelled');
+      S.note = t(r.order.status === 'paid' ? 'paid' : 'cancelled'); polite(S.note);
       if (r.order.status === 'cancelled') localStorage.removeItem(key('order'));
       render(); loadActivity();
     } catch (e) { showError(e.message); }
@@ -528,10 +570,17 @@
   }
 
   // ---------- wiring ----------
-  $('lang-toggle').addEventListener('click', () => {
-    lang = lang === 'zh' ? 'en' : 'zh';
-    localStorage.setItem('sluice:lang', lang);
-    applyStatic(); renderActivity(); render();
+  document.querySelectorAll('#lang-menu a[data-lang]').forEach((a) => a.addEventListener('click', (e) => {
+    e.preventDefault();
+    setLang(a.dataset.lang);
+    $('lang-menu').open = false;
+    $('lang-menu').querySelector('summary').focus();
+  }));
+  $('notify').addEventListener('click', askNotify);
+  $('sound').checked = localStorage.getItem('sluice:sound') === '1';
+  $('sound').addEventListener('change', () => {
+    localStorage.setItem('sluice:sound', $('sound').checked ? '1' : '0');
+    if ($('sound').checked && !audio) { try { audio = new (window.AudioContext || window.webkitAudioContext)(); } catch (_) { /* no audio */ } }
   });
   $('login-form').addEventListener('submit', (e) => { e.preventDefault(); login(false); });
   $('register').addEventListener('click', () => login(true));
