@@ -106,9 +106,10 @@ pub async fn forward(
         .path_and_query()
         .map_or(req.path(), |p| p.as_str());
     let mut out = client().request(req.method().clone(), format!("{base}{path}"));
+    // Appended, not inserted: a header may repeat (Cookie; Set-Cookie below).
     for (name, value) in req.headers() {
         if !hop_by_hop(name) {
-            out = out.insert_header((name.clone(), value.clone()));
+            out = out.append_header((name.clone(), value.clone()));
         }
     }
     out = out
@@ -125,7 +126,7 @@ pub async fn forward(
     let mut answer = HttpResponse::build(res.status());
     for (name, value) in res.headers() {
         if !hop_by_hop(name) {
-            answer.insert_header((name.clone(), value.clone()));
+            answer.append_header((name.clone(), value.clone()));
         }
     }
     metrics::counter!("sluice_cluster_forwarded_requests_total").increment(1);
