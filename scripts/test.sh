@@ -11,6 +11,12 @@ source scripts/services.sh
 
 step() { echo "test.sh: == $* ==" >&2; }
 
+# The OpenAPI document's validator (tests/openapi.rs, an ignored test run below).
+step "openapi-spec-validator"
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    python3 -m pip install --quiet openapi-spec-validator
+fi
+
 step "cargo fmt"
 cargo fmt --all -- --check
 

@@ -52,10 +52,11 @@ pub struct Order {
 }
 
 /// The contract's ORDER object.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: String,
     pub activity_id: String,
+    #[schema(required = true)]
     pub slot_id: Option<String>,
     pub user_id: String,
     pub quantity: u32,

@@ -13,7 +13,7 @@ fn bad(msg: impl Into<String>) -> SpecError {
     SpecError(msg.into())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Sale,
@@ -21,7 +21,7 @@ pub enum Kind {
 }
 
 /// Pacing and limits of the waiting room; every field can be changed live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Admission {
     pub rate_per_sec: u32,
     pub max_active: u32,
@@ -49,7 +49,7 @@ impl Default for Admission {
 }
 
 /// A partial `Admission`, as in `PATCH .../admission` and the create body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionPatch {
     pub rate_per_sec: Option<u32>,
@@ -99,9 +99,10 @@ impl Admission {
 }
 
 /// One appointment slot (or the single stock line of a sale).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotSpec {
+    #[schema(value_type = String)]
     pub id: SlotId,
     pub label: String,
     pub capacity: u32,
@@ -125,7 +126,7 @@ impl SlotSpec {
 }
 
 /// The body of `POST /api/admin/activities`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateActivity {
     pub id: String,

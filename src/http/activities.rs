@@ -30,19 +30,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list(req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+/// Every activity's public view.
+#[utoipa::path(
+    get,
+    path = "/api/activities",
+    operation_id = "activities_list",
+    tag = "activities",
+    responses(
+        (status = 200, description = "Every activity", body = crate::http::openapi::ActivityList)
+    )
+)]
+pub(crate) async fn list(req: HttpRequest, st: Data<AppState>) -> HttpResponse {
     let views = st.directory.views(&req, false).await;
     HttpResponse::Ok().json(serde_json::json!({ "activities": views }))
 }
 
-async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+/// One activity's public view.
+#[utoipa::path(
+    get,
+    path = "/api/activities/{id}",
+    operation_id = "activities_get",
+    tag = "activities",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The activity view", body = crate::domain::activity::ActivityView),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::View { admin: false }).await?))
 }
 
 /// The optional join body: a proof-of-work answer.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JoinBody {
+pub(crate) struct JoinBody {
     pow_nonce: Option<String>,
     pow_solution: Option<String>,
 }
@@ -54,7 +77,28 @@ pub fn pow_from(nonce: Option<String>, solution: Option<String>) -> Option<PowSo
     }
 }
 
-async fn join(
+/// Joins the waiting room (HTTP polling).
+#[utoipa::path(
+    post,
+    path = "/api/activities/{id}/join",
+    operation_id = "activities_join",
+    tag = "activities",
+    params(("id" = String, Path, description = "The activity id")),
+    request_body(content = Option<JoinBody>, description = "Empty, or a proof-of-work answer (API.md 6.3)"),
+    responses(
+        (status = 201, description = "A new place", body = crate::domain::activity::TicketView),
+        (status = 200, description = "The user already had a live place (same ticket)", body = crate::domain::activity::TicketView),
+        (status = 400, description = "`invalid_request`: a bad body, or a missing or wrong proof of work", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`not_open` (closed), `sold_out`, `limit_reached` (already bought `per_user_limit`)", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`queue_full` (`Retry-After: 1`), or `unavailable`: shutting down (`Retry-After: 5`) or too busy", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []))
+)]
+pub(crate) async fn join(
     req: HttpRequest,
     user: User,
     st: Data<AppState>,
@@ -103,7 +147,22 @@ pub async fn join_as(
 }
 
 /// A proof-of-work challenge bound to the caller, when the activity asks for one.
-async fn challenge(
+/// A proof-of-work challenge bound to the caller (extension).
+#[utoipa::path(
+    get,
+    path = "/api/activities/{id}/challenge",
+    operation_id = "activities_challenge",
+    tag = "activities",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The challenge", body = crate::http::openapi::Challenge),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []))
+)]
+pub(crate) async fn challenge(
     user: User,
     st: Data<AppState>,
     id: Path<String>,
@@ -127,7 +186,24 @@ pub fn ticket_param(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-async fn ticket(
+/// A ticket's state; each poll keeps an HTTP place alive.
+#[utoipa::path(
+    get,
+    path = "/api/activities/{id}/tickets/{ticket}",
+    operation_id = "activities_ticket",
+    tag = "activities",
+    params(("id" = String, Path, description = "The activity id"), ("ticket" = String, Path, description = "The ticket")),
+    responses(
+        (status = 200, description = "The ticket", body = crate::domain::activity::TicketView),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: someone else's ticket", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity or ticket", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []))
+)]
+pub(crate) async fn ticket(
     req: HttpRequest,
     user: User,
     st: Data<AppState>,
@@ -148,7 +224,23 @@ async fn ticket(
     Ok(HttpResponse::Ok().json(v))
 }
 
-async fn leave(
+/// Leaves: gives the place (or an unspent token's units) back. Idempotent.
+#[utoipa::path(
+    delete,
+    path = "/api/activities/{id}/tickets/{ticket}",
+    operation_id = "activities_leave",
+    tag = "activities",
+    params(("id" = String, Path, description = "The activity id"), ("ticket" = String, Path, description = "The ticket")),
+    responses(
+        (status = 200, description = "The ticket, now `left`", body = crate::domain::activity::TicketView),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: someone else's ticket", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity or ticket", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []))
+)]
+pub(crate) async fn leave(
     user: User,
     st: Data<AppState>,
     path: Path<(String, String)>,
@@ -167,15 +259,41 @@ async fn leave(
     Ok(HttpResponse::Ok().json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PurchaseBody {
+pub(crate) struct PurchaseBody {
+    /// The purchase token from `admitted` or the ticket.
     token: String,
+    /// Default 1; 1..`per_user_limit`, at most the units the token holds.
     quantity: Option<u32>,
+    /// Appointments only (required there); refused for a sale.
     slot_id: Option<String>,
 }
 
-async fn purchase(
+/// Buys with a purchase token. Idempotent per token.
+#[utoipa::path(
+    post,
+    path = "/api/activities/{id}/purchase",
+    operation_id = "activities_purchase",
+    tag = "activities",
+    params(("id" = String, Path, description = "The activity id")),
+    request_body = PurchaseBody,
+    responses(
+        (status = 201, description = "The order, once durable", body = crate::http::orders::OrderBody),
+        (status = 200, description = "The same token again: the same order", body = crate::http::orders::OrderBody),
+        (status = 400, description = "`invalid_request`: `quantity` out of 1..`per_user_limit`, a missing or unknown `slot_id` for an appointment, a `slot_id` for a sale, a bad body", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized` (identity) or `token_invalid` (malformed, forged, another activity's, or no longer holding units)", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token was issued to another user", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`not_open` (closed), `limit_reached`, `sold_out` (more than the units held, or the slot is full)", body = crate::http::openapi::ErrorBody),
+        (status = 410, description = "`token_expired`: the token expired before it was used", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []))
+)]
+pub(crate) async fn purchase(
     req: HttpRequest,
     user: User,
     st: Data<AppState>,

@@ -33,7 +33,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn create(
+/// Creates an activity.
+#[utoipa::path(
+    post,
+    path = "/api/admin/activities",
+    operation_id = "admin_create",
+    tag = "admin",
+    request_body = CreateActivity,
+    responses(
+        (status = 201, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 400, description = "`invalid_request` naming the bad field", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the id exists", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn create(
     _: Admin,
     req: HttpRequest,
     st: Data<AppState>,
@@ -47,27 +64,90 @@ async fn create(
     st.directory.create(&req, body, spec, slots).await
 }
 
-async fn cluster(_: Admin, st: Data<AppState>) -> HttpResponse {
+/// This node's view of the cluster (`{"enabled": false}` without cluster mode; extension).
+#[utoipa::path(
+    get,
+    path = "/api/admin/cluster",
+    operation_id = "admin_cluster",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The cluster view (docs/cluster.md)", body = Object),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn cluster(_: Admin, st: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(st.directory.status())
 }
 
-async fn list(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+/// Every activity with the admin fields (extension).
+#[utoipa::path(
+    get,
+    path = "/api/admin/activities",
+    operation_id = "admin_list",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every activity", body = crate::http::openapi::ActivityList),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn list(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .json(serde_json::json!({ "activities": st.directory.views(&req, true).await }))
 }
 
-async fn get(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+/// One activity with every counter.
+#[utoipa::path(
+    get,
+    path = "/api/admin/activities/{id}",
+    operation_id = "admin_get",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn get(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let v = call_id(&st, &id, AdminCall::View { admin: true }).await?;
     Ok(HttpResponse::Ok().json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddStock {
+pub(crate) struct AddStock {
+    /// Units to release, 1..=100000000.
     add: u32,
 }
 
-async fn add_stock(
+/// Sale: releases more units.
+#[utoipa::path(
+    post,
+    path = "/api/admin/activities/{id}/stock",
+    operation_id = "admin_add_stock",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    request_body = AddStock,
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 400, description = "`invalid_request`: a bad body, or the wrong kind of activity", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn add_stock(
     _: Admin,
     st: Data<AppState>,
     id: Path<String>,
@@ -83,13 +163,33 @@ async fn add_stock(
     Ok(HttpResponse::Ok().json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddSlots {
+pub(crate) struct AddSlots {
+    /// New slots, or more capacity for existing ids (their label is kept).
     slots: Vec<SlotSpec>,
 }
 
-async fn add_slots(
+/// Appointment: adds slots, or capacity to existing ones.
+#[utoipa::path(
+    post,
+    path = "/api/admin/activities/{id}/slots",
+    operation_id = "admin_add_slots",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    request_body = AddSlots,
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 400, description = "`invalid_request`: a bad body, or the wrong kind of activity", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn add_slots(
     _: Admin,
     st: Data<AppState>,
     id: Path<String>,
@@ -99,19 +199,97 @@ async fn add_slots(
     Ok(HttpResponse::Ok().json(v))
 }
 
-async fn pause(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+/// Stops admitting.
+#[utoipa::path(
+    post,
+    path = "/api/admin/activities/{id}/pause",
+    operation_id = "admin_pause",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn pause(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::Pause).await?))
 }
 
-async fn resume(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+/// Admits again.
+#[utoipa::path(
+    post,
+    path = "/api/admin/activities/{id}/resume",
+    operation_id = "admin_resume",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn resume(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::Resume).await?))
 }
 
-async fn close(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+/// Ends the activity for good (idempotent).
+#[utoipa::path(
+    post,
+    path = "/api/admin/activities/{id}/close",
+    operation_id = "admin_close",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn close(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(call_id(&st, &id, AdminCall::Close).await?))
 }
 
-async fn patch_admission(
+/// Changes admission settings live (any subset of the `admission` fields).
+#[utoipa::path(
+    patch,
+    path = "/api/admin/activities/{id}/admission",
+    operation_id = "admin_patch_admission",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    request_body = AdmissionPatch,
+    responses(
+        (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
+        (status = 400, description = "`invalid_request`: a value out of range or an unknown field", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn patch_admission(
     _: Admin,
     st: Data<AppState>,
     id: Path<String>,
@@ -122,7 +300,25 @@ async fn patch_admission(
 }
 
 /// The audit of the pre-queue shuffle: seed, algorithm and resulting order.
-async fn shuffle(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/admin/activities/{id}/shuffle",
+    operation_id = "admin_shuffle",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    responses(
+        (status = 200, description = "The shuffle audit", body = crate::http::openapi::ShuffleAudit),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity, or it has not shuffled a pre-queue", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn shuffle(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = activity_id(&id)?;
     crate::http::calls::actor(&st, &id)?;
     match st.store.shuffle_audit(&id) {
@@ -143,7 +339,18 @@ async fn shuffle(_: Admin, st: Data<AppState>, id: Path<String>) -> Result<HttpR
 /// `text/event-stream`: one `data:` line a second with every activity's admin view
 /// and the outbox backlog. EventSource cannot set headers, so the key may come as
 /// `?api_key=`.
-async fn events(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/api/admin/events",
+    operation_id = "admin_events",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`data:` lines, one a second: `{\"ts_ms\", \"activities\":[VIEW], \"outbox_backlog\"}`", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn events(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
     let stream = futures_util::stream::unfold((st, req, true), |(st, req, first)| async move {
         if !first {
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -23,10 +23,12 @@ struct Account {
     password_hash: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
+pub(crate) struct Credentials {
+    /// 3-64 characters of ASCII letters, digits, `_`, `.`, `-`.
     username: String,
+    /// 8-256 characters.
     password: String,
 }
 
@@ -67,7 +69,24 @@ async fn load(st: &AppState, username: &str) -> Result<Option<Account>, ApiError
     }
 }
 
-async fn register(
+/// Creates an account.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "auth_register",
+    tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Created", body = crate::http::openapi::Registered),
+        (status = 400, description = "`invalid_request`: a bad username or password, or a bad body", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: that username is taken", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "`internal`: password hashing failed or an account record is unreadable", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: the account store cannot be reached", body = crate::http::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn register(
     req: HttpRequest,
     st: Data<AppState>,
     body: Json<Credentials>,
@@ -122,7 +141,24 @@ pub struct SignedIn {
     pub expires_in: u64,
 }
 
-async fn login(
+/// Checks a password and issues an identity token.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "auth_login",
+    tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = crate::http::openapi::LoggedIn),
+        (status = 400, description = "`invalid_request`: a bad body", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: invalid username or password", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "`internal`: password hashing failed or an account record is unreadable", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: the account store cannot be reached", body = crate::http::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn login(
     req: HttpRequest,
     st: Data<AppState>,
     body: Json<Credentials>,

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod identity;
 pub mod limits;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod page_forms;

@@ -11,13 +11,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
-async fn healthz() -> HttpResponse {
+/// Liveness.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "ops_healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process serves", body = crate::http::openapi::Health)
+    )
+)]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// 200 only when the store can write and the sink (if any) answers; the body says
 /// which part is not ready.
-async fn readyz(st: Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "ops_readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
+        (status = 503, description = "Not ready (same body)", body = crate::http::openapi::Readiness)
+    )
+)]
+pub(crate) async fn readyz(st: Data<AppState>) -> HttpResponse {
     let store_ok = !st.registry.is_draining() && st.store.probe().await.is_ok();
     let sink = match &st.sink {
         None => "none",
@@ -45,7 +65,17 @@ async fn readyz(st: Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(st: Data<AppState>) -> HttpResponse {
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "ops_metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)
+    )
+)]
+pub(crate) async fn metrics(st: Data<AppState>) -> HttpResponse {
     metrics::gauge!("sluice_outbox_backlog").set(st.store.outbox_len() as f64);
     let mut body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     crate::http::request_metrics::render(&mut body);

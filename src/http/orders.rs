@@ -19,7 +19,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list(req: HttpRequest, user: User, st: Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The caller's orders in every activity.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    operation_id = "orders_list",
+    tag = "orders",
+    responses(
+        (status = 200, description = "The orders", body = crate::http::openapi::OrderList),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []))
+)]
+pub(crate) async fn list(
+    req: HttpRequest,
+    user: User,
+    st: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let orders = st.directory.orders_of(&req, &user.0).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
 }
@@ -37,7 +54,7 @@ async fn order_call(
 
 /// `{"order": ORDER}`, serialized straight from the view (not through a
 /// `serde_json::Value`, which allocates a map and a string per field).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct OrderBody {
     order: crate::domain::order::OrderView,
 }
@@ -48,7 +65,23 @@ impl OrderBody {
     }
 }
 
-async fn get(
+/// One order (its owner or an operator).
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    operation_id = "orders_get",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order id (`{activity_id}.{n}`; opaque)")),
+    responses(
+        (status = 200, description = "The order", body = OrderBody),
+        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []), ("admin" = []))
+)]
+pub(crate) async fn get(
     caller: Caller,
     st: Data<AppState>,
     id: Path<String>,
@@ -57,7 +90,24 @@ async fn get(
     order_call(&st, &id, |n| OrderCall::Get { n, user }).await
 }
 
-async fn pay(
+/// Pays (simulated); paying a paid order returns it unchanged.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/pay",
+    operation_id = "orders_pay",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order id (`{activity_id}.{n}`; opaque)")),
+    responses(
+        (status = 200, description = "The order, now `paid`", body = OrderBody),
+        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the order was cancelled", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []), ("admin" = []))
+)]
+pub(crate) async fn pay(
     caller: Caller,
     st: Data<AppState>,
     id: Path<String>,
@@ -66,7 +116,24 @@ async fn pay(
     order_call(&st, &id, |n| OrderCall::Pay { n, user }).await
 }
 
-async fn cancel(
+/// Cancels; cancelling a cancelled order returns it unchanged.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/cancel",
+    operation_id = "orders_cancel",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order id (`{activity_id}.{n}`; opaque)")),
+    responses(
+        (status = 200, description = "The order, now `cancelled`", body = OrderBody),
+        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: a paid order cannot be cancelled", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("user" = []), ("user_query" = []), ("admin" = []))
+)]
+pub(crate) async fn cancel(
     caller: Caller,
     st: Data<AppState>,
     id: Path<String>,

@@ -5,7 +5,7 @@
 use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
-use crate::http::{activities, admin, auth, ops, orders, page_forms, pages, ws_route};
+use crate::http::{activities, admin, auth, openapi, ops, orders, page_forms, pages, ws_route};
 use actix_web::web;
 
 /// Registers every route; `directory` adds its own (cluster mode's node-to-node
@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
         .configure(activities::routes)
         .configure(orders::routes)
         .configure(ws_route::routes)
+        .configure(openapi::routes)
         .configure(|cfg| directory.routes(cfg))
         .configure(page_forms::routes)
         .configure(pages::routes)
@@ -77,6 +78,7 @@ pub fn classify(path: &str) -> Classified<'_> {
         }
         (Some("api"), Some("admin"), _, _, _) => "/api/admin",
         (Some("api"), Some("auth"), Some("login"), None, _) => "/api/auth/login",
+        (Some("api"), Some("openapi.json"), None, _, _) => "/api/openapi.json",
         (Some("api"), Some("auth"), Some("register"), None, _) => "/api/auth/register",
         (Some("ws"), Some("activities"), Some(id), None, _) => {
             activity = Some(id);
@@ -153,6 +155,7 @@ mod tests {
             ("/api/orders/drop-1.a/pay", "/api/orders/{id}/pay"),
             ("/api/orders/drop-1.a", "/api/orders/{id}"),
             ("/api/orders", "/api/orders"),
+            ("/api/openapi.json", "/api/openapi.json"),
             ("/api/admin/activities/drop-1/pause", "/api/admin"),
             ("/ws/activities/drop-1", "/ws/activities/{id}"),
             ("/healthz", "/healthz"),

@@ -7,7 +7,7 @@ use crate::domain::ids::order_id;
 use crate::domain::spec::{Admission, Kind};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Scheduled,
@@ -17,7 +17,7 @@ pub enum Phase {
     Closed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SlotView {
     pub id: String,
     pub label: String,
@@ -27,13 +27,15 @@ pub struct SlotView {
     pub sold: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActivityView {
     pub id: String,
     pub name: String,
     pub kind: Kind,
     pub phase: Phase,
+    #[schema(required = true)]
     pub opens_at: Option<String>,
+    #[schema(required = true)]
     pub closes_at: Option<String>,
     pub price_cents: u64,
     pub per_user_limit: u32,
@@ -63,13 +65,19 @@ pub struct ActivityView {
     pub shuffle_seed: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TicketView {
     pub ticket: String,
+    /// `prequeue`, `waiting`, `admitted`, `expired`, `sold_out`, `closed` or `left` (API.md 6.2).
+    #[schema(value_type = String)]
     pub status: &'static str,
+    #[schema(required = true)]
     pub position: Option<u64>,
+    #[schema(required = true)]
     pub eta_secs: Option<u64>,
+    #[schema(required = true)]
     pub token: Option<String>,
+    #[schema(required = true)]
     pub expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<String>,

@@ -1,0 +1,257 @@
+//! The OpenAPI 3.1 document of the HTTP API, derived at compile time (utoipa) from
+//! the `#[utoipa::path]` attributes on the handlers and the `ToSchema` derives on the
+//! request and response types. Served at `GET /api/openapi.json`: built once, on the
+//! first request, then served as the same bytes; `docs/openapi.json` is a copy that
+//! `tests/openapi.rs` keeps equal.
+//!
+//! The structs below only describe bodies that handlers write with `json!` (their
+//! shape is the contract of `docs/api.md`); nothing serializes them.
+
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use std::sync::LazyLock;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/openapi.json", web::get().to(serve));
+}
+
+static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(render()));
+
+/// The document as served: pretty JSON with a final newline.
+pub fn render() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    s.push('\n');
+    s
+}
+
+/// The OpenAPI document of this server.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi_document",
+    tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
+)]
+pub(crate) async fn serve() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.clone())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sluice",
+        description = "A fair virtual waiting room and inventory engine. The contract in prose, with every rule, is docs/api.md; errors are `{\"error\":{\"code\",\"message\"}}` with the HTTP status of their code (API.md section 3), and `429`/`503` carry `Retry-After`.",
+        license(name = "MIT", identifier = "MIT")
+    ),
+    paths(
+        crate::http::auth::register,
+        crate::http::auth::login,
+        crate::http::activities::list,
+        crate::http::activities::get,
+        crate::http::activities::challenge,
+        crate::http::activities::join,
+        crate::http::activities::ticket,
+        crate::http::activities::leave,
+        crate::http::activities::purchase,
+        crate::http::orders::list,
+        crate::http::orders::get,
+        crate::http::orders::pay,
+        crate::http::orders::cancel,
+        crate::http::ws_route::not_upgraded,
+        crate::http::admin::create,
+        crate::http::admin::list,
+        crate::http::admin::get,
+        crate::http::admin::add_stock,
+        crate::http::admin::add_slots,
+        crate::http::admin::pause,
+        crate::http::admin::resume,
+        crate::http::admin::close,
+        crate::http::admin::patch_admission,
+        crate::http::admin::shuffle,
+        crate::http::admin::events,
+        crate::http::admin::cluster,
+        crate::http::ops::healthz,
+        crate::http::ops::readyz,
+        crate::http::ops::metrics,
+        serve,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCodeName)),
+    modifiers(&Security),
+    tags(
+        (name = "accounts", description = "Register and log in (API.md 2)"),
+        (name = "activities", description = "Activities, the waiting room, purchases (API.md 5, 6, 8, 10.1)"),
+        (name = "orders", description = "Orders (API.md 10)"),
+        (name = "admin", description = "Operator API, bearer admin key (API.md 4, 12)"),
+        (name = "operations", description = "Health, readiness, metrics, this document (API.md 12)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The security schemes: a user's JWT and the operator's admin key, each as a bearer
+/// header or (where API.md allows it) a query parameter.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "user",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 JWT with `sub` and `exp`, signed with `auth.jwt_secret` (API.md 2)",
+                    ))
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "user_query",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "access_token",
+                "The user's JWT as `?access_token=` (browsers' WebSockets cannot set headers)",
+            ))),
+        );
+        c.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`admin.api_key` as a bearer token"))
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "admin_query",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "api_key",
+                "`admin.api_key` as `?api_key=` (admin routes only, meant for EventSource)",
+            ))),
+        );
+    }
+}
+
+/// Every error: `{"error":{"code","message"}}` (API.md 3).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// What to program against.
+    code: ErrorCodeName,
+    /// For a person; may change.
+    message: String,
+}
+
+/// The error codes of API.md section 3 (the `code` strings of `ErrorCode`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = ErrorCode)]
+#[allow(non_camel_case_types)]
+pub enum ErrorCodeName {
+    invalid_request,
+    unauthorized,
+    forbidden,
+    not_found,
+    conflict,
+    sold_out,
+    limit_reached,
+    not_open,
+    token_expired,
+    token_invalid,
+    payload_too_large,
+    rate_limited,
+    queue_full,
+    unavailable,
+    internal,
+}
+
+/// `201` of `POST /api/auth/register`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Registered {
+    user_id: String,
+}
+
+/// `200` of `POST /api/auth/login`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoggedIn {
+    /// An HS256 identity token (use as `Authorization: Bearer`).
+    access_token: String,
+    /// Seconds the token is valid (`auth.token_lifetime_secs`).
+    expires_in: u64,
+    /// The token's `sub` (extension).
+    user_id: String,
+}
+
+/// `{"activities":[VIEW, ...]}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ActivityList {
+    activities: Vec<crate::domain::activity::ActivityView>,
+}
+
+/// `{"orders":[ORDER, ...]}`: the caller's orders in every activity.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OrderList {
+    orders: Vec<crate::domain::order::OrderView>,
+}
+
+/// A proof-of-work challenge bound to the caller, valid 120 s (API.md 6.3).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Challenge {
+    nonce: String,
+    /// Leading zero bits required (`admission.join_pow_bits`).
+    bits: u8,
+    /// RFC 3339.
+    expires_at: String,
+    algorithm: String,
+}
+
+/// `{"status":"ok"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    status: String,
+}
+
+/// `GET /readyz` (API.md 12).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Readiness {
+    ready: bool,
+    /// `ok`, `cannot write` or `draining`.
+    store: String,
+    /// `none`, `ok` or `unreachable`.
+    sink: String,
+    /// Order records waiting for the sink.
+    outbox_backlog: u64,
+    /// `off`, `ok` or `unreachable`.
+    cluster: String,
+}
+
+/// The pre-queue shuffle audit (API.md 9.2).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ShuffleAudit {
+    /// The opening time, Unix ms.
+    at: u64,
+    seed_hex: String,
+    algorithm: String,
+    /// User ids in their resulting admission order.
+    order: Vec<String>,
+}
