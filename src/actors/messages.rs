@@ -1,5 +1,6 @@
 //! Messages between HTTP handlers, sessions and activity actors.
 
+use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{OrderAction, Purchased};
 use crate::domain::activity::AdminCommand;
 use crate::domain::activity::{ActivityError, ActivityView, TicketView};
@@ -136,6 +137,20 @@ impl From<Admin> for AdminCommand {
             Admin::PatchAdmission(p) => AdminCommand::PatchAdmission(p),
         }
     }
+}
+
+/// The fairness commitment, and the seed once the activity has opened.
+#[derive(Message)]
+#[rtype(result = "CallResult<FairnessReveal>")]
+pub struct GetFairness;
+
+/// One page of the public line (fairness log): up to `limit` lines from sequence
+/// number `from` on, answered once everything they show is durable.
+#[derive(Message)]
+#[rtype(result = "CallResult<LogPage>")]
+pub struct FairnessLog {
+    pub from: u64,
+    pub limit: usize,
 }
 
 /// Steps time; sent by the actor's own interval, or directly by tests.

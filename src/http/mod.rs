@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod calls;
 pub mod directory;
+pub mod fairness;
 pub mod identity;
 pub mod limits;
 pub mod middleware;

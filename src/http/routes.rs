@@ -5,7 +5,7 @@
 use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
-use crate::http::{activities, admin, auth, ops, orders, pages, ws_route};
+use crate::http::{activities, admin, auth, fairness, ops, orders, pages, ws_route};
 use actix_web::web;
 
 /// Registers every route; `directory` adds its own (cluster mode's node-to-node
@@ -14,6 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     cfg.configure(ops::routes)
         .configure(auth::routes)
         .configure(admin::routes)
+        .configure(fairness::routes)
         .configure(activities::routes)
         .configure(orders::routes)
         .configure(ws_route::routes)
@@ -52,6 +53,11 @@ pub fn classify(path: &str) -> Classified<'_> {
                 "purchase" => "/api/activities/{id}/purchase",
                 "tickets" => "/api/activities/{id}/tickets/{ticket}",
                 "challenge" => "/api/activities/{id}/challenge",
+                "fairness" => match parts.4 {
+                    None => "/api/activities/{id}/fairness",
+                    Some("log") => "/api/activities/{id}/fairness/log",
+                    Some(_) => "other",
+                },
                 _ => "other",
             }
         }
@@ -132,6 +138,10 @@ mod tests {
                 "/api/activities/{id}/tickets/{ticket}",
             ),
             ("/api/activities/drop-1", "/api/activities/{id}"),
+            (
+                "/api/activities/drop-1/fairness/log",
+                "/api/activities/{id}/fairness/log",
+            ),
             ("/api/activities", "/api/activities"),
             ("/api/orders/drop-1.a/pay", "/api/orders/{id}/pay"),
             ("/api/orders/drop-1.a", "/api/orders/{id}"),

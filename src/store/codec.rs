@@ -49,6 +49,9 @@ pub fn encode(
                 }
             }
             Mutation::PutShuffle(s) => ops.push(KvOp::Put(activity_key(id, "shuffle"), json(s))),
+            Mutation::PutLine { seq, line } => {
+                ops.push(KvOp::Put(numbered(id, 'l', *seq), json(line)))
+            }
         }
     }
     if let Some(r) = record {

@@ -12,6 +12,7 @@
 //! | `a/{activity}/q/{n:016x}`    | `PlaceRecord` in the pre-queue         |
 //! | `a/{activity}/h/{id:016x}`   | `Hold` (an unspent purchase token)     |
 //! | `a/{activity}/o/{n:016x}`    | `Order`                                |
+//! | `a/{activity}/l/{seq:016x}`  | `LineRecord`: a place of the public line (fairness log) |
 //! | `a/{activity}/shuffle`       | `ShuffleAudit` of the pre-queue        |
 //! | `o/{seq:016x}`               | `OrderRecord` waiting for the sink     |
 //! | `u/{username}`               | account (username, user id, password hash) |

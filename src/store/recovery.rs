@@ -45,6 +45,7 @@ pub(super) fn load(
                     'q' => d.pre.push((n, decode(path, &k, &v)?)),
                     'h' => d.holds.push(decode(path, &k, &v)?),
                     'o' => d.orders.push(decode(path, &k, &v)?),
+                    'l' => d.lines.push((n, decode(path, &k, &v)?)),
                     _ => {
                         return Err(StoreError::Corrupt {
                             path: path.into(),

@@ -5,6 +5,7 @@ mod common;
 
 mod contract_errors;
 mod durability;
+mod fairness;
 mod lifecycle;
 mod ops;
 mod sinks;

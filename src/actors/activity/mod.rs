@@ -11,7 +11,8 @@
 //! queue or relay link) is decided where the actor is started.
 //!
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
-//! `OrderCall`, `OrdersOf`, `Admin`, `Tick`, `Drain`, `StepDown`.
+//! `OrderCall`, `OrdersOf`, `Admin`, `GetFairness`, `FairnessLog`, `Tick`, `Drain`,
+//! `StepDown`.
 
 mod notices;
 mod pipeline;
@@ -19,6 +20,7 @@ mod pipeline;
 mod tests;
 
 use super::messages::*;
+use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};
 use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, Push, TicketView};
 use crate::domain::clock::{Clock, Millis};
@@ -399,6 +401,22 @@ impl Handler<Admin> for ActivityActor {
     type Result = Deferred<ActivityView>;
     fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.admin(msg.into(), now));
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<GetFairness> for ActivityActor {
+    type Result = Deferred<FairnessReveal>;
+    fn handle(&mut self, _: GetFairness, ctx: &mut Self::Context) -> Self::Result {
+        let value = Ok(self.activity.fairness());
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<FairnessLog> for ActivityActor {
+    type Result = Deferred<LogPage>;
+    fn handle(&mut self, msg: FairnessLog, ctx: &mut Self::Context) -> Self::Result {
+        let value = Ok(self.activity.fairness_log(msg.from, msg.limit));
         self.reply(value, ctx)
     }
 }

@@ -12,6 +12,7 @@
 mod admin;
 mod effects;
 mod error;
+pub mod fairness;
 mod gate;
 mod holds;
 mod joins;
@@ -36,6 +37,7 @@ use super::clock::Millis;
 use super::ledger::Ledger;
 use super::spec::{ActivitySpec, SlotSpec};
 use super::token::{TokenClaims, TokenKey};
+use fairness::Fairness;
 use gate::Gate;
 use holds::Holds;
 use order_book::OrderBook;
@@ -50,13 +52,23 @@ pub struct Activity {
     orders: OrderBook,
     gate: Gate,
     users: Users,
+    /// The commit-reveal seed and the public line.
+    fair: Fairness,
     /// Signs purchase tokens and checks join proofs of work.
     key: TokenKey,
     fx: Effects,
 }
 
 impl Activity {
-    pub fn new(spec: ActivitySpec, slots: &[SlotSpec], key: TokenKey, now: Millis) -> Self {
+    /// A new activity. `seed` (32 random bytes drawn by the caller) becomes the
+    /// commit-reveal seed of the pre-queue when the activity opens later.
+    pub fn new(
+        spec: ActivitySpec,
+        slots: &[SlotSpec],
+        key: TokenKey,
+        now: Millis,
+        seed: [u8; 32],
+    ) -> Self {
         let mut ledger = Ledger::new();
         for s in slots {
             ledger
@@ -72,6 +84,7 @@ impl Activity {
             orders: OrderBook::default(),
             gate: Gate::new(opened),
             users: Users::default(),
+            fair: Fairness::new((!opened).then_some(seed)),
             key,
             fx: Effects::default(),
         };
