@@ -2,6 +2,7 @@
 
 use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{OrderAction, Purchased};
+use crate::domain::activity::report::ReportView;
 use crate::domain::activity::AdminCommand;
 use crate::domain::activity::{ActivityError, ActivityView, TicketView};
 use crate::domain::ids::{SlotId, UserId};
@@ -152,6 +153,11 @@ pub struct FairnessLog {
     pub from: u64,
     pub limit: usize,
 }
+
+/// The post-event report, as recorded so far.
+#[derive(Message)]
+#[rtype(result = "CallResult<ReportView>")]
+pub struct GetReport;
 
 /// Steps time; sent by the actor's own interval, or directly by tests.
 #[derive(Message)]

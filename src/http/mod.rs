@@ -16,6 +16,7 @@ pub mod orders;
 pub mod pages;
 pub mod passwords;
 pub mod protocol;
+pub mod report;
 pub mod request_metrics;
 pub mod routes;
 pub mod state;

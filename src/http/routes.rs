@@ -5,7 +5,7 @@
 use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
-use crate::http::{activities, admin, auth, fairness, ops, orders, pages, ws_route};
+use crate::http::{activities, admin, auth, fairness, ops, orders, pages, report, ws_route};
 use actix_web::web;
 
 /// Registers every route; `directory` adds its own (cluster mode's node-to-node
@@ -13,6 +13,7 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     cfg.configure(ops::routes)
         .configure(auth::routes)
+        .configure(report::routes)
         .configure(admin::routes)
         .configure(fairness::routes)
         .configure(activities::routes)
@@ -96,6 +97,7 @@ pub fn classify(path: &str) -> Classified<'_> {
         (Some("metrics"), None, _, _, _) => "/metrics",
         (Some("a"), Some(_), None, _, _) => "/a/{id}",
         (Some("admin"), None, _, _, _) => "/admin",
+        (Some("admin"), Some("report"), None, _, _) => "/admin/report",
         (Some("assets"), Some(_), None, _, _) => "/assets/{file}",
         _ => "other",
     };

@@ -8,5 +8,6 @@ mod durability;
 mod fairness;
 mod lifecycle;
 mod ops;
+mod report;
 mod sinks;
 mod waiting_room;

@@ -2,6 +2,7 @@
 //! both handed to the actor, which makes the first durable before sending the second.
 
 use super::fairness::LineRecord;
+use super::report::{MinuteRecord, ReportRecord};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::order::Order;
@@ -66,6 +67,13 @@ pub enum Mutation {
     PutLine {
         seq: u64,
         line: LineRecord,
+    },
+    /// The post-event report's totals.
+    PutReport(ReportRecord),
+    /// One minute of the post-event report.
+    PutMinute {
+        minute: u64,
+        bucket: MinuteRecord,
     },
 }
 

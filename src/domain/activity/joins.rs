@@ -111,6 +111,7 @@ impl Activity {
             }
             Spot::Pre(n) => Stage::Pre(n),
         };
+        self.report.joined(now, self.queue.len());
         self.users.place(user, ticket.clone(), stage);
         self.reattach(user, stage, attach, now);
         self.admit(now);
@@ -200,11 +201,14 @@ impl Activity {
             .ok_or_else(|| ActivityError::NotFound("no place to leave".into()))?;
         match stage {
             Stage::Waiting(seq) => {
+                let position = self.queue.position(seq);
                 self.queue.take(Spot::Room(seq), &mut self.fx);
                 self.fair.end(seq, Outcome::Left, now, &mut self.fx);
+                self.report.abandoned(now, position);
             }
             Stage::Pre(n) => {
                 self.queue.take(Spot::Pre(n), &mut self.fx);
+                self.report.abandoned(now, None);
             }
             Stage::Admitted(id) => self.release_hold(id),
             Stage::Ended(_) => return Ok(()),

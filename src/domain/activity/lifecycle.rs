@@ -28,6 +28,8 @@ impl Activity {
         self.settle(now);
         self.admit(now);
         self.notify(now);
+        let over = self.gate.was_closed() || self.is_sold_out();
+        self.report.flush(now, over, &mut self.fx);
     }
 
     /// Opening: the pre-queue is put in the order of its receipts' HMACs under the
@@ -37,6 +39,7 @@ impl Activity {
         let seed = self.fair.seed().copied();
         let seed_hex = self.fair.seed_hex().unwrap_or_default();
         self.gate.open(seed_hex.clone());
+        self.report.opened(now);
         self.fx.record_dirty = true;
         let Some(seed) = seed else {
             // Opened at creation: no pre-queue was ever possible.
@@ -96,6 +99,7 @@ impl Activity {
         while let Some(h) = self.holds.take_expired(now, &mut self.fx) {
             self.ledger.release(u64::from(h.units), None);
             self.gate.expired();
+            self.report.expired();
             self.fx.record_dirty = true;
             self.finish(&h.user, End::Expired, Push::Expired);
         }
@@ -116,6 +120,11 @@ impl Activity {
                 Some(Stage::Pre(n)) => Spot::Pre(n),
                 _ => continue,
             };
+            let position = match spot {
+                Spot::Room(seq) => self.queue.position(seq),
+                Spot::Pre(_) => None,
+            };
+            self.report.abandoned(now, position);
             self.queue.drop_absent(spot, &mut self.fx);
             self.end_line(spot, Outcome::Dropped);
             self.users.end(&user, End::Left);
@@ -123,8 +132,14 @@ impl Activity {
     }
 
     /// When nothing can ever be admitted, everyone waiting learns it at once.
-    pub(super) fn settle(&mut self, _now: Millis) {
-        if !self.is_sold_out() || self.queue.len() == 0 {
+    pub(super) fn settle(&mut self, now: Millis) {
+        if !self.is_sold_out() {
+            return;
+        }
+        if self.gate.is_opened() {
+            self.report.sold_out(now);
+        }
+        if self.queue.len() == 0 {
             return;
         }
         for (user, spot) in self.queue.take_all(&mut self.fx) {
@@ -148,9 +163,10 @@ impl Activity {
             && !self.queue.room_is_empty()
             && self.gate.try_admit(now, rate)
         {
-            let Some((seq, user, ticket, _joined_at)) = self.queue.pop_front(&mut self.fx) else {
+            let Some((seq, user, ticket, joined_at)) = self.queue.pop_front(&mut self.fx) else {
                 break;
             };
+            self.report.admitted(now, joined_at);
             self.fair.end(seq, Outcome::Admitted, now, &mut self.fx);
             let want = self
                 .spec

@@ -21,6 +21,7 @@ mod notify;
 mod order_book;
 pub mod orders;
 mod queue;
+pub mod report;
 mod restore;
 mod users;
 mod view;
@@ -42,6 +43,7 @@ use gate::Gate;
 use holds::Holds;
 use order_book::OrderBook;
 use queue::Queue;
+use report::Report;
 use users::Users;
 
 pub struct Activity {
@@ -54,6 +56,8 @@ pub struct Activity {
     users: Users,
     /// The commit-reveal seed and the public line.
     fair: Fairness,
+    /// The post-event report's counters.
+    report: Report,
     /// Signs purchase tokens and checks join proofs of work.
     key: TokenKey,
     fx: Effects,
@@ -85,9 +89,13 @@ impl Activity {
             gate: Gate::new(opened),
             users: Users::default(),
             fair: Fairness::new((!opened).then_some(seed)),
+            report: Report::default(),
             key,
             fx: Effects::default(),
         };
+        if opened {
+            a.report.opened(now);
+        }
         a.fx.record_dirty = true;
         a
     }

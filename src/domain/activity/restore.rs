@@ -3,6 +3,7 @@
 
 use super::fairness::{parse_seed, receipt_for, Fairness, LineRecord};
 use super::gate::{Gate, GateRecord};
+use super::report::{MinuteRecord, Report, ReportRecord};
 use super::users::Stage;
 use super::{Activity, Hold, PlaceRecord};
 use crate::domain::clock::Millis;
@@ -44,6 +45,9 @@ pub struct Restored {
     pub orders: Vec<Order>,
     /// The public line (fairness log), by sequence number.
     pub lines: Vec<(u64, LineRecord)>,
+    /// The post-event report's totals and minutes, if any were written.
+    pub report: Option<ReportRecord>,
+    pub minutes: Vec<(u64, MinuteRecord)>,
 }
 
 impl Activity {
@@ -92,8 +96,11 @@ impl Activity {
         let needs_seed = !rec.opened && seed.is_none() && a.spec.opens_at.is_some();
         a.fair = Fairness::new(if needs_seed { Some(fresh_seed) } else { seed });
         a.fx.record_dirty = needs_seed;
-        for (seq, line) in data.lines {
+        for (seq, line) in std::mem::take(&mut data.lines) {
             a.fair.restore_line(seq, line);
+        }
+        if let Some(r) = data.report.take() {
+            a.report = Report::restore(r, std::mem::take(&mut data.minutes));
         }
         a.gate = Gate::restore(
             GateRecord {
