@@ -227,7 +227,7 @@ impl AdmitRig {
         let mut rig = Self {
             n,
             attach,
-            activity: Activity::new(spec, &slots, TokenKey::new(b"k"), T0),
+            activity: Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32]),
             now: T0,
             next_user: 0,
         };
@@ -330,7 +330,7 @@ const REBUILD_AFTER_CALLS: usize = 200_000;
 fn bench_activity(json: &str) -> Activity {
     let body: CreateActivity = serde_json::from_str(json).expect("bench activity json");
     let (spec, slots) = body.validate(T0).expect("a valid bench activity");
-    Activity::new(spec, &slots, TokenKey::new(b"k"), T0)
+    Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32])
 }
 
 fn users(from: usize, n: usize) -> Vec<UserId> {

@@ -50,6 +50,7 @@ browser_rc=0
     cd tests/browser
     npm ci --no-audit --no-fund --loglevel=error
     SLUICE_URL="http://127.0.0.1:$browser_port" node run.mjs
+    SLUICE_URL="http://127.0.0.1:$browser_port" node report.mjs
 ) || browser_rc=$?
 kill "$browser_pid" 2>/dev/null || true
 wait "$browser_pid" 2>/dev/null || true

@@ -23,6 +23,8 @@ const REGENERATE: &str =
 const NOT_DOCUMENTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "a redirect to the dashboard page"),
     ("GET", "/admin", "the operator dashboard, an HTML page"),
+    ("GET", "/admin/report", "the operator's report page, HTML"),
+    ("GET", "/assets/report.js", "the report page's script"),
     ("GET", "/assets/{file}", "the pages' static assets"),
     ("GET", "/a/{id}", "the waiting page, HTML (API.md 15)"),
     (

@@ -6,6 +6,7 @@ mod charts;
 mod cli;
 mod client;
 mod crowd;
+mod fairness;
 mod jwt;
 mod metrics;
 mod pow;

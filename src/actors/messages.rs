@@ -1,6 +1,8 @@
 //! Messages between HTTP handlers, sessions and activity actors.
 
+use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{OrderAction, Purchased};
+use crate::domain::activity::report::ReportView;
 use crate::domain::activity::AdminCommand;
 use crate::domain::activity::{ActivityError, ActivityView, TicketView};
 use crate::domain::ids::{SlotId, UserId};
@@ -137,6 +139,25 @@ impl From<Admin> for AdminCommand {
         }
     }
 }
+
+/// The fairness commitment, and the seed once the activity has opened.
+#[derive(Message)]
+#[rtype(result = "CallResult<FairnessReveal>")]
+pub struct GetFairness;
+
+/// One page of the public line (fairness log): up to `limit` lines from sequence
+/// number `from` on, answered once everything they show is durable.
+#[derive(Message)]
+#[rtype(result = "CallResult<LogPage>")]
+pub struct FairnessLog {
+    pub from: u64,
+    pub limit: usize,
+}
+
+/// The post-event report, as recorded so far.
+#[derive(Message)]
+#[rtype(result = "CallResult<ReportView>")]
+pub struct GetReport;
 
 /// Steps time; sent by the actor's own interval, or directly by tests.
 #[derive(Message)]

@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+/// 32 bytes from the OS CSPRNG: the commit-reveal seed of a new activity's
+/// pre-queue (the domain only commits to it and orders by it).
+pub fn draw_seed() -> [u8; 32] {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
 pub struct Registry {
     actors: RwLock<BTreeMap<ActivityId, Addr<ActivityActor>>>,
     deps: ActorDeps,
@@ -57,7 +66,7 @@ impl Registry {
         let n = loaded.len();
         let target: Arc<dyn CommitTarget> = Arc::new(self.deps.store.clone());
         for l in loaded {
-            let activity = Activity::restore(l.record, l.data, self.key.clone(), now);
+            let activity = Activity::restore(l.record, l.data, self.key.clone(), now, draw_seed());
             self.start(activity, Arc::clone(&target));
         }
         Ok(n)
@@ -100,7 +109,7 @@ impl Registry {
                 ))));
             }
             let now = self.deps.clock.now_ms();
-            let activity = Activity::new(spec.clone(), &slots, self.key.clone(), now);
+            let activity = Activity::new(spec.clone(), &slots, self.key.clone(), now, draw_seed());
             let deps = self.deps.clone();
             let addr = ActivityActor::start_in_arbiter(&self.arbiter, move |_| {
                 ActivityActor::new(activity, &deps, target)

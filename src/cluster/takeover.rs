@@ -134,6 +134,7 @@ pub async fn rebuild(
         loaded.data,
         registry.key().clone(),
         registry.now(),
+        crate::actors::registry::draw_seed(),
     );
     registry.start(activity, target);
     Ok(true)

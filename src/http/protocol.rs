@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub enum ServerFrame<'a> {
     Queued {
         ticket: &'a str,
+        /// The place's public receipt (see the fairness log).
+        receipt: &'a str,
         position: u64,
         eta_secs: u64,
         /// Extension: the place's join sequence number (admission order).
@@ -33,6 +35,8 @@ pub enum ServerFrame<'a> {
         opens_at: String,
         /// Extension: the ticket, to resume the pre-queue place.
         ticket: &'a str,
+        /// The place's public receipt (see the fairness log).
+        receipt: &'a str,
     },
     Paused,
     Resumed,
@@ -73,11 +77,13 @@ pub fn encode(msg: &ToSession) -> String {
         ToSession::Push(p) => match p {
             Push::Queued {
                 ticket,
+                receipt,
                 position,
                 eta_secs,
                 seq,
             } => ServerFrame::Queued {
                 ticket,
+                receipt,
                 position: *position,
                 eta_secs: *eta_secs,
                 seq: *seq,
@@ -104,10 +110,12 @@ pub fn encode(msg: &ToSession) -> String {
             },
             Push::Prequeue {
                 ticket,
+                receipt,
                 opens_at_ms,
             } => ServerFrame::Prequeue {
                 opens_at: rfc3339(*opens_at_ms),
                 ticket,
+                receipt,
             },
             Push::Paused => ServerFrame::Paused,
             Push::Resumed => ServerFrame::Resumed,

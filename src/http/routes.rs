@@ -5,7 +5,9 @@
 use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
-use crate::http::{activities, admin, auth, openapi, ops, orders, page_forms, pages, ws_route};
+use crate::http::{
+    activities, admin, auth, fairness, openapi, ops, orders, page_forms, pages, report, ws_route,
+};
 use actix_web::web;
 
 /// Registers every route; `directory` adds its own (cluster mode's node-to-node
@@ -13,7 +15,9 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     cfg.configure(ops::routes)
         .configure(auth::routes)
+        .configure(report::routes)
         .configure(admin::routes)
+        .configure(fairness::routes)
         .configure(activities::routes)
         .configure(orders::routes)
         .configure(ws_route::routes)
@@ -54,6 +58,11 @@ pub fn classify(path: &str) -> Classified<'_> {
                 "purchase" => "/api/activities/{id}/purchase",
                 "tickets" => "/api/activities/{id}/tickets/{ticket}",
                 "challenge" => "/api/activities/{id}/challenge",
+                "fairness" => match parts.4 {
+                    None => "/api/activities/{id}/fairness",
+                    Some("log") => "/api/activities/{id}/fairness/log",
+                    Some(_) => "other",
+                },
                 _ => "other",
             }
         }
@@ -108,6 +117,7 @@ pub fn classify(path: &str) -> Classified<'_> {
             }
         }
         (Some("admin"), None, _, _, _) => "/admin",
+        (Some("admin"), Some("report"), None, _, _) => "/admin/report",
         (Some("assets"), Some(_), None, _, _) => "/assets/{file}",
         _ => "other",
     };
@@ -151,6 +161,10 @@ mod tests {
                 "/api/activities/{id}/tickets/{ticket}",
             ),
             ("/api/activities/drop-1", "/api/activities/{id}"),
+            (
+                "/api/activities/drop-1/fairness/log",
+                "/api/activities/{id}/fairness/log",
+            ),
             ("/api/activities", "/api/activities"),
             ("/api/orders/drop-1.a/pay", "/api/orders/{id}/pay"),
             ("/api/orders/drop-1.a", "/api/orders/{id}"),

@@ -49,6 +49,13 @@ pub fn encode(
                 }
             }
             Mutation::PutShuffle(s) => ops.push(KvOp::Put(activity_key(id, "shuffle"), json(s))),
+            Mutation::PutLine { seq, line } => {
+                ops.push(KvOp::Put(numbered(id, 'l', *seq), json(line)))
+            }
+            Mutation::PutReport(r) => ops.push(KvOp::Put(activity_key(id, "report"), json(r))),
+            Mutation::PutMinute { minute, bucket } => {
+                ops.push(KvOp::Put(numbered(id, 'm', *minute), json(bucket)))
+            }
         }
     }
     if let Some(r) = record {

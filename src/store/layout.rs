@@ -12,7 +12,10 @@
 //! | `a/{activity}/q/{n:016x}`    | `PlaceRecord` in the pre-queue         |
 //! | `a/{activity}/h/{id:016x}`   | `Hold` (an unspent purchase token)     |
 //! | `a/{activity}/o/{n:016x}`    | `Order`                                |
+//! | `a/{activity}/l/{seq:016x}`  | `LineRecord`: a place of the public line (fairness log) |
 //! | `a/{activity}/shuffle`       | `ShuffleAudit` of the pre-queue        |
+//! | `a/{activity}/report`        | `ReportRecord`: the post-event report's totals |
+//! | `a/{activity}/m/{min:016x}`  | `MinuteRecord`: one minute of the report (minutes since 1970) |
 //! | `o/{seq:016x}`               | `OrderRecord` waiting for the sink     |
 //! | `u/{username}`               | account (username, user id, password hash) |
 //!
@@ -49,6 +52,7 @@ pub fn account_key(username: &str) -> Vec<u8> {
 pub enum ActivityKey<'a> {
     Record(&'a str),
     Shuffle(&'a str),
+    Report(&'a str),
     Numbered(&'a str, char, u64),
 }
 
@@ -58,6 +62,7 @@ pub fn parse_activity_key(key: &[u8]) -> Option<ActivityKey<'_>> {
     match rest {
         "rec" => Some(ActivityKey::Record(id)),
         "shuffle" => Some(ActivityKey::Shuffle(id)),
+        "report" => Some(ActivityKey::Report(id)),
         _ => {
             let (kind, n) = rest.split_once('/')?;
             let mut chars = kind.chars();

@@ -38,6 +38,9 @@ pub(super) fn load(
                 records.insert(id.to_owned(), decode(path, &k, &v)?);
             }
             ActivityKey::Shuffle(_) => {}
+            ActivityKey::Report(id) => {
+                data.entry(id.to_owned()).or_default().report = Some(decode(path, &k, &v)?);
+            }
             ActivityKey::Numbered(id, kind, n) => {
                 let d = data.entry(id.to_owned()).or_default();
                 match kind {
@@ -45,6 +48,8 @@ pub(super) fn load(
                     'q' => d.pre.push((n, decode(path, &k, &v)?)),
                     'h' => d.holds.push(decode(path, &k, &v)?),
                     'o' => d.orders.push(decode(path, &k, &v)?),
+                    'l' => d.lines.push((n, decode(path, &k, &v)?)),
+                    'm' => d.minutes.push((n, decode(path, &k, &v)?)),
                     _ => {
                         return Err(StoreError::Corrupt {
                             path: path.into(),

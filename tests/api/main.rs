@@ -5,7 +5,9 @@ mod common;
 
 mod contract_errors;
 mod durability;
+mod fairness;
 mod lifecycle;
 mod ops;
+mod report;
 mod sinks;
 mod waiting_room;

@@ -369,3 +369,52 @@ async fn replicated_writes_need_the_current_fencing_token() {
         Ok(())
     );
 }
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn the_fairness_commitment_survives_a_failover_before_opening() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let mut nodes = three_nodes([&url, &url, &url]).await;
+    let id = id_owned_by("fair", "n1");
+    let opens = sluice::domain::clock::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64
+            + 3_600_000,
+    );
+    let r = nodes[1]
+        .create(json!({"id": id, "name": "Fair", "kind": "sale", "stock": 3, "opens_at": opens}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let commitment = r.body["fairness"]["commitment"]
+        .as_str()
+        .expect("a commitment")
+        .to_owned();
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    let joined = nodes[2].join_http(&id, "early").await;
+    assert_eq!(joined.body["status"], "prequeue", "{}", joined.body);
+
+    nodes[0].kill9();
+    let (new_owner, _) = nodes[1].owner(&id, &["n2", "n3"]).await;
+    settled(&[&nodes[1], &nodes[2]], &id, &new_owner).await;
+    let v = nodes[2].view_when_available(&id).await;
+    assert_eq!(v["fairness"]["commitment"], commitment.as_str(), "{v}");
+    let (status, body) = nodes[1]
+        .get_text(&format!("/api/activities/{id}/fairness"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let f: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(f["commitment"], commitment.as_str());
+    assert_eq!(
+        f["seed"],
+        serde_json::Value::Null,
+        "still secret after failover"
+    );
+    let again = nodes[1].join_http(&id, "early").await;
+    assert_eq!(
+        again.body["receipt"], joined.body["receipt"],
+        "the place survived"
+    );
+}

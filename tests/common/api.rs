@@ -200,6 +200,22 @@ impl Api {
         }
     }
 
+    /// A GET without identity, its status and body as text (NDJSON, CSV).
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let mut res = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} reaches {}: {e}", self.base));
+        let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
+        (
+            res.status().as_u16(),
+            String::from_utf8(bytes.to_vec()).expect("text body"),
+        )
+    }
+
     /// A request as `user`.
     pub async fn as_user(&self, user: &str, method: &str, path: &str, body: Option<Value>) -> Resp {
         self.request(method, path, Some(&self.user_token(user)), body)

@@ -11,7 +11,9 @@
 //! queue or relay link) is decided where the actor is started.
 //!
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
-//! `OrderCall`, `OrdersOf`, `Admin`, `Tick`, `Drain`, `StepDown`.
+//! `OrderCall`, `OrdersOf`, `Admin`, `GetFairness`, `FairnessLog`,
+//! `GetReport`, `Tick`, `Drain`,
+//! `StepDown`.
 
 mod notices;
 mod pipeline;
@@ -19,7 +21,9 @@ mod pipeline;
 mod tests;
 
 use super::messages::*;
+use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};
+use crate::domain::activity::report::ReportView;
 use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, Push, TicketView};
 use crate::domain::clock::{Clock, Millis};
 use crate::domain::ids::{ActivityId, UserId};
@@ -403,6 +407,30 @@ impl Handler<Admin> for ActivityActor {
     }
 }
 
+impl Handler<GetFairness> for ActivityActor {
+    type Result = Deferred<FairnessReveal>;
+    fn handle(&mut self, _: GetFairness, ctx: &mut Self::Context) -> Self::Result {
+        let value = Ok(self.activity.fairness());
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<FairnessLog> for ActivityActor {
+    type Result = Deferred<LogPage>;
+    fn handle(&mut self, msg: FairnessLog, ctx: &mut Self::Context) -> Self::Result {
+        let value = Ok(self.activity.fairness_log(msg.from, msg.limit));
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<GetReport> for ActivityActor {
+    type Result = Deferred<ReportView>;
+    fn handle(&mut self, _: GetReport, ctx: &mut Self::Context) -> Self::Result {
+        let value = Ok(self.activity.report());
+        self.reply(value, ctx)
+    }
+}
+
 impl StreamHandler<Ack> for ActivityActor {
     fn handle(&mut self, (no, res): Ack, ctx: &mut Self::Context) {
         self.on_durable(no, res, ctx);
@@ -430,6 +458,11 @@ impl Handler<Drain> for ActivityActor {
         for s in self.sessions.values() {
             s.push(ToSession::Restarting);
         }
+        // The report is written at most once a second while running: write the rest.
+        let _ = self.guarded(|a, now| {
+            a.flush_report(now);
+            Ok(())
+        });
         let (done, rx) = oneshot::channel::<()>();
         if self.pipeline.behind(&self.activity) {
             wait_for(

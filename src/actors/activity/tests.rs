@@ -55,7 +55,7 @@ impl Bench {
         .expect("test body parses");
         let (spec, slots) = body.validate(T0).expect("test body is valid");
         let clock = ManualClock::new(T0);
-        let activity = Activity::new(spec, &slots, TokenKey::new(b"test-key"), T0);
+        let activity = Activity::new(spec, &slots, TokenKey::new(b"test-key"), T0, [9; 32]);
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(
             dir.path(),

@@ -1,6 +1,8 @@
 //! What an activity decision produces: mutations to persist and pushes to deliver,
 //! both handed to the actor, which makes the first durable before sending the second.
 
+use super::fairness::LineRecord;
+use super::report::{MinuteRecord, ReportRecord};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::order::Order;
@@ -41,14 +43,38 @@ pub struct ShuffleAudit {
 /// One typed state change; the store maps each to keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
-    PutPlace { seq: u64, place: PlaceRecord },
-    DelPlace { seq: u64 },
-    PutPre { n: u64, place: PlaceRecord },
-    DelPre { n: u64 },
+    PutPlace {
+        seq: u64,
+        place: PlaceRecord,
+    },
+    DelPlace {
+        seq: u64,
+    },
+    PutPre {
+        n: u64,
+        place: PlaceRecord,
+    },
+    DelPre {
+        n: u64,
+    },
     PutHold(Hold),
-    DelHold { id: u64 },
+    DelHold {
+        id: u64,
+    },
     PutOrder(Order),
     PutShuffle(ShuffleAudit),
+    /// A place of the public line (the fairness log), by sequence number.
+    PutLine {
+        seq: u64,
+        line: LineRecord,
+    },
+    /// The post-event report's totals.
+    PutReport(ReportRecord),
+    /// One minute of the post-event report.
+    PutMinute {
+        minute: u64,
+        bucket: MinuteRecord,
+    },
 }
 
 /// A message for one user's session.
@@ -56,6 +82,7 @@ pub enum Mutation {
 pub enum Push {
     Queued {
         ticket: String,
+        receipt: String,
         position: u64,
         eta_secs: u64,
         seq: u64,
@@ -73,6 +100,7 @@ pub enum Push {
     },
     Prequeue {
         ticket: String,
+        receipt: String,
         opens_at_ms: Millis,
     },
     Paused,

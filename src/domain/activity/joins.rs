@@ -1,6 +1,7 @@
 //! Joining, resuming, leaving and polling a place: the per-user records and the queue
 //! kept in step, and `join_or_resume`, the whole of a join request.
 
+use super::fairness::{receipt_for, Outcome};
 use super::queue::Spot;
 use super::users::{End, Stage};
 use super::{admitted_push, Activity, ActivityError, Push, TicketView};
@@ -94,17 +95,23 @@ impl Activity {
             return Err(ActivityError::QueueFull);
         }
         let ticket = new_ticket();
+        let receipt = receipt_for(&self.key, &ticket);
         let stage = match self.queue.join(
             user,
             ticket.clone(),
+            receipt.clone(),
             attach,
             self.gate.is_opened(),
             now,
             &mut self.fx,
         ) {
-            Spot::Room(seq) => Stage::Waiting(seq),
+            Spot::Room(seq) => {
+                self.fair.enter(seq, receipt, false, &mut self.fx);
+                Stage::Waiting(seq)
+            }
             Spot::Pre(n) => Stage::Pre(n),
         };
+        self.report.joined(now, self.queue.len());
         self.users.place(user, ticket.clone(), stage);
         self.reattach(user, stage, attach, now);
         self.admit(now);
@@ -137,12 +144,14 @@ impl Activity {
         match stage {
             Stage::Waiting(seq) => {
                 let ticket = self.users.ticket(user).unwrap_or_default().to_owned();
+                let receipt = self.receipt_at(Spot::Room(seq), &ticket);
                 let position = self.queue.position(seq).unwrap_or(1);
                 let eta_secs = self.eta_secs(position, now);
                 self.fx.tell(
                     user,
                     Push::Queued {
                         ticket,
+                        receipt,
                         position,
                         eta_secs,
                         seq,
@@ -153,13 +162,15 @@ impl Activity {
                 }
                 self.queue.schedule(seq, position, now);
             }
-            Stage::Pre(_) => {
+            Stage::Pre(n) => {
                 let ticket = self.users.ticket(user).unwrap_or_default().to_owned();
+                let receipt = self.receipt_at(Spot::Pre(n), &ticket);
                 let opens_at_ms = self.spec.opens_at.unwrap_or(now);
                 self.fx.tell(
                     user,
                     Push::Prequeue {
                         ticket,
+                        receipt,
                         opens_at_ms,
                     },
                 );
@@ -190,10 +201,14 @@ impl Activity {
             .ok_or_else(|| ActivityError::NotFound("no place to leave".into()))?;
         match stage {
             Stage::Waiting(seq) => {
+                let position = self.queue.position(seq);
                 self.queue.take(Spot::Room(seq), &mut self.fx);
+                self.fair.end(seq, Outcome::Left, now, &mut self.fx);
+                self.report.abandoned(now, position);
             }
             Stage::Pre(n) => {
                 self.queue.take(Spot::Pre(n), &mut self.fx);
+                self.report.abandoned(now, None);
             }
             Stage::Admitted(id) => self.release_hold(id),
             Stage::Ended(_) => return Ok(()),
@@ -258,6 +273,14 @@ impl Activity {
             now,
         )
         .map_err(|e| ActivityError::Invalid(e.to_string()))
+    }
+
+    /// The receipt of the place at `spot`, or derived from its ticket.
+    pub(super) fn receipt_at(&self, spot: Spot, ticket: &str) -> String {
+        match self.queue.receipt(spot) {
+            Some(r) => r.to_owned(),
+            None => receipt_for(&self.key, ticket),
+        }
     }
 
     pub fn ticket_of(&self, user: &UserId) -> Option<&str> {

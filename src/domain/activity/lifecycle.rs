@@ -1,6 +1,7 @@
-//! Time-driven changes: opening (with the pre-queue shuffle), closing, hold and
+//! Time-driven changes: opening (the pre-queue in HMAC order), closing, hold and
 //! payment expiry, reconnect grace, sold-out, and paced admission.
 
+use super::fairness::Outcome;
 use super::holds::Grant;
 use super::queue::Spot;
 use super::users::{End, Stage};
@@ -8,7 +9,6 @@ use super::{admitted_push, Activity, Push};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::order::CancelReason;
-use rand::RngCore;
 
 impl Activity {
     /// One step of time: everything due at `now` happens, in a fixed order.
@@ -28,20 +28,29 @@ impl Activity {
         self.settle(now);
         self.admit(now);
         self.notify(now);
+        let over = self.gate.was_closed() || self.is_sold_out();
+        self.report.flush(now, over, &mut self.fx);
     }
 
-    /// Opening: the pre-queue is shuffled with a seed from the OS CSPRNG (see
-    /// `Queue::open`) and placed ahead of every later join; attached sessions hear
-    /// their place in the room.
+    /// Opening: the pre-queue is put in the order of its receipts' HMACs under the
+    /// committed seed (revealed from now on) and placed ahead of every later join;
+    /// attached sessions hear their place in the room.
     fn open(&mut self, now: Millis) {
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let seed = self.fair.seed().copied();
+        let seed_hex = self.fair.seed_hex().unwrap_or_default();
         self.gate.open(seed_hex.clone());
+        self.report.opened(now);
         self.fx.record_dirty = true;
+        let Some(seed) = seed else {
+            // Opened at creation: no pre-queue was ever possible.
+            return;
+        };
         let deadline = now + self.grace_ms();
-        let moved = self.queue.open(seed, seed_hex, now, deadline, &mut self.fx);
-        for (user, seq, attached) in moved {
+        let moved = self
+            .queue
+            .open(&seed, seed_hex, now, deadline, &mut self.fx);
+        for (user, seq, attached, receipt) in moved {
+            self.fair.enter(seq, receipt, true, &mut self.fx);
             self.users.set_stage(&user, Stage::Waiting(seq));
             if attached {
                 self.reattach(&user, Stage::Waiting(seq), true, now);
@@ -54,7 +63,8 @@ impl Activity {
     pub(super) fn close_now(&mut self) {
         self.gate.close();
         self.fx.record_dirty = true;
-        for user in self.queue.take_all(&mut self.fx) {
+        for (user, spot) in self.queue.take_all(&mut self.fx) {
+            self.end_line(spot, Outcome::Closed);
             self.finish(&user, End::Closed, Push::Closed);
         }
         for id in self.holds.ids() {
@@ -62,6 +72,14 @@ impl Activity {
                 self.ledger.release(u64::from(h.units), None);
                 self.finish(&h.user, End::Closed, Push::Closed);
             }
+        }
+    }
+
+    /// A place in the room left the line without admission (its line says how).
+    fn end_line(&mut self, spot: Spot, outcome: Outcome) {
+        if let Spot::Room(seq) = spot {
+            // The time only matters for admissions.
+            self.fair.end(seq, outcome, 0, &mut self.fx);
         }
     }
 
@@ -81,6 +99,7 @@ impl Activity {
         while let Some(h) = self.holds.take_expired(now, &mut self.fx) {
             self.ledger.release(u64::from(h.units), None);
             self.gate.expired();
+            self.report.expired();
             self.fx.record_dirty = true;
             self.finish(&h.user, End::Expired, Push::Expired);
         }
@@ -101,17 +120,30 @@ impl Activity {
                 Some(Stage::Pre(n)) => Spot::Pre(n),
                 _ => continue,
             };
+            let position = match spot {
+                Spot::Room(seq) => self.queue.position(seq),
+                Spot::Pre(_) => None,
+            };
+            self.report.abandoned(now, position);
             self.queue.drop_absent(spot, &mut self.fx);
+            self.end_line(spot, Outcome::Dropped);
             self.users.end(&user, End::Left);
         }
     }
 
     /// When nothing can ever be admitted, everyone waiting learns it at once.
-    pub(super) fn settle(&mut self, _now: Millis) {
-        if !self.is_sold_out() || self.queue.len() == 0 {
+    pub(super) fn settle(&mut self, now: Millis) {
+        if !self.is_sold_out() {
             return;
         }
-        for user in self.queue.take_all(&mut self.fx) {
+        if self.gate.is_opened() {
+            self.report.sold_out(now);
+        }
+        if self.queue.len() == 0 {
+            return;
+        }
+        for (user, spot) in self.queue.take_all(&mut self.fx) {
+            self.end_line(spot, Outcome::SoldOut);
             self.finish(&user, End::SoldOut, Push::SoldOut);
         }
     }
@@ -131,9 +163,11 @@ impl Activity {
             && !self.queue.room_is_empty()
             && self.gate.try_admit(now, rate)
         {
-            let Some((seq, user, ticket)) = self.queue.pop_front(&mut self.fx) else {
+            let Some((seq, user, ticket, joined_at)) = self.queue.pop_front(&mut self.fx) else {
                 break;
             };
+            self.report.admitted(now, joined_at);
+            self.fair.end(seq, Outcome::Admitted, now, &mut self.fx);
             let want = self
                 .spec
                 .per_user_limit

@@ -12,6 +12,7 @@
 mod admin;
 mod effects;
 mod error;
+pub mod fairness;
 mod gate;
 mod holds;
 mod joins;
@@ -20,6 +21,7 @@ mod notify;
 mod order_book;
 pub mod orders;
 mod queue;
+pub mod report;
 mod restore;
 mod users;
 mod view;
@@ -36,10 +38,12 @@ use super::clock::Millis;
 use super::ledger::Ledger;
 use super::spec::{ActivitySpec, SlotSpec};
 use super::token::{TokenClaims, TokenKey};
+use fairness::Fairness;
 use gate::Gate;
 use holds::Holds;
 use order_book::OrderBook;
 use queue::Queue;
+use report::Report;
 use users::Users;
 
 pub struct Activity {
@@ -50,13 +54,25 @@ pub struct Activity {
     orders: OrderBook,
     gate: Gate,
     users: Users,
+    /// The commit-reveal seed and the public line.
+    fair: Fairness,
+    /// The post-event report's counters.
+    report: Report,
     /// Signs purchase tokens and checks join proofs of work.
     key: TokenKey,
     fx: Effects,
 }
 
 impl Activity {
-    pub fn new(spec: ActivitySpec, slots: &[SlotSpec], key: TokenKey, now: Millis) -> Self {
+    /// A new activity. `seed` (32 random bytes drawn by the caller) becomes the
+    /// commit-reveal seed of the pre-queue when the activity opens later.
+    pub fn new(
+        spec: ActivitySpec,
+        slots: &[SlotSpec],
+        key: TokenKey,
+        now: Millis,
+        seed: [u8; 32],
+    ) -> Self {
         let mut ledger = Ledger::new();
         for s in slots {
             ledger
@@ -72,9 +88,14 @@ impl Activity {
             orders: OrderBook::default(),
             gate: Gate::new(opened),
             users: Users::default(),
+            fair: Fairness::new((!opened).then_some(seed)),
+            report: Report::default(),
             key,
             fx: Effects::default(),
         };
+        if opened {
+            a.report.opened(now);
+        }
         a.fx.record_dirty = true;
         a
     }

@@ -130,6 +130,7 @@ impl Activity {
         };
         let order = self.orders.open(order, &mut self.fx).clone();
         self.users.purchased(&order.user, order.quantity, n);
+        self.report.ordered(now);
         // Units a smaller purchase returned go to whoever waits.
         self.settle(now);
         self.admit(now);
@@ -184,7 +185,15 @@ impl Activity {
 
     /// The owner (or an operator, `user = None`) pays a pending order.
     pub fn pay(&mut self, n: u64, user: Option<&UserId>) -> Result<Order, ActivityError> {
-        self.orders.pay(n, user, &mut self.fx)
+        let was_paid = self
+            .orders
+            .get(n)
+            .is_some_and(|o| o.status == OrderStatus::Paid);
+        let order = self.orders.pay(n, user, &mut self.fx)?;
+        if !was_paid && order.status == OrderStatus::Paid {
+            self.report.paid();
+        }
+        Ok(order)
     }
 
     /// The owner (or an operator) cancels a pending order; its units go back.
@@ -210,6 +219,7 @@ impl Activity {
     ) -> Result<Order, ActivityError> {
         let (order, t) = self.orders.cancel(n, reason, &mut self.fx)?;
         if t == Transition::Changed {
+            self.report.cancelled();
             self.ledger.unsell(order.slot, u64::from(order.quantity));
             self.users.refund(&order.user, order.quantity);
         }

@@ -2,13 +2,12 @@
 //! (before opening), whether a session is attached to each, the reconnect grace of
 //! detached ones, and the position notifier's schedules.
 
+use super::fairness::rank;
 use super::notify::{step, Notifier, Schedule};
 use super::{Effects, Mutation, PlaceRecord, ShuffleAudit};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::waiting_room::WaitingRoom;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a place is: the waiting room (by sequence number) or the pre-queue.
@@ -23,6 +22,8 @@ pub(super) enum Spot {
 struct Place {
     user: UserId,
     ticket: String,
+    /// The public receipt (derived from the ticket, so not persisted).
+    receipt: String,
     joined_at: Millis,
     /// A WebSocket session is attached; detached places expire after the grace period.
     attached: bool,
@@ -40,10 +41,11 @@ impl Place {
     }
 
     /// A place found in the store: detached, its grace running until `deadline`.
-    fn restored(p: PlaceRecord, deadline: Millis) -> Self {
+    fn restored(p: PlaceRecord, receipt: String, deadline: Millis) -> Self {
         Place {
             user: p.user,
             ticket: p.ticket,
+            receipt,
             joined_at: p.joined_at,
             attached: false,
             deadline: Some(deadline),
@@ -87,10 +89,12 @@ impl Queue {
 
     /// A new place at the back of the room (or of the pre-queue before opening),
     /// persisted; `attach` and the grace are set by `attach` afterwards.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn join(
         &mut self,
         user: &UserId,
         ticket: String,
+        receipt: String,
         attached: bool,
         opened: bool,
         now: Millis,
@@ -99,6 +103,7 @@ impl Queue {
         let place = Place {
             user: user.clone(),
             ticket,
+            receipt,
             joined_at: now,
             attached,
             deadline: None,
@@ -116,6 +121,15 @@ impl Queue {
             fx.mutations.push(Mutation::PutPre { n, place: record });
             Spot::Pre(n)
         }
+    }
+
+    /// The public receipt of the place at `spot`.
+    pub(super) fn receipt(&self, spot: Spot) -> Option<&str> {
+        match spot {
+            Spot::Room(seq) => self.room.get(seq),
+            Spot::Pre(n) => self.pre.get(&n),
+        }
+        .map(|p| p.receipt.as_str())
     }
 
     fn place_mut(&mut self, spot: Spot) -> Option<&mut Place> {
@@ -180,15 +194,17 @@ impl Queue {
         Some((place.user, place.ticket))
     }
 
-    /// Removes the place at the head of the room: `(seq, user, ticket)`.
-    pub(super) fn pop_front(&mut self, fx: &mut Effects) -> Option<(u64, UserId, String)> {
-        let (seq, _) = self.room.front()?;
+    /// Removes the place at the head of the room: `(seq, user, ticket, joined_at)`.
+    pub(super) fn pop_front(&mut self, fx: &mut Effects) -> Option<(u64, UserId, String, Millis)> {
+        let (seq, p) = self.room.front()?;
+        let joined_at = p.joined_at;
         let (user, ticket) = self.take(Spot::Room(seq), fx)?;
-        Some((seq, user, ticket))
+        Some((seq, user, ticket, joined_at))
     }
 
-    /// Removes every place, the room's first then the pre-queue's: their users.
-    pub(super) fn take_all(&mut self, fx: &mut Effects) -> Vec<UserId> {
+    /// Removes every place, the room's first then the pre-queue's: their users and
+    /// where they were.
+    pub(super) fn take_all(&mut self, fx: &mut Effects) -> Vec<(UserId, Spot)> {
         let spots: Vec<Spot> = self
             .room
             .iter()
@@ -197,7 +213,7 @@ impl Queue {
             .collect();
         spots
             .into_iter()
-            .filter_map(|spot| self.take(spot, fx).map(|(user, _)| user))
+            .filter_map(|spot| self.take(spot, fx).map(|(user, _)| (user, spot)))
             .collect()
     }
 
@@ -229,40 +245,44 @@ impl Queue {
             .map(|p| &p.user)
     }
 
-    /// Opening: the pre-queue is shuffled uniformly (Fisher-Yates driven by a ChaCha
-    /// generator seeded with `seed`), audited, and placed ahead of every later join.
-    /// Returns `(user, seq, attached)` for each place moved, in its new order.
+    /// Opening: the pre-queue is put in order of `HMAC-SHA256(seed, receipt)`
+    /// ascending (see `fairness`), audited, and placed ahead of every later join.
+    /// Returns `(user, seq, attached, receipt)` for each place moved, in its new order.
     pub(super) fn open(
         &mut self,
-        seed: [u8; 32],
+        seed: &[u8; 32],
         seed_hex: String,
         now: Millis,
         deadline: Millis,
         fx: &mut Effects,
-    ) -> Vec<(UserId, u64, bool)> {
-        let mut entries: Vec<(u64, Place)> = std::mem::take(&mut self.pre).into_iter().collect();
-        entries.shuffle(&mut rand::rngs::StdRng::from_seed(seed));
-        let order = entries.iter().map(|(_, p)| p.user.to_string()).collect();
+    ) -> Vec<(UserId, u64, bool, String)> {
+        let mut entries: Vec<([u8; 32], u64, Place)> = std::mem::take(&mut self.pre)
+            .into_iter()
+            .map(|(n, p)| (rank(seed, &p.receipt), n, p))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let order = entries.iter().map(|(_, _, p)| p.user.to_string()).collect();
         fx.mutations.push(Mutation::PutShuffle(ShuffleAudit {
             at: now,
             seed_hex,
-            algorithm: "fisher-yates/chacha12 (rand 0.8 StdRng)".into(),
+            algorithm: "sort by HMAC-SHA256(key = seed, message = receipt), ascending".into(),
             order,
         }));
         let mut moved = Vec::with_capacity(entries.len());
-        for (n, mut place) in entries {
+        for (_, n, mut place) in entries {
             fx.mutations.push(Mutation::DelPre { n });
             if let Some(d) = place.deadline {
                 self.grace.remove(&(d, place.user.clone()));
             }
             let user = place.user.clone();
             let attached = place.attached;
+            let receipt = place.receipt.clone();
             let record = place.record();
             place.deadline = None;
             let seq = self.room.push(place);
             fx.mutations.push(Mutation::PutPlace { seq, place: record });
             self.attach(Spot::Room(seq), attached, deadline);
-            moved.push((user, seq, attached));
+            moved.push((user, seq, attached, receipt));
         }
         moved
     }
@@ -326,16 +346,29 @@ impl Queue {
     }
 
     /// Recovery: a waiting-room place found in the store (in sequence order).
-    pub(super) fn restore_place(&mut self, seq: u64, p: PlaceRecord, deadline: Millis) {
+    pub(super) fn restore_place(
+        &mut self,
+        seq: u64,
+        p: PlaceRecord,
+        receipt: String,
+        deadline: Millis,
+    ) {
         self.grace.insert((deadline, p.user.clone()));
-        self.room.insert_at(seq, Place::restored(p, deadline));
+        self.room
+            .insert_at(seq, Place::restored(p, receipt, deadline));
     }
 
     /// Recovery: a pre-queue place found in the store.
-    pub(super) fn restore_pre(&mut self, n: u64, p: PlaceRecord, deadline: Millis) {
+    pub(super) fn restore_pre(
+        &mut self,
+        n: u64,
+        p: PlaceRecord,
+        receipt: String,
+        deadline: Millis,
+    ) {
         self.grace.insert((deadline, p.user.clone()));
         self.next_pre = self.next_pre.max(n + 1);
-        self.pre.insert(n, Place::restored(p, deadline));
+        self.pre.insert(n, Place::restored(p, receipt, deadline));
     }
 
     /// Recovery: the record's counters (sequence numbers handed out before a crash).
@@ -348,7 +381,6 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::RngCore;
 
     fn u(i: usize) -> UserId {
         UserId::parse(&format!("user-{i}")).expect("valid")
@@ -357,40 +389,29 @@ mod tests {
     fn prequeue_of(n: usize, fx: &mut Effects) -> Queue {
         let mut q = Queue::default();
         for i in 0..n {
-            q.join(&u(i), format!("t{i}"), false, false, 0, fx);
+            q.join(&u(i), format!("t{i}"), format!("r{i}"), false, false, 0, fx);
         }
         q
     }
 
     #[test]
-    fn the_opening_shuffle_is_uniform_enough() {
-        // Position of user 0 after shuffling 10 pre-queued users, over many openings:
-        // a chi-square statistic over 10 cells with 9 degrees of freedom stays below
-        // 27.9 (p = 0.001) for a uniform shuffle.
-        let trials = 2000;
-        let mut counts = [0u32; 10];
-        for _ in 0..trials {
-            let mut fx = Effects::default();
-            let mut q = prequeue_of(10, &mut fx);
-            let mut seed = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut seed);
-            let moved = q.open(seed, String::new(), 0, 1, &mut fx);
-            let pos = moved
-                .iter()
-                .position(|(user, _, _)| user == &u(0))
-                .expect("present");
-            counts[pos] += 1;
-        }
-        let e = f64::from(trials) / 10.0;
-        let chi: f64 = counts.iter().map(|&c| (f64::from(c) - e).powi(2) / e).sum();
-        assert!(chi < 27.9, "chi-square {chi} counts {counts:?}");
+    fn the_opening_orders_the_prequeue_by_hmac_of_receipts() {
+        let mut fx = Effects::default();
+        let mut q = prequeue_of(8, &mut fx);
+        let seed = [3u8; 32];
+        let moved = q.open(&seed, String::new(), 0, 1, &mut fx);
+        let got: Vec<[u8; 32]> = moved.iter().map(|(_, _, _, r)| rank(&seed, r)).collect();
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(got, sorted);
+        assert_eq!(moved.len(), 8);
     }
 
     #[test]
     fn the_shuffle_audit_lists_users_in_their_new_room_order() {
         let mut fx = Effects::default();
         let mut q = prequeue_of(5, &mut fx);
-        let moved = q.open([7; 32], "07".into(), 10, 20, &mut fx);
+        let moved = q.open(&[7; 32], "07".into(), 10, 20, &mut fx);
         let audit = fx
             .mutations
             .iter()
@@ -399,9 +420,12 @@ mod tests {
                 _ => None,
             })
             .expect("audited");
-        let order: Vec<String> = moved.iter().map(|(user, _, _)| user.to_string()).collect();
+        let order: Vec<String> = moved
+            .iter()
+            .map(|(user, _, _, _)| user.to_string())
+            .collect();
         assert_eq!(audit, order);
-        for (i, (_, seq, _)) in moved.iter().enumerate() {
+        for (i, (_, seq, _, _)) in moved.iter().enumerate() {
             assert_eq!(q.position(*seq), Some(i as u64 + 1));
         }
         assert_eq!((q.len(), q.next_pre()), (5, 5));
@@ -411,7 +435,7 @@ mod tests {
     fn a_polled_place_is_dropped_only_after_its_latest_grace() {
         let mut fx = Effects::default();
         let mut q = Queue::default();
-        let spot = q.join(&u(1), "t".into(), false, true, 0, &mut fx);
+        let spot = q.join(&u(1), "t".into(), "r".into(), false, true, 0, &mut fx);
         q.attach(spot, false, 100);
         q.attach(spot, false, 200);
         assert_eq!(q.next_absent(150), None);

@@ -1,7 +1,9 @@
 //! Persistence shapes: the activity record (spec, flags, counters) and rebuilding a
 //! whole `Activity` from what the store holds after a restart or crash.
 
+use super::fairness::{parse_seed, receipt_for, Fairness, LineRecord};
 use super::gate::{Gate, GateRecord};
+use super::report::{MinuteRecord, Report, ReportRecord};
 use super::users::Stage;
 use super::{Activity, Hold, PlaceRecord};
 use crate::domain::clock::Millis;
@@ -28,6 +30,10 @@ pub struct ActivityRecord {
     pub next_hold: u64,
     pub next_order: u64,
     pub shuffle_seed: Option<String>,
+    /// The commit-reveal seed (hex), drawn at creation for an activity that opens
+    /// later; absent in stores written before auditable fairness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_seed: Option<String>,
 }
 
 /// What the store hands back for one activity.
@@ -37,6 +43,11 @@ pub struct Restored {
     pub pre: Vec<(u64, PlaceRecord)>,
     pub holds: Vec<Hold>,
     pub orders: Vec<Order>,
+    /// The public line (fairness log), by sequence number.
+    pub lines: Vec<(u64, LineRecord)>,
+    /// The post-event report's totals and minutes, if any were written.
+    pub report: Option<ReportRecord>,
+    pub minutes: Vec<(u64, MinuteRecord)>,
 }
 
 impl Activity {
@@ -64,14 +75,33 @@ impl Activity {
             next_hold: self.holds.next_id(),
             next_order: self.orders.next_n(),
             shuffle_seed: gate.shuffle_seed,
+            fairness_seed: self.fair.seed_hex(),
         }
     }
 
     /// Rebuilds from the store. Every place starts its reconnect grace at `now`; holds
     /// keep their original expiry (the first tick returns those that lapsed meanwhile).
-    pub fn restore(rec: ActivityRecord, mut data: Restored, key: TokenKey, now: Millis) -> Self {
-        let mut a = Activity::new(rec.spec, &rec.slots, key, now);
+    /// `fresh_seed` is used only by an activity not yet opened whose record has no
+    /// seed (written before auditable fairness): it is committed to from now on.
+    pub fn restore(
+        rec: ActivityRecord,
+        mut data: Restored,
+        key: TokenKey,
+        now: Millis,
+        fresh_seed: [u8; 32],
+    ) -> Self {
+        let mut a = Activity::new(rec.spec, &rec.slots, key, now, fresh_seed);
         a.fx = Default::default();
+        let seed = rec.fairness_seed.as_deref().and_then(parse_seed);
+        let needs_seed = !rec.opened && seed.is_none() && a.spec.opens_at.is_some();
+        a.fair = Fairness::new(if needs_seed { Some(fresh_seed) } else { seed });
+        a.fx.record_dirty = needs_seed;
+        for (seq, line) in std::mem::take(&mut data.lines) {
+            a.fair.restore_line(seq, line);
+        }
+        if let Some(r) = data.report.take() {
+            a.report = Report::restore(r, std::mem::take(&mut data.minutes));
+        }
         a.gate = Gate::restore(
             GateRecord {
                 opened: rec.opened,
@@ -118,7 +148,9 @@ impl Activity {
         for (seq, p) in data.places {
             a.users
                 .restore_place(&p.user, &p.ticket, Stage::Waiting(seq));
-            a.queue.restore_place(seq, p, deadline);
+            let receipt = receipt_for(&a.key, &p.ticket);
+            a.fair.ensure_line(seq, &receipt);
+            a.queue.restore_place(seq, p, receipt, deadline);
         }
         // Every admission takes the next hold id (from 1), and admissions do not
         // rewrite the record: the hold counter gives the admission count.
@@ -128,7 +160,8 @@ impl Activity {
             .reserve(rec.next_seq.max(a.holds.next_seq()), rec.next_pre);
         for (n, p) in data.pre {
             a.users.restore_place(&p.user, &p.ticket, Stage::Pre(n));
-            a.queue.restore_pre(n, p, deadline);
+            let receipt = receipt_for(&a.key, &p.ticket);
+            a.queue.restore_pre(n, p, receipt, deadline);
         }
         a
     }

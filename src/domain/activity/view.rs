@@ -1,5 +1,7 @@
 //! Read models: the activity view with its counters, and a ticket's status.
 
+use super::fairness::FairnessView;
+use super::queue::Spot;
 use super::users::{End, Stage};
 use super::{token_for, Activity};
 use crate::domain::clock::{rfc3339, Millis};
@@ -60,6 +62,9 @@ pub struct ActivityView {
     /// Admin-only: orders awaiting payment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_orders: Option<u64>,
+    /// The commit-reveal commitment, from creation on (activities that open later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<FairnessView>,
     /// Admin-only: seed of the pre-queue shuffle (the full order is in the audit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shuffle_seed: Option<String>,
@@ -68,6 +73,8 @@ pub struct ActivityView {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TicketView {
     pub ticket: String,
+    /// The place's public receipt, as it appears in the fairness log.
+    pub receipt: String,
     /// `prequeue`, `waiting`, `admitted`, `expired`, `sold_out`, `closed` or `left` (API.md 6.2).
     #[schema(value_type = String)]
     pub status: &'static str,
@@ -140,6 +147,7 @@ impl Activity {
             active_tokens: admin.then_some(self.holds.len() as u64),
             expired_total: admin.then_some(self.gate.expired_total()),
             pending_orders: admin.then_some(self.orders.pending()),
+            fairness: self.fair.view(),
             shuffle_seed: if admin {
                 self.gate.shuffle_seed().cloned()
             } else {
@@ -154,8 +162,18 @@ impl Activity {
         stage: Option<Stage>,
         now: Millis,
     ) -> TicketView {
+        let spot = match stage {
+            Some(Stage::Pre(n)) => Some(Spot::Pre(n)),
+            Some(Stage::Waiting(seq)) => Some(Spot::Room(seq)),
+            _ => None,
+        };
+        let receipt = match spot {
+            Some(spot) => self.receipt_at(spot, ticket),
+            None => super::fairness::receipt_for(&self.key, ticket),
+        };
         let mut v = TicketView {
             ticket: ticket.to_owned(),
+            receipt,
             status: "left",
             position: None,
             eta_secs: None,

@@ -20,7 +20,7 @@
       expired_total: 'expired tokens', c_waiting: 'waiting', c_adm: 'admissions/s', c_held: 'held', c_sold: 'sold',
       c_available: 'available', c_orders: 'orders/s', c_backlog: 'outbox backlog',
       phase_scheduled: 'scheduled', phase_open: 'open', phase_paused: 'paused', phase_sold_out: 'sold out', phase_closed: 'closed',
-      langButton: '中文', langLabel: 'Switch to Chinese',
+      langButton: '中文', langLabel: 'Switch to Chinese', reportPage: 'report',
     },
     zh: {
       operator: '运营后台', keyTitle: '管理密钥', keyLabel: '管理 API 密钥', connect: '连接', forget: '清除',
@@ -40,7 +40,7 @@
       expired_total: '过期令牌', c_waiting: '排队人数', c_adm: '放行/秒', c_held: '占用', c_sold: '已售',
       c_available: '可售', c_orders: '订单/秒', c_backlog: '待同步订单',
       phase_scheduled: '未开始', phase_open: '进行中', phase_paused: '已暂停', phase_sold_out: '已售罄', phase_closed: '已结束',
-      langButton: 'English', langLabel: '切换到英文',
+      langButton: 'English', langLabel: '切换到英文', reportPage: '复盘报告',
     },
   };
   let lang = localStorage.getItem('sluice:lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
@@ -233,7 +233,8 @@
     } }, [el('div', { class: 'row' }, admFields), el('div', { class: 'actions' }, [el('button', { type: 'submit', text: t('apply'), 'data-i18n': 'apply' })])]);
     return el('article', { class: 'card activity-card', id: 'act-' + v.id, 'data-id': v.id }, [
       el('h3', {}, [el('span', { class: 'name' }), document.createTextNode(' '), el('span', { class: 'badge' })]),
-      el('p', { class: 'small muted' }, [document.createTextNode(v.id + ' · ' + v.kind + ' · '), el('a', { href: '/a/' + encodeURIComponent(v.id), target: '_blank', rel: 'noopener', text: t('waitingPage'), 'data-i18n': 'waitingPage' })]),
+      el('p', { class: 'small muted' }, [document.createTextNode(v.id + ' · ' + v.kind + ' · '), el('a', { href: '/a/' + encodeURIComponent(v.id), target: '_blank', rel: 'noopener', text: t('waitingPage'), 'data-i18n': 'waitingPage' }),
+        document.createTextNode(' · '), el('a', { href: '/admin/report?id=' + encodeURIComponent(v.id), class: 'report-link', text: t('reportPage'), 'data-i18n': 'reportPage' })]),
       facts, canvas, controls, err,
       el('details', {}, [el('summary', { text: v.kind === 'sale' ? t('addStock') : t('addSlots'), 'data-i18n': v.kind === 'sale' ? 'addStock' : 'addSlots' }), more]),
       el('details', {}, [el('summary', { text: t('changeAdmission'), 'data-i18n': 'changeAdmission' }), admForm]),

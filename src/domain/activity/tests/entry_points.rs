@@ -73,6 +73,7 @@ fn admin_as_the_handler_did(
 fn blank_joined(r: Result<JoinedView, ActivityError>) -> Result<JoinedView, ActivityError> {
     r.map(|mut j| {
         j.ticket.ticket.clear();
+        j.ticket.receipt.clear();
         j
     })
 }
@@ -95,6 +96,10 @@ fn blank(fx: Effects) -> String {
                 h.ticket.clear();
                 Mutation::PutHold(h)
             }
+            Mutation::PutLine { seq, mut line } => {
+                line.receipt.clear();
+                Mutation::PutLine { seq, line }
+            }
             m => m,
         })
         .collect();
@@ -102,8 +107,15 @@ fn blank(fx: Effects) -> String {
         .pushes
         .into_iter()
         .map(|mut o| {
-            if let Push::Queued { ticket, .. } | Push::Prequeue { ticket, .. } = &mut o.push {
+            if let Push::Queued {
+                ticket, receipt, ..
+            }
+            | Push::Prequeue {
+                ticket, receipt, ..
+            } = &mut o.push
+            {
                 ticket.clear();
+                receipt.clear();
             }
             o
         })

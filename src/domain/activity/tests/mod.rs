@@ -3,6 +3,7 @@
 //! `entry_points`.
 
 mod entry_points;
+mod fairness;
 
 use super::orders::PurchaseRequest;
 use super::*;
@@ -19,7 +20,7 @@ fn key() -> TokenKey {
 fn sale(json: &str) -> Activity {
     let body: CreateActivity = serde_json::from_str(json).expect("test json");
     let (spec, slots) = body.validate(T0).expect("valid spec");
-    Activity::new(spec, &slots, key(), T0)
+    Activity::new(spec, &slots, key(), T0, [9; 32])
 }
 
 fn u(i: usize) -> UserId {
@@ -220,7 +221,7 @@ fn a_full_slot_names_the_slots_left_and_the_token_still_buys_another() {
 }
 
 #[test]
-fn prequeue_is_shuffled_at_opening_and_ahead_of_later_joins() {
+fn prequeue_is_put_in_hmac_order_at_opening_and_ahead_of_later_joins() {
     let mut a = sale(
         r#"{"id":"s","name":"S","kind":"sale","stock":100,"opens_at":"2100-01-01T00:00:00Z","admission":{"rate_per_sec":1}}"#,
     );
@@ -411,7 +412,7 @@ fn restore_rebuilds_places_holds_and_orders() {
     // Admissions do not rewrite the record: a stale counter comes back from the holds.
     let mut record = a.record();
     record.admitted_total = 0;
-    let mut b = Activity::restore(record, data, key(), T0 + 10);
+    let mut b = Activity::restore(record, data, key(), T0 + 10, [8; 32]);
     let after = b.view(T0 + 10, true);
     assert_eq!(
         (before.available, before.held, before.sold, before.waiting),

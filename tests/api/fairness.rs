@@ -1,0 +1,257 @@
+//! Auditable fairness over the real API: the commitment before opening (kept across a
+//! restart), the seed revealed at opening, receipts on every place, and the public
+//! log checked by `scripts/verify-fairness.py` after a sale driven over WebSocket.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sluice::actors::messages::Tick;
+use sluice::domain::clock::{rfc3339, Clock};
+use sluice::domain::ids::ActivityId;
+
+fn now_ms(app: &TestApp) -> u64 {
+    app.clock.as_ref().expect("manual clock").now_ms()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One step of the activity's time, now (rather than on its next interval tick).
+async fn tick(app: &TestApp, id: &str) {
+    let id = ActivityId::parse(id).expect("id");
+    let addr = app.state.registry.get(&id).expect("running here");
+    addr.send(Tick).await.expect("tick");
+}
+
+/// Runs the verifier script; its verdict line and whether it passed.
+async fn verify(args: Vec<String>) -> (String, bool) {
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/verify-fairness.py"
+            ))
+            .args(args)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("verifier finished");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(line.lines().count(), 1, "one verdict line: {line}");
+    (line, out.status.success())
+}
+
+fn receipt_of(frame: &Value) -> String {
+    let r = frame["receipt"].as_str().expect("a receipt").to_owned();
+    assert_eq!(r.len(), 24, "{frame}");
+    assert_ne!(Some(r.as_str()), frame["ticket"].as_str());
+    r
+}
+
+#[actix_web::test]
+async fn the_commitment_is_published_at_creation_and_survives_a_restart() {
+    let app = spawn_app().await;
+    let opens = sluice::domain::clock::SystemClock.now_ms() + 3_600_000;
+    let r = app
+        .create(
+            json!({"id":"later","name":"Later","kind":"sale","stock":5,"opens_at": rfc3339(opens)}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let commitment = r.body["fairness"]["commitment"]
+        .as_str()
+        .expect("a commitment from creation on")
+        .to_owned();
+    assert_eq!(commitment.len(), 64);
+    let public = app.view("later").await;
+    assert_eq!(public["fairness"]["commitment"], commitment.as_str());
+    let (status, body) = app.get_text("/api/activities/later/fairness").await;
+    let f: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (status, &f["commitment"], &f["seed"]),
+        (200, &json!(commitment), &Value::Null)
+    );
+    let joined = app.join_http("later", "early-bird").await;
+    assert_eq!(joined.body["status"], "prequeue");
+    let receipt = receipt_of(&joined.body);
+
+    app.stop().await;
+    let app = app.reopen().await;
+    let f: Value = serde_json::from_str(&app.get_text("/api/activities/later/fairness").await.1)
+        .expect("json");
+    assert_eq!(
+        f["commitment"],
+        commitment.as_str(),
+        "same seed after a restart"
+    );
+    assert_eq!(f["seed"], Value::Null, "still secret");
+    assert_eq!(
+        app.view("later").await["fairness"]["commitment"],
+        commitment.as_str()
+    );
+    let again = app.join_http("later", "early-bird").await;
+    assert_eq!(
+        again.body["receipt"],
+        receipt.as_str(),
+        "the place keeps its receipt"
+    );
+    // An activity open from creation has nothing to commit to.
+    let open = app.create_sale("now", 1, json!({})).await;
+    assert!(open.get("fairness").is_none(), "{open}");
+}
+
+#[actix_web::test]
+async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fails() {
+    let app = spawn_app_manual_clock().await;
+    let opens = now_ms(&app) + 3_000;
+    let r = app
+        .create(
+            json!({"id":"drop","name":"Drop","kind":"sale","stock":5,"opens_at": rfc3339(opens),
+            "admission":{"rate_per_sec":100,"max_active":2,"reconnect_grace_secs":1}}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let commitment = r.body["fairness"]["commitment"]
+        .as_str()
+        .expect("c")
+        .to_owned();
+
+    // Twelve join before opening; one gives up before the line exists.
+    let mut pre = Vec::new();
+    let mut tickets = Vec::new();
+    for i in 0..12 {
+        let mut s = app.ws("drop", &format!("pre{i:02}"), None).await;
+        let f = s.until("prequeue").await;
+        receipt_of(&f);
+        tickets.push(f["ticket"].as_str().expect("ticket").to_owned());
+        pre.push(s);
+    }
+    let path = format!("/api/activities/drop/tickets/{}", tickets[11]);
+    assert_eq!(
+        app.as_user("pre11", "DELETE", &path, None).await.status,
+        200
+    );
+    drop(pre.pop());
+    let (_, f) = app.get_text("/api/activities/drop/fairness").await;
+    assert!(f.contains("\"seed\":null"), "{f}");
+
+    app.advance(3_000);
+    tick(&app, "drop").await;
+    let mut admitted = Vec::new();
+    for s in pre.iter_mut() {
+        let q = s.until("queued").await;
+        receipt_of(&q);
+        if q["position"].as_u64() <= Some(2) {
+            admitted.push(s.user.clone());
+        }
+    }
+    let f: Value =
+        serde_json::from_str(&app.get_text("/api/activities/drop/fairness").await.1).expect("json");
+    let seed = f["seed"].as_str().expect("revealed at opening");
+    let digest = Sha256::digest(
+        (0..32)
+            .map(|i| u8::from_str_radix(&seed[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect::<Vec<u8>>(),
+    );
+    assert_eq!(hex(&digest), commitment);
+
+    // Later joiners: over WebSocket, one by HTTP polling that never polls again
+    // (dropped after the grace), one who leaves.
+    let mut late = Vec::new();
+    let mut late_tickets = Vec::new();
+    for i in 0..3 {
+        let mut s = app.ws("drop", &format!("late{i}"), None).await;
+        let q = s.until("queued").await;
+        receipt_of(&q);
+        late_tickets.push(q["ticket"].as_str().expect("ticket").to_owned());
+        late.push(s);
+    }
+    let polled = app.join_http("drop", "poller").await;
+    assert_eq!(polled.status, 201);
+    let t = polled.body["ticket"].as_str().expect("ticket");
+    let view = app
+        .as_user(
+            "poller",
+            "GET",
+            &format!("/api/activities/drop/tickets/{t}"),
+            None,
+        )
+        .await;
+    assert_eq!(view.body["receipt"], polled.body["receipt"]);
+    let path = format!("/api/activities/drop/tickets/{}", late_tickets[2]);
+    assert_eq!(
+        app.as_user("late2", "DELETE", &path, None).await.status,
+        200
+    );
+
+    // The first two buy; the rest move up as units allow.
+    for s in pre.iter_mut().filter(|s| admitted.contains(&s.user)) {
+        let token = s.until("admitted").await["token"]
+            .as_str()
+            .expect("t")
+            .to_owned();
+        assert_eq!(
+            app.purchase("drop", &s.user.clone(), &token, None)
+                .await
+                .status,
+            201
+        );
+    }
+    app.advance(2_000);
+    tick(&app, "drop").await;
+    app.assert_invariant("drop").await;
+
+    let (status, log) = app.get_text("/api/activities/drop/fairness/log").await;
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    assert_eq!(lines.len(), 11 + 4, "every place in the line once: {log}");
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().expect("o"))
+        .collect();
+    assert!(
+        outcomes.contains(&"left") && outcomes.contains(&"dropped"),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains(&"admitted"), "{outcomes:?}");
+    assert_eq!(lines.iter().filter(|l| l["prequeue"] == true).count(), 11);
+
+    let (verdict, ok) = verify(vec![app.base.clone(), "drop".into()]).await;
+    assert!(ok, "{verdict}");
+    assert!(verdict.starts_with("PASS"), "{verdict}");
+
+    // Saved copies: as published they pass; doctored they fail.
+    let dir = tempfile::tempdir().expect("dir");
+    let save = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let fairness_text = app.get_text("/api/activities/drop/fairness").await.1;
+    let files = |f: &str, l: &str| {
+        vec![
+            "--fairness".into(),
+            f.to_owned(),
+            "--log".into(),
+            l.to_owned(),
+        ]
+    };
+    let (f_ok, l_ok) = (save("f.json", &fairness_text), save("log.ndjson", &log));
+    assert!(verify(files(&f_ok, &l_ok)).await.1, "saved copies pass");
+
+    let mut swapped: Vec<&str> = log.lines().collect();
+    swapped.swap(0, 1);
+    let l_bad = save("swapped.ndjson", &(swapped.join("\n") + "\n"));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(!ok && verdict.starts_with("FAIL"), "{verdict}");
+
+    let wrong = fairness_text.replace(seed, &"0".repeat(64));
+    let f_bad = save("wrong.json", &wrong);
+    let (verdict, ok) = verify(files(&f_bad, &l_ok)).await;
+    assert!(!ok && verdict.contains("commitment"), "{verdict}");
+}
