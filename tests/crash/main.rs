@@ -7,6 +7,7 @@ mod common;
 
 mod full_disk;
 mod journal_damage;
+mod tickets;
 
 use common::*;
 use serde_json::{json, Value};

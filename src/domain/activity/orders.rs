@@ -109,6 +109,7 @@ impl Activity {
             hold: hold.id,
             version: 1,
             cancel_reason: None,
+            ticket: hold.ticket.clone(),
         };
         self.pay_deadlines.insert((order.pay_by, n));
         self.pending_orders += 1;

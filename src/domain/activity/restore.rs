@@ -108,6 +108,13 @@ impl Activity {
             if o.status != OrderStatus::Cancelled {
                 entry.bought += o.quantity;
             }
+            // The latest purchase's ticket answers as it did (a live place or hold
+            // restored below takes the user over).
+            if !o.ticket.is_empty() {
+                entry.ticket = o.ticket.clone();
+                entry.stage = Stage::Ended(End::Purchased(o.n));
+                a.tickets.insert(o.ticket.clone(), o.user.clone());
+            }
             a.by_hold.insert(o.hold, o.n);
             a.orders.insert(o.n, o);
         }
