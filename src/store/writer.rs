@@ -284,14 +284,17 @@ impl Writer {
         }
     }
 
+    /// Moves the store from state `from` to `to`; `false` if it was not in `from`
+    /// (a failed store never becomes writable again).
+    fn transition(&self, from: u8, to: u8) -> bool {
+        self.inner
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     fn journal_failed(&mut self, e: &StoreError) {
-        let was = self.inner.state.compare_exchange(
-            WRITABLE,
-            RECOVERING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if was.is_ok() {
+        if self.transition(WRITABLE, RECOVERING) {
             tracing::error!(error = %e, segment = self.journal.seq(),
                 "journal write failed; nothing is acknowledged until a new segment holds what was decided");
             metrics::counter!("sluice_journal_failures_total").increment(1);
@@ -313,13 +316,7 @@ impl Writer {
         self.last_try = Instant::now();
         match self.reestablish() {
             Ok(kept) => {
-                let now_writable = self.inner.state.compare_exchange(
-                    RECOVERING,
-                    WRITABLE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-                if now_writable.is_ok() {
+                if self.transition(RECOVERING, WRITABLE) {
                     tracing::warn!(
                         segment = self.journal.seq(),
                         kept_writes = kept,

@@ -30,6 +30,16 @@ fn frame_offsets(data: &[u8]) -> Vec<usize> {
     out
 }
 
+/// The binary with no checkpoint during the test: every acknowledged commit stays
+/// in the journal.
+async fn without_checkpoints() -> Process {
+    Process::start(
+        "sluice",
+        &[("SLUICE__STORE__CHECKPOINT_MS", "3600000".into())],
+    )
+    .await
+}
+
 /// Sells to `n` new users; the acknowledged orders.
 async fn sell(app: &Process, id: &str, round: &str, n: usize) -> Vec<Value> {
     let mut orders = Vec::new();
@@ -41,12 +51,7 @@ async fn sell(app: &Process, id: &str, round: &str, n: usize) -> Vec<Value> {
 
 #[actix_web::test]
 async fn a_damaged_tail_after_kill_9_is_dropped_and_every_acknowledged_order_survives() {
-    // No checkpoint during the test: every acknowledged commit is in the journal.
-    let mut app = Process::start(
-        "sluice",
-        &[("SLUICE__STORE__CHECKPOINT_MS", "3600000".into())],
-    )
-    .await;
+    let mut app = without_checkpoints().await;
     create_sale(&app, "tail", 1000).await;
     let mut orders = Vec::new();
     type Damage = fn(&mut Vec<u8>);
@@ -90,11 +95,7 @@ async fn a_damaged_tail_after_kill_9_is_dropped_and_every_acknowledged_order_sur
 
 #[actix_web::test]
 async fn damage_before_acknowledged_frames_stops_the_start_naming_segment_and_byte() {
-    let mut app = Process::start(
-        "sluice",
-        &[("SLUICE__STORE__CHECKPOINT_MS", "3600000".into())],
-    )
-    .await;
+    let mut app = without_checkpoints().await;
     create_sale(&app, "middle", 100).await;
     let orders = sell(&app, "middle", "m", 8).await;
     app.kill9();

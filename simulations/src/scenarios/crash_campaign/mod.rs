@@ -102,22 +102,15 @@ pub async fn run(args: CrashCampaignArgs) -> Result<bool, String> {
             Ok(Ok(())) => {}
         }
         let recovery = born.elapsed();
-        tally.recovery_ms.push(recovery.as_secs_f64() * 1000.0);
-        let verdict = ledger::verify(
-            &http,
-            &args.server.admin_key,
-            &args.server.jwt_secret,
-            &ledger,
-        )
-        .await;
-        tally.checked += verdict.checked;
-        let found = verdict.violations.len();
-        tally.violations.extend(
-            verdict
-                .violations
-                .into_iter()
-                .map(|v| format!("before kill {k}: {v}")),
-        );
+        let (checked, found) = tally
+            .check(
+                &http,
+                &args.server,
+                &ledger,
+                recovery,
+                &format!("before kill {k}"),
+            )
+            .await;
         // The load runs for the rest of this server's life (the check does not count).
         load.stop.store(false, Ordering::Release);
         let clients = start_load(&load, args.clients);
@@ -133,7 +126,7 @@ pub async fn run(args: CrashCampaignArgs) -> Result<bool, String> {
             life.as_millis(),
             life.saturating_sub(recovery).as_millis(),
             recovery.as_secs_f64() * 1000.0,
-            verdict.checked,
+            checked,
         );
         tally.kills = k;
         server = ServerProcess::spawn(&spec)?;
@@ -141,24 +134,16 @@ pub async fn run(args: CrashCampaignArgs) -> Result<bool, String> {
     }
     // The last restart is checked too.
     server.wait_healthy(&spec, Duration::from_secs(60)).await?;
-    tally
-        .recovery_ms
-        .push(born.elapsed().as_secs_f64() * 1000.0);
-    let verdict = ledger::verify(
-        &http,
-        &args.server.admin_key,
-        &args.server.jwt_secret,
-        &ledger,
-    )
-    .await;
-    tally.checked += verdict.checked;
-    tally.final_checked = verdict.checked;
-    tally.violations.extend(
-        verdict
-            .violations
-            .into_iter()
-            .map(|v| format!("after the last kill: {v}")),
-    );
+    let (checked, _) = tally
+        .check(
+            &http,
+            &args.server,
+            &ledger,
+            born.elapsed(),
+            "after the last kill",
+        )
+        .await;
+    tally.final_checked = checked;
     let code = server.stop(Duration::from_secs(15)).await;
     report.figure("server", "exit code after SIGTERM", format!("{code:?}"));
     tally.report(&mut report, &lock(&ledger));
@@ -262,6 +247,29 @@ struct Tally {
 }
 
 impl Tally {
+    /// Records a recovery time, then runs the checker; returns the acknowledged
+    /// operations it checked and the violations it found (each labelled `when`).
+    async fn check(
+        &mut self,
+        http: &Arc<HttpClient>,
+        server: &crate::cli::ServerArgs,
+        ledger: &ledger::Shared,
+        recovery: Duration,
+        when: &str,
+    ) -> (u64, usize) {
+        self.recovery_ms.push(recovery.as_secs_f64() * 1000.0);
+        let verdict = ledger::verify(http, &server.admin_key, &server.jwt_secret, ledger).await;
+        self.checked += verdict.checked;
+        let found = verdict.violations.len();
+        self.violations.extend(
+            verdict
+                .violations
+                .into_iter()
+                .map(|v| format!("{when}: {v}")),
+        );
+        (verdict.checked, found)
+    }
+
     fn report(&mut self, report: &mut Report, ledger: &Ledger) {
         self.recovery_ms.sort_by(f64::total_cmp);
         let pct = |p: f64| {
