@@ -128,6 +128,9 @@ pub async fn run(args: CrashCampaignArgs) -> Result<bool, String> {
             recovery.as_secs_f64() * 1000.0,
             checked,
         );
+        for v in &tally.violations[tally.violations.len() - found..] {
+            println!("  violation: {v}");
+        }
         tally.kills = k;
         server = ServerProcess::spawn(&spec)?;
         born = Instant::now();
