@@ -27,6 +27,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace -- --include-ignored
 
+# The crash campaign with a small N (docs/durability.md has the full run): the debug
+# binaries, kill -9 twenty times under load, every acknowledged operation checked.
+# (The journal-damage and full-disk tests ran above, in tests/crash.)
+step "crash campaign (20 kills)"
+cargo build -q -p sluice -p sluice-simulations
+campaign_out=$(mktemp -d)
+target/debug/simulate crash-campaign --spawn-server target/debug/sluice \
+    --kills 20 --life-ms 4000 --max-secs 170 --out-dir "$campaign_out"
+rm -rf "$campaign_out"
+
 # browser tests: the real binary (built by cargo test above) on a free port with a
 # throwaway store, driven by Playwright in Debian's headless Chromium: the flows,
 # axe-core (WCAG 2.2 A/AA, from the lock file) in every page state, keyboard only, a

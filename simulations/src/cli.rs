@@ -25,6 +25,9 @@ pub enum Command {
     ReconnectStorm(StormArgs),
     /// A flash sale whose server is killed with SIGKILL mid-sale and restarted on the same store.
     Crash(CrashArgs),
+    /// kill -9 at random instants under a mixed load, N times; an independent checker
+    /// verifies every acknowledged operation after each restart.
+    CrashCampaign(CrashCampaignArgs),
     /// A flash sale with an order sink (Redis/PostgreSQL) that goes down and comes back.
     SinkOutage(SinkOutageArgs),
     /// Appointment booking: pre-queue shuffle, slot choice, unpaid orders released.
@@ -162,6 +165,34 @@ pub struct CrashArgs {
     /// Seconds between the kill and the restart.
     #[arg(long, default_value_t = 1.0)]
     pub down_secs: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CrashCampaignArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// How many times the server is killed with SIGKILL.
+    #[arg(long, default_value_t = 200)]
+    pub kills: usize,
+    /// Each server lives a uniformly random 0..this many ms from its start
+    /// (recovery included) before it is killed.
+    #[arg(long, default_value_t = 1500)]
+    pub life_ms: u64,
+    /// Concurrent buyers (every other one over WebSocket, one in four on the
+    /// slow waiting line); an operator adds stock besides.
+    #[arg(long, default_value_t = 12)]
+    pub clients: usize,
+    /// A buyer's pause between users (bounds the ledger the checker reads back).
+    #[arg(long, default_value_t = 150)]
+    pub pace_ms: u64,
+    /// Hard bound on the whole campaign; it stops (and fails) there.
+    #[arg(long, default_value_t = 3600)]
+    pub max_secs: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Directory of the reports (default: $TMPDIR/sluice-sim).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

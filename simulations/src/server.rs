@@ -49,6 +49,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server and waits until `GET /healthz` answers 200.
     pub async fn start(spec: &ServerSpec) -> Result<Self, String> {
+        let mut server = Self::spawn(spec)?;
+        server.wait_healthy(spec, Duration::from_secs(60)).await?;
+        Ok(server)
+    }
+
+    /// Starts the server without waiting for it (it may still be recovering).
+    pub fn spawn(spec: &ServerSpec) -> Result<Self, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -73,16 +80,16 @@ impl ServerProcess {
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", spec.binary.display()))?;
         let pid = child.id().ok_or("server exited at once")?;
-        let mut server = Self { child, pid };
-        server.wait_healthy(spec, Duration::from_secs(60)).await?;
-        Ok(server)
+        Ok(Self { child, pid })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
-    async fn wait_healthy(&mut self, spec: &ServerSpec, limit: Duration) -> Result<(), String> {
+    /// Polls `GET /healthz` every 20 ms until it answers 200 (`Err` if the server
+    /// exits first or `limit` passes).
+    pub async fn wait_healthy(&mut self, spec: &ServerSpec, limit: Duration) -> Result<(), String> {
         let start = Instant::now();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spec.port));
         while start.elapsed() < limit {
@@ -96,7 +103,7 @@ impl ServerProcess {
             if healthz(addr).await {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(format!(
             "server not healthy after {limit:?}; log: {}",

@@ -49,6 +49,11 @@ pub struct Order {
     pub version: u64,
     #[serde(default)]
     pub cancel_reason: Option<CancelReason>,
+    /// The ticket whose token bought it: after a restart the ticket still answers
+    /// (`admitted` with the `order_id`), as it did before. Empty in stores written
+    /// before it was kept.
+    #[serde(default)]
+    pub ticket: String,
 }
 
 /// The contract's ORDER object.
@@ -149,6 +154,7 @@ mod tests {
             hold: 1,
             version: 1,
             cancel_reason: None,
+            ticket: String::new(),
         }
     }
 

@@ -8,9 +8,15 @@
 //! checkpoint, which then drops the journal it covers (see `journal`). One writer and
 //! one flusher because concurrent sled flushes deadlock or crawl (sled #1308); group
 //! commit so that durability costs one fsync per window, not per request.
+//!
+//! A journal write that fails (a full disk, a failed `fdatasync`) stops every
+//! acknowledgement until the writer has sealed the segment and written what was
+//! decided meanwhile to a new one (`writer`); a failure sled reports stops writes
+//! until a restart. `docs/durability.md` has the whole model.
 
 pub mod accounts;
 pub mod codec;
+mod faults;
 mod journal;
 pub mod layout;
 mod memtable;
@@ -20,6 +26,7 @@ pub mod target;
 mod writer;
 
 pub use codec::KvOp;
+pub use faults::Faults;
 pub use recovery::LoadedActivity;
 pub use target::{CommitFailure, CommitTarget, OnDurable};
 
@@ -27,7 +34,7 @@ use crate::domain::ids::ActivityId;
 use layout::{ACTIVITY_PREFIX, OUTBOX_PREFIX, SCHEMA_KEY, SCHEMA_VERSION};
 use sink::OrderRecord;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,13 +98,23 @@ impl Job {
     }
 }
 
+/// `Inner::state`: commits are acknowledged.
+const WRITABLE: u8 = 0;
+/// A journal write failed: nothing is acknowledged until the writer has re-established
+/// a known-good journal; commits still reach it (their writes are kept for that).
+const RECOVERING: u8 = 1;
+/// sled failed (it refuses every later write itself): writes stop until a restart.
+const FAILED: u8 = 2;
+
 struct Inner {
     /// Taken out at shutdown so the database (and its file lock) is released even
     /// while actors still hold `Store` clones.
     db: std::sync::RwLock<Option<sled::Db>>,
     path: String,
     tx: Mutex<Option<SyncSender<Job>>>,
-    healthy: AtomicBool,
+    /// `WRITABLE`, `RECOVERING` or `FAILED`.
+    state: AtomicU8,
+    faults: Arc<Faults>,
     /// Committed writes sled does not have yet (see `memtable`).
     mem: memtable::Memtable,
     outbox_len: AtomicU64,
@@ -119,7 +136,12 @@ impl Store {
         let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
         check_schema(&db, &path_s)?;
         let journal_dir = path.join("journal");
-        let journal = journal::Journal::create(&journal_dir, journal::replay(&db, &journal_dir)?)?;
+        let faults = Arc::new(Faults::default());
+        let journal = journal::Journal::create(
+            &journal_dir,
+            journal::replay(&db, &journal_dir)?,
+            Arc::clone(&faults),
+        )?;
         let outbox_len = db.scan_prefix(OUTBOX_PREFIX).count() as u64;
         let next_outbox = db
             .scan_prefix(OUTBOX_PREFIX)
@@ -133,7 +155,8 @@ impl Store {
             db: std::sync::RwLock::new(Some(db)),
             path: path_s,
             tx: Mutex::new(Some(tx)),
-            healthy: AtomicBool::new(true),
+            state: AtomicU8::new(WRITABLE),
+            faults,
             mem: memtable::Memtable::default(),
             outbox_len: AtomicU64::new(outbox_len),
             outbox_notify: tokio::sync::Notify::new(),
@@ -163,9 +186,9 @@ impl Store {
 
     /// Queues a commit; the receiver resolves once it is durable. A full writer queue
     /// blocks the caller briefly (backpressure; decisions already made are never
-    /// dropped); a broken writer fails at once with `Unavailable`.
+    /// dropped); a failed store refuses at once with `Unavailable`.
     pub fn commit(&self, ops: Vec<KvOp>) -> Result<CommitAck, StoreError> {
-        if !self.is_healthy() {
+        if self.has_failed() {
             return Err(StoreError::Unavailable);
         }
         let (ack, rx) = oneshot::channel();
@@ -193,7 +216,7 @@ impl Store {
     }
 
     fn send_job(&self, job: Job) {
-        if !self.is_healthy() {
+        if self.has_failed() {
             return job.finish(Err(StoreError::Unavailable));
         }
         let guard = self.inner.tx.lock().expect("sender lock is never poisoned");
@@ -211,11 +234,25 @@ impl Store {
         self.get(&layout::activity_key(id, "shuffle"))
     }
 
+    /// Commits are being acknowledged (not recovering from a journal failure, not
+    /// failed).
     pub fn is_healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Acquire)
+        self.inner.state.load(Ordering::Acquire) == WRITABLE
+    }
+
+    fn has_failed(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == FAILED
+    }
+
+    /// Test hooks (a failing `fdatasync`).
+    #[doc(hidden)]
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
     }
 
     /// Writes and flushes a probe key through the writer: proves the store can write.
+    /// While it recovers from a journal failure, a probe also makes the writer try to
+    /// re-establish the journal (at most every `writer::RETRY`).
     pub async fn probe(&self) -> Result<(), StoreError> {
         let rx = self.commit(vec![KvOp::Put(b"meta/probe".to_vec(), b"1".to_vec())])?;
         rx.await.map_err(|_| StoreError::Unavailable)?
@@ -345,94 +382,4 @@ fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn open(dir: &Path) -> Store {
-        let settings = CommitSettings {
-            window: Duration::from_micros(100),
-            max_batch: 64,
-            queue: 1024,
-            // Every few commits rotate the journal and checkpoint sled.
-            checkpoint: Duration::from_millis(10),
-        };
-        Store::open(dir, settings).expect("store opens")
-    }
-
-    fn record(n: u64) -> Vec<u8> {
-        serde_json::to_vec(&OrderRecord {
-            id: format!("a-{n}"),
-            activity_id: "a".into(),
-            slot_id: None,
-            user_id: "u".into(),
-            quantity: 1,
-            amount_cents: 0,
-            status: "pending".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            pay_by: "2026-01-01T00:15:00Z".into(),
-            version: n,
-        })
-        .expect("serializes")
-    }
-
-    async fn commit(store: &Store, ops: Vec<KvOp>) {
-        let ack = store.commit(ops).expect("queued");
-        ack.await.expect("answered").expect("durable");
-    }
-
-    #[tokio::test]
-    async fn reads_follow_commits_through_checkpoints_and_a_restart() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(dir.path());
-        for n in 0..40u64 {
-            let key = format!("a/x/o/{n:016x}").into_bytes();
-            commit(
-                &store,
-                vec![KvOp::Put(key, vec![n as u8]), KvOp::Outbox(record(n))],
-            )
-            .await;
-            if n % 10 == 9 {
-                // Let the checkpoint interval pass so the next commit starts one.
-                std::thread::sleep(Duration::from_millis(15));
-            }
-        }
-        commit(&store, vec![KvOp::Del(b"a/x/o/0000000000000003".to_vec())]).await;
-        assert_eq!(
-            store.get(b"a/x/o/0000000000000004").expect("reads"),
-            Some(vec![4])
-        );
-        assert_eq!(store.get(b"a/x/o/0000000000000003").expect("reads"), None);
-        let first = store.outbox_batch(5).expect("reads");
-        let versions: Vec<u64> = first.iter().map(|(_, r)| r.version).collect();
-        assert_eq!(versions, vec![0, 1, 2, 3, 4], "the oldest first");
-        store.outbox_remove(&first.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
-        assert_eq!(store.outbox_batch(1).expect("reads")[0].1.version, 5);
-        // Replacing a prefix drops what earlier commits wrote under it.
-        commit(
-            &store,
-            vec![
-                KvOp::DelPrefix(b"a/x/".to_vec()),
-                KvOp::Put(b"a/x/o/00000000000000ff".to_vec(), vec![9]),
-            ],
-        )
-        .await;
-        store.shutdown();
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("journal"))
-                .expect("lists")
-                .count(),
-            0,
-            "a clean stop leaves everything in sled"
-        );
-
-        let store = open(dir.path());
-        assert_eq!(store.get(b"a/x/o/0000000000000004").expect("reads"), None);
-        assert_eq!(
-            store.get(b"a/x/o/00000000000000ff").expect("reads"),
-            Some(vec![9])
-        );
-        assert_eq!(store.outbox_len(), 35);
-        assert_eq!(store.outbox_batch(1).expect("reads")[0].1.version, 5);
-        store.shutdown();
-    }
-}
+mod tests;

@@ -1,15 +1,25 @@
 //! The group-commit writer thread: the only place that appends to the journal, and
 //! the checkpoint thread: the only place that writes and flushes sled.
+//!
+//! When a journal append fails (a full disk, an `fdatasync` error) the writer stops
+//! acknowledging (`RECOVERING`). What the failed window and every later one decided
+//! is already in the activities' memory, so it is kept (`Pending`), not dropped. The
+//! writer then re-establishes a known-good journal, at most every `RETRY`: it seals the
+//! failed segment (cut back to its last synced frame, the cut synced, the file read
+//! back), starts a new segment, writes the kept writes to it as one frame and syncs
+//! it. Only then are commits acknowledged again. It never syncs the failed segment
+//! again hoping the lost write is now on disk (after a failed `fsync` the kernel may
+//! have dropped those pages and report success next time).
 
 use super::journal::{self, Frame, Journal};
 use super::layout::outbox_key;
 use super::memtable::Writes;
-use super::{Inner, Job, KvOp, StoreError};
-use std::path::PathBuf;
+use super::{Inner, Job, KvOp, StoreError, FAILED, RECOVERING, WRITABLE};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A segment this large is closed (and checkpointed) whatever the interval.
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -17,15 +27,52 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// A checkpoint writes sled this many keys at a time, pausing in between so the
 /// latency-sensitive threads get the cores.
 const CHECKPOINT_SLICE: usize = 1024;
-const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(1);
+
+/// How often a recovering writer tries to re-establish the journal.
+pub(super) const RETRY: Duration = Duration::from_millis(100);
+
+/// Bytes of writes kept in memory while the journal cannot be written; beyond this
+/// the store fails (writes stop until a restart) rather than grow without bound.
+const PENDING_LIMIT: usize = 64 << 20;
+
+/// Free space a checkpoint wants on top of twice the bytes it writes: sled must never
+/// meet a full disk, because a write error poisons it for good (sled 0.34's global
+/// error). Short of it, the checkpoint waits and the journal keeps everything.
+const CHECKPOINT_HEADROOM: u64 = 16 << 20;
+const CHECKPOINT_ROOM_RETRY: Duration = Duration::from_secs(1);
+
+/// The writes decided since the journal failed, in commit order.
+#[derive(Default)]
+struct Pending {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    bytes: usize,
+    outboxed: u64,
+}
+
+/// One window's writes, resolved to concrete keys, and the frame that journals them.
+struct Window {
+    frame: Frame,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    outboxed: u64,
+}
+
+struct Writer {
+    inner: Arc<Inner>,
+    db: sled::Db,
+    journal: Journal,
+    next_outbox: u64,
+    pending: Pending,
+    last_try: Instant,
+}
 
 pub(super) fn run(
     inner: Arc<Inner>,
     db: sled::Db,
     rx: Receiver<Job>,
     settings: super::CommitSettings,
-    mut next_outbox: u64,
-    mut journal: Journal,
+    next_outbox: u64,
+    journal: Journal,
     journal_dir: PathBuf,
 ) {
     let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<u64>();
@@ -33,14 +80,18 @@ pub(super) fn run(
         let (inner, db, dir) = (Arc::clone(&inner), db.clone(), journal_dir.clone());
         std::thread::Builder::new()
             .name("sluice-store-checkpoint".into())
-            .spawn(move || {
-                while let Ok(upto) = checkpoint_rx.recv() {
-                    checkpoint(&inner, &db, &dir, upto);
-                }
-            })
+            .spawn(move || checkpoint_loop(&inner, &db, &dir, &checkpoint_rx))
+    };
+    let mut w = Writer {
+        inner,
+        db,
+        journal,
+        next_outbox,
+        pending: Pending::default(),
+        last_try: Instant::now(),
     };
     let mut last_checkpoint = Instant::now();
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = w.next_job(&rx) {
         let mut jobs = vec![first];
         let deadline = Instant::now() + settings.window;
         if !settings.window.is_zero() {
@@ -54,41 +105,36 @@ pub(super) fn run(
             }
         }
         let started = Instant::now();
-        let result = if inner.healthy.load(Ordering::Acquire) {
-            apply(&inner, &db, &mut journal, &mut jobs, &mut next_outbox)
-        } else {
-            Err(StoreError::Unavailable)
-        };
+        let result = w.commit(&mut jobs);
         metrics::histogram!("sluice_commit_jobs").record(jobs.len() as f64);
         metrics::histogram!("sluice_commit_seconds").record(started.elapsed().as_secs_f64());
-        let result = result.and_then(|outboxed| {
-            let due = journal.bytes() >= SEGMENT_BYTES
-                || (journal.bytes() > 0 && last_checkpoint.elapsed() >= settings.checkpoint);
+        if result.is_ok() {
+            let due = w.journal.bytes() >= SEGMENT_BYTES
+                || (w.journal.bytes() > 0 && last_checkpoint.elapsed() >= settings.checkpoint);
             // Rotation and freezing go together: the closed segments hold exactly what
             // sled and the frozen writes hold. Skipped while a checkpoint still runs.
-            if due && inner.mem.freeze().is_some() {
-                let closed = journal.rotate()?;
-                let _ = checkpoints.send(closed);
-                last_checkpoint = Instant::now();
+            if due && w.inner.mem.frozen().is_none() {
+                match w.journal.rotate() {
+                    Ok(closed) => {
+                        if w.inner.mem.freeze().is_some() {
+                            let _ = checkpoints.send(closed);
+                        }
+                        last_checkpoint = Instant::now();
+                    }
+                    // This window is durable all the same; the next is not taken until
+                    // a new segment exists.
+                    Err(e) => w.journal_failed(&e),
+                }
             }
-            Ok(outboxed)
-        });
+        }
         match result {
             Ok(outboxed) => {
-                if outboxed > 0 {
-                    inner.outbox_len.fetch_add(outboxed, Ordering::Relaxed);
-                    inner.outbox_notify.notify_one();
-                }
+                w.publish_outboxed(outboxed);
                 for j in jobs {
                     j.finish(Ok(()));
                 }
             }
-            Err(e) => {
-                // Fail-stop: memory is now ahead of disk, so nothing more is
-                // acknowledged; a restart recovers from what is durable.
-                if inner.healthy.swap(false, Ordering::AcqRel) {
-                    tracing::error!(error = %e, "store write failed; refusing further writes");
-                }
+            Err(_) => {
                 for j in jobs {
                     j.finish(Err(StoreError::Unavailable));
                 }
@@ -99,15 +145,274 @@ pub(super) fn run(
     if let Ok(h) = checkpointer {
         let _ = h.join();
     }
-    // A clean stop leaves sled whole and the journal empty.
-    inner.mem.freeze();
-    checkpoint(&inner, &db, &journal_dir, journal.seq());
+    // A clean stop leaves sled whole and the journal empty (unless the disk has no
+    // room for it: then the journal keeps everything for the next start).
+    w.inner.mem.freeze();
+    if w.inner
+        .mem
+        .frozen()
+        .is_none_or(|f| has_room(&journal_dir, &f))
+    {
+        checkpoint(&w.inner, &w.db, &journal_dir, w.journal.seq());
+    }
+}
+
+impl Writer {
+    /// The next job; while recovering, tries to re-establish the journal between jobs.
+    fn next_job(&mut self, rx: &Receiver<Job>) -> Option<Job> {
+        loop {
+            if self.inner.state.load(Ordering::Acquire) != RECOVERING {
+                return rx.recv().ok();
+            }
+            match rx.recv_timeout(RETRY) {
+                Ok(job) => return Some(job),
+                Err(RecvTimeoutError::Timeout) => self.try_recover(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Journals the window (durable on return), then hands its writes to the memtable,
+    /// where every read sees them; returns the outbox entries it added. While
+    /// recovering, the window's writes are kept for the new segment and it fails.
+    fn commit(&mut self, jobs: &mut [Job]) -> Result<u64, StoreError> {
+        match self.inner.state.load(Ordering::Acquire) {
+            WRITABLE => {}
+            RECOVERING => self.try_recover(),
+            _ => return Err(StoreError::Unavailable),
+        }
+        let window = self.resolve(jobs).inspect_err(|e| self.fail(e))?;
+        if self.inner.state.load(Ordering::Acquire) != WRITABLE {
+            self.keep(window);
+            return Err(StoreError::Unavailable);
+        }
+        // A window of reads only (callers waiting for earlier commits) writes nothing.
+        if window.writes.is_empty() {
+            return Ok(0);
+        }
+        let Window {
+            frame,
+            writes,
+            outboxed,
+        } = window;
+        match self.journal.append(&frame.finish()) {
+            Ok(()) => {
+                self.inner.mem.apply(writes);
+                Ok(outboxed)
+            }
+            Err(e) => {
+                self.journal_failed(&e);
+                self.keep(Window {
+                    frame: Frame::new(),
+                    writes,
+                    outboxed,
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Resolves outbox keys and prefix deletes, so the frame holds only concrete keys.
+    fn resolve(&mut self, jobs: &mut [Job]) -> Result<Window, StoreError> {
+        let mut w = Window {
+            frame: Frame::new(),
+            writes: Vec::new(),
+            outboxed: 0,
+        };
+        for job in jobs {
+            for op in std::mem::take(&mut job.ops) {
+                match op {
+                    KvOp::Put(k, v) => {
+                        w.frame.put(&k, &v);
+                        w.writes.push((k, Some(v)));
+                    }
+                    KvOp::Del(k) => {
+                        w.frame.del(&k);
+                        w.writes.push((k, None));
+                    }
+                    KvOp::DelPrefix(p) => {
+                        // Earlier windows' writes are in the memtable already; the kept
+                        // ones and this window's own are not, so they are checked too.
+                        let mut keys: Writes = self
+                            .inner
+                            .mem
+                            .scan(&self.db, &p, usize::MAX)?
+                            .into_iter()
+                            .map(|(k, _)| (k, None))
+                            .collect();
+                        keys.extend(
+                            self.pending
+                                .writes
+                                .iter()
+                                .chain(&w.writes)
+                                .filter(|(k, _)| k.starts_with(&p))
+                                .map(|(k, _)| (k.clone(), None)),
+                        );
+                        for (k, _) in keys {
+                            w.frame.del(&k);
+                            w.writes.push((k, None));
+                        }
+                    }
+                    KvOp::Outbox(v) => {
+                        let k = outbox_key(self.next_outbox);
+                        w.frame.put(&k, &v);
+                        w.writes.push((k, Some(v)));
+                        self.next_outbox += 1;
+                        w.outboxed += 1;
+                    }
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Keeps a window that was decided but not journaled, for the new segment.
+    fn keep(&mut self, w: Window) {
+        let p = &mut self.pending;
+        p.bytes += w
+            .writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
+        p.writes.extend(w.writes);
+        p.outboxed += w.outboxed;
+        if p.bytes > PENDING_LIMIT {
+            self.fail(&StoreError::Journal(format!(
+                "more than {PENDING_LIMIT} bytes of writes wait for a journal that cannot be written"
+            )));
+            self.pending = Pending::default();
+        }
+    }
+
+    /// Moves the store from state `from` to `to`; `false` if it was not in `from`
+    /// (a failed store never becomes writable again).
+    fn transition(&self, from: u8, to: u8) -> bool {
+        self.inner
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn journal_failed(&mut self, e: &StoreError) {
+        if self.transition(WRITABLE, RECOVERING) {
+            tracing::error!(error = %e, segment = self.journal.seq(),
+                "journal write failed; nothing is acknowledged until a new segment holds what was decided");
+            metrics::counter!("sluice_journal_failures_total").increment(1);
+        }
+        self.last_try = Instant::now();
+    }
+
+    /// A failure the writer cannot recover from by itself (sled's): writes stop.
+    fn fail(&self, e: &StoreError) {
+        if self.inner.state.swap(FAILED, Ordering::AcqRel) != FAILED {
+            tracing::error!(error = %e, "store write failed; refusing writes until a restart");
+        }
+    }
+
+    fn try_recover(&mut self) {
+        if self.last_try.elapsed() < RETRY {
+            return;
+        }
+        self.last_try = Instant::now();
+        match self.reestablish() {
+            Ok(kept) => {
+                if self.transition(RECOVERING, WRITABLE) {
+                    tracing::warn!(
+                        segment = self.journal.seq(),
+                        kept_writes = kept,
+                        "journal re-established on a new segment; acknowledging again"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "the journal still cannot be written"),
+        }
+    }
+
+    /// Seals the failed segment, then writes the kept writes to a new one; returns
+    /// how many writes it made durable.
+    fn reestablish(&mut self) -> Result<usize, StoreError> {
+        self.journal.seal()?;
+        let mut next = self.journal.successor()?;
+        if !self.pending.writes.is_empty() {
+            let mut frame = Frame::new();
+            for (k, v) in &self.pending.writes {
+                match v {
+                    Some(v) => frame.put(k, v),
+                    None => frame.del(k),
+                }
+            }
+            if let Err(e) = next.append(&frame.finish()) {
+                // That segment failed in turn: it is the one sealed next time.
+                self.journal = next;
+                return Err(e);
+            }
+        }
+        self.journal = next;
+        let kept = std::mem::take(&mut self.pending);
+        let n = kept.writes.len();
+        self.inner.mem.apply(kept.writes);
+        self.publish_outboxed(kept.outboxed);
+        Ok(n)
+    }
+
+    fn publish_outboxed(&self, n: u64) {
+        if n > 0 {
+            self.inner.outbox_len.fetch_add(n, Ordering::Relaxed);
+            self.inner.outbox_notify.notify_one();
+        }
+    }
+}
+
+/// Runs the checkpoints the writer asks for, each once the disk has room for it.
+fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>) {
+    let mut waiting: Option<u64> = None;
+    loop {
+        let got = match waiting {
+            Some(_) => rx.recv_timeout(CHECKPOINT_ROOM_RETRY),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(upto) => waiting = Some(upto),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(upto) = waiting else { continue };
+        let Some(frozen) = inner.mem.frozen() else {
+            waiting = None;
+            continue;
+        };
+        if has_room(dir, &frozen) {
+            checkpoint(inner, db, dir, upto);
+            waiting = None;
+        }
+    }
+}
+
+/// Whether the filesystem of `dir` has room for sled to take `frozen` (unknown: yes).
+fn has_room(dir: &Path, frozen: &Writes) -> bool {
+    let Ok(fs) = rustix::fs::statvfs(dir) else {
+        return true;
+    };
+    let writes: u64 = frozen
+        .iter()
+        .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+        .sum();
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    let room = free >= writes.saturating_mul(2).saturating_add(CHECKPOINT_HEADROOM);
+    if !room {
+        tracing::warn!(
+            free_bytes = free,
+            checkpoint_bytes = writes,
+            "checkpoint deferred: too little free space for sled; the journal keeps everything"
+        );
+    }
+    room
 }
 
 /// Copies the frozen writes into sled, flushes it, then deletes the journal segments
 /// up to `upto`, which the flush made redundant. A failure keeps the segments
 /// (nothing is lost) and stops further writes.
-fn checkpoint(inner: &Inner, db: &sled::Db, dir: &std::path::Path, upto: u64) {
+fn checkpoint(inner: &Inner, db: &sled::Db, dir: &Path, upto: u64) {
     let started = Instant::now();
     let frozen = inner.mem.frozen();
     let done = (|| {
@@ -133,70 +438,8 @@ fn checkpoint(inner: &Inner, db: &sled::Db, dir: &std::path::Path, upto: u64) {
     })();
     metrics::histogram!("sluice_checkpoint_seconds").record(started.elapsed().as_secs_f64());
     if let Err(e) = done {
-        if inner.healthy.swap(false, Ordering::AcqRel) {
-            tracing::error!(error = %e, "checkpoint failed; refusing further writes");
+        if inner.state.swap(FAILED, Ordering::AcqRel) != FAILED {
+            tracing::error!(error = %e, "checkpoint failed; refusing writes until a restart");
         }
     }
-}
-
-/// Journals the window's writes as one frame (durable on return), then hands them to
-/// the memtable, where every read sees them. Outbox keys and prefix deletes are
-/// resolved here, so the frame holds only concrete keys.
-fn apply(
-    inner: &Inner,
-    db: &sled::Db,
-    journal: &mut Journal,
-    jobs: &mut [Job],
-    next_outbox: &mut u64,
-) -> Result<u64, StoreError> {
-    let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-    let mut frame = Frame::new();
-    let mut outboxed = 0;
-    for job in jobs {
-        for op in std::mem::take(&mut job.ops) {
-            match op {
-                KvOp::Put(k, v) => {
-                    frame.put(&k, &v);
-                    writes.push((k, Some(v)));
-                }
-                KvOp::Del(k) => {
-                    frame.del(&k);
-                    writes.push((k, None));
-                }
-                KvOp::DelPrefix(p) => {
-                    // What earlier windows wrote is in the memtable already; this
-                    // window's own earlier writes are not, so they are checked too.
-                    let mut keys: Writes = inner
-                        .mem
-                        .scan(db, &p, usize::MAX)?
-                        .into_iter()
-                        .map(|(k, _)| (k, None))
-                        .collect();
-                    keys.extend(
-                        writes
-                            .iter()
-                            .filter(|(k, _)| k.starts_with(&p))
-                            .map(|(k, _)| (k.clone(), None)),
-                    );
-                    for (k, _) in keys {
-                        frame.del(&k);
-                        writes.push((k, None));
-                    }
-                }
-                KvOp::Outbox(v) => {
-                    let k = outbox_key(*next_outbox);
-                    frame.put(&k, &v);
-                    writes.push((k, Some(v)));
-                    *next_outbox += 1;
-                    outboxed += 1;
-                }
-            }
-        }
-    }
-    // A window of reads only (callers waiting for earlier commits) writes nothing.
-    if !writes.is_empty() {
-        journal.append(&frame.finish())?;
-        inner.mem.apply(writes);
-    }
-    Ok(outboxed)
 }

@@ -146,6 +146,36 @@ impl Process {
         self.launch().await;
     }
 
+    /// The store directory the binary runs on (unless `env` moved it).
+    pub fn store_dir(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
+    /// Starts the binary on the same store expecting it to refuse (after `kill9`):
+    /// returns what it wrote to stderr once it exited non-zero (bounded wait).
+    pub fn start_refused(&mut self) -> String {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        for _ in 0..400 {
+            if let Some(status) = child.try_wait().expect("waits") {
+                assert!(!status.success(), "{} exited 0", self.name);
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut err)
+                    .expect("reads stderr");
+                return err;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{} kept running on a store it should refuse", self.name);
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }

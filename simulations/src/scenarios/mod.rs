@@ -4,6 +4,7 @@
 mod cluster;
 mod common;
 mod crash;
+mod crash_campaign;
 mod flash_sale;
 mod hospital;
 mod reconnect_storm;
@@ -19,6 +20,7 @@ pub async fn run(command: Command) -> i32 {
         Command::FlashSale(a) => flash_sale::run(a).await,
         Command::ReconnectStorm(a) => reconnect_storm::run(a).await,
         Command::Crash(a) => crash::run(a).await,
+        Command::CrashCampaign(a) => crash_campaign::run(a).await,
         Command::SinkOutage(a) => sink_outage::run(a).await,
         Command::Hospital(a) => hospital::run(a).await,
         Command::Cluster(a) => cluster::run(a).await,

@@ -204,6 +204,7 @@ mod tests {
             hold,
             version: 1,
             cancel_reason: None,
+            ticket: String::new(),
         }
     }
 

@@ -107,7 +107,12 @@ impl Activity {
             Err(LedgerError::SlotFull) => return Err(self.slot_full(slot)),
             Err(e) => return Err(ActivityError::Invalid(e.to_string())),
         }
-        self.holds.take(hold_id, &mut self.fx);
+        // The ticket moves from the spent hold to the order (it answers after a restart).
+        let ticket = self
+            .holds
+            .take(hold_id, &mut self.fx)
+            .map(|h| h.ticket)
+            .unwrap_or_default();
         let n = self.orders.next_n();
         let order = Order {
             activity: self.spec.id.clone(),
@@ -127,6 +132,7 @@ impl Activity {
             hold: hold_id,
             version: 1,
             cancel_reason: None,
+            ticket,
         };
         let order = self.orders.open(order, &mut self.fx).clone();
         self.users.purchased(&order.user, order.quantity, n);

@@ -130,7 +130,7 @@ impl Activity {
                     o.quantity
                 }
             };
-            a.users.restore_order(&o.user, o.n, units);
+            a.users.restore_order(&o.user, o.n, units, &o.ticket);
             a.orders.restore(o);
         }
         for h in data.holds {

@@ -145,7 +145,10 @@ impl Users {
     }
 
     /// Recovery: an order found in the store (`units` is 0 for a cancelled one).
-    pub(super) fn restore_order(&mut self, user: &UserId, order: u64, units: u32) {
+    /// Recovery: an order found in the store, `ticket` the one that bought it (empty
+    /// in stores written before orders kept it). The latest purchase's ticket
+    /// answers as it did; a live place or hold restored after takes the user over.
+    pub(super) fn restore_order(&mut self, user: &UserId, order: u64, units: u32, ticket: &str) {
         let e = self
             .by_user
             .entry(user.clone())
@@ -155,6 +158,11 @@ impl Users {
                 bought: 0,
             });
         e.bought += units;
+        if !ticket.is_empty() {
+            e.ticket = ticket.to_owned();
+            e.stage = Stage::Ended(End::Purchased(order));
+            self.by_ticket.insert(ticket.to_owned(), user.clone());
+        }
     }
 
     /// Recovery: a place or hold found in the store.

@@ -13,12 +13,19 @@
 //! applying frames sled already has, in order, ends in the same state.
 //!
 //! Frame: `len: u32 LE`, `crc32(payload): u32 LE`, payload. Payload: ops, each
-//! `1, klen: u32, key, vlen: u32, value` (put) or `2, klen: u32, key` (delete).
+//! `1, klen: u32, key, vlen: u32, value` (put) or `2, klen: u32, key` (delete). A
+//! frame always holds at least one op, so a zero length is damage (a zero-filled
+//! tail would otherwise read as empty frames).
+//!
+//! A segment whose append failed is never appended to again (`seal`): it is cut back
+//! to the frames whose `fdatasync` succeeded and the writer moves on to a new one.
 
+use super::faults::Faults;
 use super::StoreError;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const PUT: u8 = 1;
 const DEL: u8 = 2;
@@ -67,10 +74,12 @@ pub(super) struct Journal {
     dir: PathBuf,
     file: File,
     seq: u64,
+    /// Bytes whose `fdatasync` succeeded: everything after them is not durable.
     bytes: u64,
+    faults: Arc<Faults>,
 }
 
-fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016x}.wal"))
 }
 
@@ -79,7 +88,7 @@ fn io_err(path: &Path, e: std::io::Error) -> StoreError {
 }
 
 /// The segments in `dir`, oldest first.
-fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let path = entry.map_err(|e| io_err(dir, e))?.path();
@@ -104,7 +113,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl Journal {
     /// Starts a new segment numbered `seq`.
-    pub fn create(dir: &Path, seq: u64) -> Result<Journal, StoreError> {
+    pub fn create(dir: &Path, seq: u64, faults: Arc<Faults>) -> Result<Journal, StoreError> {
         let path = segment_path(dir, seq);
         let file = OpenOptions::new()
             .create_new(true)
@@ -117,15 +126,52 @@ impl Journal {
             file,
             seq,
             bytes: 0,
+            faults,
         })
     }
 
-    /// Appends a sealed frame and waits until it is on disk.
+    /// Appends a sealed frame and waits until it is on disk. After an error the
+    /// segment must be sealed, not appended to: what the failed append left in the file
+    /// (and in the page cache) is unknown.
     pub fn append(&mut self, frame: &[u8]) -> Result<(), StoreError> {
         let path = || segment_path(&self.dir, self.seq);
         self.file.write_all(frame).map_err(|e| io_err(&path(), e))?;
+        if self.faults.sync_fails() {
+            let injected = std::io::Error::other("fdatasync failed (injected EIO)");
+            return Err(io_err(&path(), injected));
+        }
         self.file.sync_data().map_err(|e| io_err(&path(), e))?;
         self.bytes += frame.len() as u64;
+        Ok(())
+    }
+
+    /// After a failed append: cuts the segment back to the bytes whose sync succeeded,
+    /// makes the cut durable, and reads the file back to check it now ends exactly
+    /// after its last whole frame. An empty segment is removed instead. The failed
+    /// write is never retried here and never trusted: its writes go to a new segment.
+    pub fn seal(&self) -> Result<(), StoreError> {
+        let path = segment_path(&self.dir, self.seq);
+        if self.bytes == 0 {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, e)),
+            }
+            return sync_dir(&self.dir);
+        }
+        self.file
+            .set_len(self.bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| io_err(&path, e))?;
+        let data = fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let whole = frames(&data).try_fold(0u64, |n, f| f.map(|p| n + (HEADER + p.len()) as u64));
+        if whole != Ok(self.bytes) || data.len() as u64 != self.bytes {
+            return Err(StoreError::Journal(format!(
+                "{}: cut back to {} bytes, it does not read back as whole frames",
+                path.display(),
+                self.bytes
+            )));
+        }
         Ok(())
     }
 
@@ -136,13 +182,18 @@ impl Journal {
     /// Moves on to a new segment; returns the number of the one it closed, which a
     /// checkpoint may delete once sled holds everything applied so far.
     pub fn rotate(&mut self) -> Result<u64, StoreError> {
-        let next = Journal::create(&self.dir, self.seq + 1)?;
+        let next = self.successor()?;
         let closed = std::mem::replace(self, next);
         Ok(closed.seq)
     }
 
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The segment after this one, for the writer to move on to after `seal`.
+    pub fn successor(&self) -> Result<Journal, StoreError> {
+        Journal::create(&self.dir, self.seq + 1, Arc::clone(&self.faults))
     }
 }
 
@@ -163,8 +214,18 @@ pub(super) enum Op<'a> {
     Del(&'a [u8]),
 }
 
+/// The payload of an intact frame starting at byte `at`, if one does: a non-zero
+/// length that fits in `data` and a matching checksum.
+fn frame_at(data: &[u8], at: usize) -> Option<&[u8]> {
+    let h = data.get(at..at.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let payload = data.get(at + HEADER..(at + HEADER).checked_add(len)?)?;
+    (len > 0 && crc32fast::hash(payload) == crc).then_some(payload)
+}
+
 /// The frames of one segment's bytes, in order. `Err(offset)` ends the iteration at
-/// a frame that is cut short or fails its checksum.
+/// a frame that is cut short, empty or fails its checksum.
 fn frames(data: &[u8]) -> impl Iterator<Item = Result<&[u8], usize>> {
     let mut at = 0;
     std::iter::from_fn(move || {
@@ -172,16 +233,9 @@ fn frames(data: &[u8]) -> impl Iterator<Item = Result<&[u8], usize>> {
             return None;
         }
         let start = at;
-        let header = data.get(at..at + HEADER);
-        let frame = header.and_then(|h| {
-            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let payload = data.get(at + HEADER..at + HEADER + len)?;
-            (crc32fast::hash(payload) == crc).then_some((payload, len))
-        });
-        match frame {
-            Some((payload, len)) => {
-                at += HEADER + len;
+        match frame_at(data, at) {
+            Some(payload) => {
+                at += HEADER + payload.len();
                 Some(Ok(payload))
             }
             None => {
@@ -190,6 +244,13 @@ fn frames(data: &[u8]) -> impl Iterator<Item = Result<&[u8], usize>> {
             }
         }
     })
+}
+
+/// The first byte after `damaged` where an intact frame starts, if any. A crash
+/// mid-append leaves at most one partial frame at the end; an intact frame after the
+/// damage means the damage is not that, and what follows was acknowledged.
+fn intact_frame_after(data: &[u8], damaged: usize) -> Option<usize> {
+    (damaged + 1..data.len().saturating_sub(HEADER)).find(|&at| frame_at(data, at).is_some())
 }
 
 /// The operations of one (checksummed) payload.
@@ -226,10 +287,12 @@ pub(super) fn ops(payload: &[u8]) -> Result<Vec<Op<'_>>, String> {
 /// Replays every segment in `dir` into `db` (creating `dir` if needed), flushes sled,
 /// deletes the segments, and returns the number for the next segment.
 ///
-/// The last segment may end in a frame cut short by a crash: it was never
-/// acknowledged (acknowledgement follows `fdatasync`), so it is dropped with a
-/// warning. A bad frame anywhere else means the disk lost acknowledged data: start-up
-/// stops rather than run on a silently older state.
+/// The last segment may end in a damaged frame: one cut short by a crash mid-append,
+/// its bytes not all written (zeros, or stale bytes after a power loss), so never
+/// acknowledged (acknowledgement follows `fdatasync`); it is dropped with a warning.
+/// A bad frame anywhere else (in an earlier segment, or followed by an intact frame)
+/// means the disk lost acknowledged data: start-up stops, naming the segment and the
+/// byte, rather than run on a silently older state.
 pub(super) fn replay(db: &sled::Db, dir: &Path) -> Result<u64, StoreError> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let segs = segments(dir)?;
@@ -243,17 +306,25 @@ pub(super) fn replay(db: &sled::Db, dir: &Path) -> Result<u64, StoreError> {
         for frame in frames(&data) {
             let payload = match frame {
                 Ok(p) => p,
-                Err(at) if i + 1 == segs.len() => {
-                    tracing::warn!(segment = %path.display(), offset = at, dropped_bytes = data.len() - at,
-                        "journal ends in an incomplete frame (a crash mid-append); it was never acknowledged");
-                    break;
-                }
-                Err(at) => {
-                    return Err(corrupt(
-                        path,
-                        format!("journal frame at byte {at} is damaged"),
-                    ))
-                }
+                Err(at) => match (i + 1 == segs.len(), intact_frame_after(&data, at)) {
+                    (true, None) => {
+                        tracing::warn!(segment = %path.display(), offset = at, dropped_bytes = data.len() - at,
+                            "journal ends in an incomplete frame (a crash mid-append); it was never acknowledged");
+                        break;
+                    }
+                    (true, Some(next)) => {
+                        return Err(corrupt(
+                            path,
+                            format!("journal frame at byte {at} is damaged and an intact frame follows at byte {next}: acknowledged commits would be lost"),
+                        ))
+                    }
+                    (false, _) => {
+                        return Err(corrupt(
+                            path,
+                            format!("journal frame at byte {at} is damaged in a segment that is not the last: acknowledged commits would be lost"),
+                        ))
+                    }
+                },
             };
             let mut batch = sled::Batch::default();
             for op in ops(payload).map_err(|e| corrupt(path, format!("journal frame: {e}")))? {
@@ -282,86 +353,4 @@ pub(super) fn replay(db: &sled::Db, dir: &Path) -> Result<u64, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(ops: &[(&[u8], Option<&[u8]>)]) -> Vec<u8> {
-        let mut f = Frame::new();
-        for (k, v) in ops {
-            match v {
-                Some(v) => f.put(k, v),
-                None => f.del(k),
-            }
-        }
-        f.finish()
-    }
-
-    fn temp_db() -> (tempfile::TempDir, sled::Db) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .expect("sled opens");
-        (dir, db)
-    }
-
-    #[test]
-    fn frames_round_trip() {
-        let f = frame(&[(b"a", Some(b"1")), (b"b", None), (b"", Some(b""))]);
-        let payloads: Vec<_> = frames(&f).collect();
-        assert_eq!(payloads.len(), 1);
-        let payload = payloads[0].expect("intact");
-        assert_eq!(
-            ops(payload).expect("decodes"),
-            vec![Op::Put(b"a", b"1"), Op::Del(b"b"), Op::Put(b"", b"")]
-        );
-    }
-
-    #[test]
-    fn replay_applies_in_order_and_empties_the_journal() {
-        let (dir, db) = temp_db();
-        let jdir = dir.path().join("journal");
-        fs::create_dir_all(&jdir).expect("dir");
-        let mut j = Journal::create(&jdir, 3).expect("segment");
-        j.append(&frame(&[(b"k", Some(b"1")), (b"gone", Some(b"x"))]))
-            .expect("append");
-        j.rotate().expect("rotate");
-        j.append(&frame(&[(b"k", Some(b"2")), (b"gone", None)]))
-            .expect("append");
-        assert_eq!(j.seq(), 4);
-        let next = replay(&db, &jdir).expect("replays");
-        assert_eq!(next, 5);
-        assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"2"[..]));
-        assert_eq!(db.get(b"gone").expect("get"), None);
-        assert!(segments(&jdir).expect("lists").is_empty());
-        // Replaying the same frames again (a crash before the delete) is harmless.
-        assert_eq!(replay(&db, &jdir).expect("replays"), 0);
-        assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"2"[..]));
-    }
-
-    #[test]
-    fn a_torn_last_frame_is_dropped_but_damage_before_the_end_refuses_start() {
-        let (dir, db) = temp_db();
-        let jdir = dir.path().join("journal");
-        fs::create_dir_all(&jdir).expect("dir");
-        let good = frame(&[(b"a", Some(b"1"))]);
-        let torn = frame(&[(b"b", Some(b"2"))]);
-        let mut bytes = good.clone();
-        bytes.extend_from_slice(&torn[..torn.len() - 1]);
-        fs::write(segment_path(&jdir, 0), &bytes).expect("write");
-        assert_eq!(replay(&db, &jdir).expect("the torn tail is dropped"), 1);
-        assert_eq!(db.get(b"a").expect("get").as_deref(), Some(&b"1"[..]));
-        assert_eq!(db.get(b"b").expect("get"), None);
-
-        // The same damage in a segment that is not the last: acknowledged data is gone.
-        let mut flipped = good.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 0xff;
-        fs::write(segment_path(&jdir, 7), &flipped).expect("write");
-        fs::write(segment_path(&jdir, 8), &good).expect("write");
-        assert!(matches!(
-            replay(&db, &jdir),
-            Err(StoreError::Corrupt { .. })
-        ));
-    }
-}
+mod tests;

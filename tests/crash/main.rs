@@ -1,0 +1,77 @@
+//! Crash-consistency tests of the real binary: a journal left damaged by a crash or
+//! a disk, and a disk that fills up mid-sale (`full_disk` needs root to mount a
+//! tmpfs: ignored by plain `cargo test`, run by `scripts/test.sh`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod full_disk;
+mod journal_damage;
+mod tickets;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A sale whose tokens outlive the test and whose admissions are immediate.
+pub async fn create_sale(app: &Api, id: &str, stock: u64) {
+    let r = app
+        .create(json!({"id": id, "name": id, "kind": "sale", "stock": stock,
+            "admission": {"max_active": 100000, "rate_per_sec": 100000, "token_ttl_secs": 3600,
+                          "reconnect_grace_secs": 3600}}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// `user` joins over HTTP and buys; the acknowledged order (a `201`), or the status
+/// of the step that was refused.
+pub async fn buy(app: &Api, id: &str, user: &str) -> Result<Value, u16> {
+    let j = app.join_http(id, user).await;
+    if j.status != 201 && j.status != 200 {
+        return Err(j.status);
+    }
+    let token = match j.body["token"].as_str() {
+        Some(t) => t.to_owned(),
+        None => admitted(app, id, user, &j.body["ticket"]).await?,
+    };
+    let p = app.purchase(id, user, &token, None).await;
+    match p.status {
+        201 | 200 => Ok(p.body["order"].clone()),
+        s => Err(s),
+    }
+}
+
+/// Polls a waiting ticket until its token is issued (bounded).
+async fn admitted(app: &Api, id: &str, user: &str, ticket: &Value) -> Result<String, u16> {
+    let ticket = ticket.as_str().expect("a ticket");
+    let path = format!("/api/activities/{id}/tickets/{ticket}");
+    for _ in 0..500 {
+        let r = app
+            .request("GET", &path, Some(&app.user_token(user)), None)
+            .await;
+        if r.status != 200 {
+            return Err(r.status);
+        }
+        if let Some(t) = r.body["token"].as_str() {
+            return Ok(t.to_owned());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{user} was not admitted within 10 s");
+}
+
+/// Every order in `orders` exists with its id and user, and the stock adds up.
+pub async fn assert_kept(app: &Api, id: &str, orders: &[Value]) {
+    for o in orders {
+        let oid = o["id"].as_str().expect("id");
+        let got = app
+            .request("GET", &format!("/api/orders/{oid}"), Some(ADMIN_KEY), None)
+            .await;
+        assert_eq!(got.status, 200, "acknowledged order {oid}: {}", got.body);
+        assert_eq!(got.body["order"]["user_id"], o["user_id"], "{oid}");
+    }
+    let v = app.assert_invariant(id).await;
+    assert!(
+        v["sold"].as_u64().expect("sold") >= orders.len() as u64,
+        "{v}"
+    );
+}
