@@ -63,6 +63,15 @@ impl TokenKey {
         format!("{}.{}", B64.encode(&payload), B64.encode(&tag[..TAG_LEN]))
     }
 
+    /// The full MAC of the concatenated `parts` (no copy of them is made).
+    pub fn mac_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     /// A hex MAC of arbitrary bytes (proof-of-work nonces).
     pub fn mac_hex(&self, data: &[u8]) -> String {
         let mut mac = self.0.clone();

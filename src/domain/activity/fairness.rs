@@ -17,7 +17,13 @@ use std::collections::BTreeMap;
 const RECEIPT_HEX: usize = 24;
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// Parses 64 hex characters into 32 bytes.
@@ -49,12 +55,8 @@ pub fn rank(seed: &[u8; 32], receipt: &str) -> [u8; 32] {
 /// it reveals neither the ticket nor the user, yet is fixed for the place's life and
 /// needs no storage of its own.
 pub fn receipt_for(key: &TokenKey, ticket: &str) -> String {
-    let mut data = Vec::with_capacity(8 + ticket.len());
-    data.extend_from_slice(b"receipt:");
-    data.extend_from_slice(ticket.as_bytes());
-    let mut r = key.mac_hex(&data);
-    r.truncate(RECEIPT_HEX);
-    r
+    let mac = key.mac_parts(&[b"receipt:", ticket.as_bytes()]);
+    hex(&mac[..RECEIPT_HEX / 2])
 }
 
 /// How a place in the line ended (or `Waiting` while it has not).
@@ -144,7 +146,9 @@ impl Fairness {
         }
     }
 
-    /// A place entered the line at `seq`.
+    /// A place entered the line at `seq`. A later joiner's line is not written now:
+    /// its place record, written in the same commit, rebuilds it (`ensure_line`), so
+    /// a join costs no extra key; it is written when its outcome changes.
     pub(super) fn enter(&mut self, seq: u64, receipt: String, prequeue: bool, fx: &mut Effects) {
         let line = LineRecord {
             receipt,
@@ -152,10 +156,12 @@ impl Fairness {
             outcome: Outcome::Waiting,
             admitted_at: None,
         };
-        fx.mutations.push(Mutation::PutLine {
-            seq,
-            line: line.clone(),
-        });
+        if prequeue {
+            fx.mutations.push(Mutation::PutLine {
+                seq,
+                line: line.clone(),
+            });
+        }
         self.lines.insert(seq, line);
     }
 
@@ -182,8 +188,9 @@ impl Fairness {
         self.lines.insert(seq, line);
     }
 
-    /// Recovery from a store written before the log existed: a waiting place gets
-    /// its line in memory (written when it next changes).
+    /// Recovery: a waiting place without a line record (a later joiner, whose line
+    /// is written only when its outcome changes, or a store written before the log
+    /// existed) gets its line in memory.
     pub(super) fn ensure_line(&mut self, seq: u64, receipt: &str) {
         self.lines.entry(seq).or_insert_with(|| LineRecord {
             receipt: receipt.to_owned(),
@@ -231,5 +238,26 @@ impl Activity {
     /// Places in the public line so far.
     pub fn line_len(&self) -> usize {
         self.fair.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_is_short_hex_fixed_per_ticket_and_reveals_no_ticket() {
+        let key = TokenKey::new(b"k");
+        let r = receipt_for(&key, "RDyCc4PMnZza1SGH6BvyvQ");
+        assert_eq!(r.len(), RECEIPT_HEX);
+        assert!(r.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(r, receipt_for(&key, "RDyCc4PMnZza1SGH6BvyvQ"));
+        assert_ne!(r, receipt_for(&key, "RDyCc4PMnZza1SGH6BvyvR"));
+        assert_ne!(
+            r,
+            receipt_for(&TokenKey::new(b"other"), "RDyCc4PMnZza1SGH6BvyvQ")
+        );
+        assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
+        assert_eq!(parse_seed(&hex(&[7; 32])), Some([7; 32]));
     }
 }

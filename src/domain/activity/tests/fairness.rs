@@ -2,7 +2,7 @@
 //! line, over random pre-queues and random sales.
 
 use super::*;
-use crate::domain::activity::fairness::{commitment_of, hex, rank, LineRecord, LogLine, Outcome};
+use crate::domain::activity::fairness::{commitment_of, hex, rank, LineRecord, LogLine};
 use std::collections::{BTreeMap, HashSet};
 
 const OPENS: &str = "2100-01-01T00:00:00Z";
@@ -75,6 +75,45 @@ fn a_restored_activity_keeps_its_seed_and_an_old_record_gets_one_once() {
     assert!(c.take_effects().record_dirty, "the new seed is persisted");
 }
 
+/// The mutations folded the way the store keeps them.
+#[derive(Default)]
+struct Store {
+    places: BTreeMap<u64, PlaceRecord>,
+    pre: BTreeMap<u64, PlaceRecord>,
+    holds: BTreeMap<u64, Hold>,
+    orders: BTreeMap<u64, crate::domain::order::Order>,
+    lines: BTreeMap<u64, LineRecord>,
+}
+
+impl Store {
+    fn apply(&mut self, mutations: Vec<Mutation>) {
+        for m in mutations {
+            match m {
+                Mutation::PutPlace { seq, place } => drop(self.places.insert(seq, place)),
+                Mutation::DelPlace { seq } => drop(self.places.remove(&seq)),
+                Mutation::PutPre { n, place } => drop(self.pre.insert(n, place)),
+                Mutation::DelPre { n } => drop(self.pre.remove(&n)),
+                Mutation::PutHold(h) => drop(self.holds.insert(h.id, h)),
+                Mutation::DelHold { id } => drop(self.holds.remove(&id)),
+                Mutation::PutOrder(o) => drop(self.orders.insert(o.n, o)),
+                Mutation::PutLine { seq, line } => drop(self.lines.insert(seq, line)),
+                Mutation::PutShuffle(_) | Mutation::PutReport(_) | Mutation::PutMinute { .. } => {}
+            }
+        }
+    }
+
+    fn restored(&self) -> Restored {
+        Restored {
+            places: self.places.clone().into_iter().collect(),
+            pre: self.pre.clone().into_iter().collect(),
+            holds: self.holds.values().cloned().collect(),
+            orders: self.orders.values().cloned().collect(),
+            lines: self.lines.clone().into_iter().collect(),
+            ..Restored::default()
+        }
+    }
+}
+
 /// What a run of the property below does to one user.
 #[derive(Debug, Clone)]
 enum Step {
@@ -128,18 +167,14 @@ proptest! {
             }
         }
         let mut receipts_seen: HashSet<String> = HashSet::new();
-        let mut line_writes: BTreeMap<u64, LineRecord> = BTreeMap::new();
+        let mut store = Store::default();
         let mut fold = |fx: Effects, seen: &mut HashSet<String>| {
             for o in &fx.pushes {
                 if let Push::Queued { receipt, .. } | Push::Prequeue { receipt, .. } = &o.push {
                     seen.insert(receipt.clone());
                 }
             }
-            for m in fx.mutations {
-                if let Mutation::PutLine { seq, line } = m {
-                    line_writes.insert(seq, line);
-                }
-            }
+            store.apply(fx.mutations);
         };
         fold(a.take_effects(), &mut receipts_seen);
         prop_assert!(a.fairness_log(0, 10).lines.is_empty(), "no line before opening");
@@ -160,11 +195,9 @@ proptest! {
         let unique: HashSet<&str> = log.iter().map(|l| l.receipt.as_str()).collect();
         prop_assert_eq!(unique.len(), log.len());
         prop_assert_eq!(log.len(), a.line_len());
-        let persisted: Vec<(String, Outcome)> =
-            line_writes.values().map(|l| (l.receipt.clone(), l.outcome)).collect();
-        let listed: Vec<(String, Outcome)> =
-            log.iter().map(|l| (l.receipt.clone(), l.outcome)).collect();
-        prop_assert_eq!(persisted, listed);
+        // What was persisted rebuilds the same log.
+        let restored = Activity::restore(a.record(), store.restored(), key(), now, [0; 32]);
+        prop_assert_eq!(whole_log(&restored, 1000), log.clone());
         // Every receipt ever shown to a place in the line is in the log.
         for r in &unique {
             prop_assert!(receipts_seen.contains(*r));
