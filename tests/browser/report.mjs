@@ -1,8 +1,10 @@
 // sluice browser test of the post-event report page (/admin/report?id=...): a finished
-// sale's charts render as inline SVG, in English and in Chinese, with screenshots.
+// sale's charts render as inline SVG, in English and in Chinese, with screenshots, and
+// axe-core finds no WCAG 2.2 A/AA violation in either.
 // Env as run.mjs: SLUICE_URL, SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET; optional CHROMIUM_PATH, HEADFUL=1.
 // Run: npm ci && node report.mjs   (prints "N passed, M failed"; exit code 1 on any failure)
 import { chromium } from 'playwright-core';
+import { AxeBuilder } from '@axe-core/playwright';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -18,6 +20,13 @@ const RUN = Date.now().toString(36) + crypto.randomBytes(2).toString('hex');
 const T = 20000;
 fs.mkdirSync(ART, { recursive: true });
 
+// The same WCAG 2.2 A/AA check as run.mjs: zero violations.
+const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa'];
+async function axe(page, what) {
+  const r = await new AxeBuilder({ page }).withTags(WCAG_TAGS).analyze();
+  const found = r.violations.map((v) => `${v.id}: ${v.help} [${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}]`);
+  assert.deepEqual(found, [], `${what}: WCAG 2.2 A/AA violations`);
+}
 const b64url = (b) => Buffer.from(b).toString('base64url');
 function mintJwt(sub, ttlSecs = 3600) {
   const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
@@ -127,11 +136,13 @@ async function reportRendersInBothLanguages(browser) {
     assert.equal(await page.locator('#f-joins').textContent(), '8');
     assert.equal(await page.locator('#h-gaveup').textContent(), 'Where people gave up');
     await page.screenshot({ path: path.join(ART, 'r1-report-en.png'), fullPage: true });
+    await axe(page, 'report page (English)');
     await page.click('#lang-toggle');
     assert.equal(await page.locator('#h-gaveup').textContent(), '放弃排队的位置');
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
     assert.ok(await page.locator('#c-flow svg [data-value]').count() > 0);
     await page.screenshot({ path: path.join(ART, 'r2-report-zh.png'), fullPage: true });
+    await axe(page, 'report page (Chinese)');
   } finally {
     await ctx.close();
   }
