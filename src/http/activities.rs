@@ -37,7 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operation_id = "activities_list",
     tag = "activities",
     responses(
-        (status = 200, description = "Every activity", body = crate::http::openapi::ActivityList)
+        (status = 200, description = "Every activity", body = crate::http::schemas::ActivityList)
     )
 )]
 pub(crate) async fn list(req: HttpRequest, st: Data<AppState>) -> HttpResponse {
@@ -54,8 +54,8 @@ pub(crate) async fn list(req: HttpRequest, st: Data<AppState>) -> HttpResponse {
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "The activity view", body = crate::domain::activity::ActivityView),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     )
 )]
 pub(crate) async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {
@@ -88,13 +88,13 @@ pub fn pow_from(nonce: Option<String>, solution: Option<String>) -> Option<PowSo
     responses(
         (status = 201, description = "A new place", body = crate::domain::activity::TicketView),
         (status = 200, description = "The user already had a live place (same ticket)", body = crate::domain::activity::TicketView),
-        (status = 400, description = "`invalid_request`: a bad body, or a missing or wrong proof of work", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`not_open` (closed), `sold_out`, `limit_reached` (already bought `per_user_limit`)", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`queue_full` (`Retry-After: 1`), or `unavailable`: shutting down (`Retry-After: 5`) or too busy", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: a bad body, or a missing or wrong proof of work", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`not_open` (closed), `sold_out`, `limit_reached` (already bought `per_user_limit`)", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`queue_full` (`Retry-After: 1`), or `unavailable`: shutting down (`Retry-After: 5`) or too busy", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]
@@ -155,10 +155,10 @@ pub async fn join_as(
     tag = "activities",
     params(("id" = String, Path, description = "The activity id")),
     responses(
-        (status = 200, description = "The challenge", body = crate::http::openapi::Challenge),
-        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 200, description = "The challenge", body = crate::http::schemas::Challenge),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]
@@ -195,11 +195,11 @@ pub fn ticket_param(raw: &str) -> Result<String, ApiError> {
     params(("id" = String, Path, description = "The activity id"), ("ticket" = String, Path, description = "The ticket")),
     responses(
         (status = 200, description = "The ticket", body = crate::domain::activity::TicketView),
-        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: someone else's ticket", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity or ticket", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: someone else's ticket", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity or ticket", body = crate::http::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]
@@ -233,10 +233,10 @@ pub(crate) async fn ticket(
     params(("id" = String, Path, description = "The activity id"), ("ticket" = String, Path, description = "The ticket")),
     responses(
         (status = 200, description = "The ticket, now `left`", body = crate::domain::activity::TicketView),
-        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: someone else's ticket", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity or ticket", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: someone else's ticket", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity or ticket", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]
@@ -281,15 +281,15 @@ pub(crate) struct PurchaseBody {
     responses(
         (status = 201, description = "The order, once durable", body = crate::http::orders::OrderBody),
         (status = 200, description = "The same token again: the same order", body = crate::http::orders::OrderBody),
-        (status = 400, description = "`invalid_request`: `quantity` out of 1..`per_user_limit`, a missing or unknown `slot_id` for an appointment, a `slot_id` for a sale, a bad body", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized` (identity) or `token_invalid` (malformed, forged, another activity's, or no longer holding units)", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token was issued to another user", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`not_open` (closed), `limit_reached`, `sold_out` (more than the units held, or the slot is full)", body = crate::http::openapi::ErrorBody),
-        (status = 410, description = "`token_expired`: the token expired before it was used", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: `quantity` out of 1..`per_user_limit`, a missing or unknown `slot_id` for an appointment, a `slot_id` for a sale, a bad body", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized` (identity) or `token_invalid` (malformed, forged, another activity's, or no longer holding units)", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the token was issued to another user", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`not_open` (closed), `limit_reached`, `sold_out` (more than the units held, or the slot is full)", body = crate::http::schemas::ErrorBody),
+        (status = 410, description = "`token_expired`: the token expired before it was used", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]

@@ -42,11 +42,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     request_body = CreateActivity,
     responses(
         (status = 201, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 400, description = "`invalid_request` naming the bad field", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: the id exists", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request` naming the bad field", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: the id exists", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -72,7 +72,7 @@ pub(crate) async fn create(
     tag = "admin",
     responses(
         (status = 200, description = "The cluster view (docs/cluster.md)", body = Object),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -87,8 +87,8 @@ pub(crate) async fn cluster(_: Admin, st: Data<AppState>) -> HttpResponse {
     operation_id = "admin_list",
     tag = "admin",
     responses(
-        (status = 200, description = "Every activity", body = crate::http::openapi::ActivityList),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody)
+        (status = 200, description = "Every activity", body = crate::http::schemas::ActivityList),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -106,9 +106,9 @@ pub(crate) async fn list(_: Admin, req: HttpRequest, st: Data<AppState>) -> Http
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -138,12 +138,12 @@ pub(crate) struct AddStock {
     request_body = AddStock,
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 400, description = "`invalid_request`: a bad body, or the wrong kind of activity", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: a bad body, or the wrong kind of activity", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -180,12 +180,12 @@ pub(crate) struct AddSlots {
     request_body = AddSlots,
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 400, description = "`invalid_request`: a bad body, or the wrong kind of activity", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: a bad body, or the wrong kind of activity", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -208,10 +208,10 @@ pub(crate) async fn add_slots(
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -232,10 +232,10 @@ pub(crate) async fn pause(
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -256,9 +256,9 @@ pub(crate) async fn resume(
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -280,12 +280,12 @@ pub(crate) async fn close(
     request_body = AdmissionPatch,
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
-        (status = 400, description = "`invalid_request`: a value out of range or an unknown field", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: a value out of range or an unknown field", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -307,10 +307,10 @@ pub(crate) async fn patch_admission(
     tag = "admin",
     params(("id" = String, Path, description = "The activity id")),
     responses(
-        (status = 200, description = "The shuffle audit", body = crate::http::openapi::ShuffleAudit),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity, or it has not shuffled a pre-queue", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 200, description = "The shuffle audit", body = crate::http::schemas::ShuffleAudit),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity, or it has not shuffled a pre-queue", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]
@@ -346,7 +346,7 @@ pub(crate) async fn shuffle(
     tag = "admin",
     responses(
         (status = 200, description = "`data:` lines, one a second: `{\"ts_ms\", \"activities\":[VIEW], \"outbox_backlog\"}`", content_type = "text/event-stream", body = String),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]

@@ -77,13 +77,13 @@ async fn load(st: &AppState, username: &str) -> Result<Option<Account>, ApiError
     tag = "accounts",
     request_body = Credentials,
     responses(
-        (status = 201, description = "Created", body = crate::http::openapi::Registered),
-        (status = 400, description = "`invalid_request`: a bad username or password, or a bad body", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: that username is taken", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
-        (status = 500, description = "`internal`: password hashing failed or an account record is unreadable", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: the account store cannot be reached", body = crate::http::openapi::ErrorBody)
+        (status = 201, description = "Created", body = crate::http::schemas::Registered),
+        (status = 400, description = "`invalid_request`: a bad username or password, or a bad body", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: that username is taken", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::schemas::ErrorBody),
+        (status = 500, description = "`internal`: password hashing failed or an account record is unreadable", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: the account store cannot be reached", body = crate::http::schemas::ErrorBody)
     )
 )]
 pub(crate) async fn register(
@@ -149,13 +149,13 @@ pub struct SignedIn {
     tag = "accounts",
     request_body = Credentials,
     responses(
-        (status = 200, description = "Signed in", body = crate::http::openapi::LoggedIn),
-        (status = 400, description = "`invalid_request`: a bad body", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: invalid username or password", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
-        (status = 500, description = "`internal`: password hashing failed or an account record is unreadable", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: the account store cannot be reached", body = crate::http::openapi::ErrorBody)
+        (status = 200, description = "Signed in", body = crate::http::schemas::LoggedIn),
+        (status = 400, description = "`invalid_request`: a bad body", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: invalid username or password", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` set", body = crate::http::schemas::ErrorBody),
+        (status = 500, description = "`internal`: password hashing failed or an account record is unreadable", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: the account store cannot be reached", body = crate::http::schemas::ErrorBody)
     )
 )]
 pub(crate) async fn login(

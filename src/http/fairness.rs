@@ -27,8 +27,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "The commitment, and the seed once the activity opened (null before)", body = crate::domain::activity::fairness::FairnessReveal),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::openapi::ErrorBody)
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::schemas::ErrorBody)
     )
 )]
 pub(crate) async fn fairness(
@@ -48,8 +48,8 @@ pub(crate) async fn fairness(
     params(("id" = String, Path, description = "The activity id")),
     responses(
         (status = 200, description = "NDJSON: one line per place, in line order", content_type = "application/x-ndjson", body = crate::domain::activity::fairness::LogLine),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::openapi::ErrorBody)
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::schemas::ErrorBody)
     )
 )]
 pub(crate) async fn log(st: Data<AppState>, id: Path<String>) -> Result<HttpResponse, ApiError> {

@@ -28,6 +28,7 @@ pub mod proxy_protocol;
 pub mod report;
 pub mod request_metrics;
 pub mod routes;
+pub mod schemas;
 pub mod state;
 pub mod ws_route;
 pub mod ws_session;

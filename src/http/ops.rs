@@ -18,7 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operation_id = "ops_healthz",
     tag = "operations",
     responses(
-        (status = 200, description = "The process serves", body = crate::http::openapi::Health)
+        (status = 200, description = "The process serves", body = crate::http::schemas::Health)
     )
 )]
 pub(crate) async fn healthz() -> HttpResponse {
@@ -33,8 +33,8 @@ pub(crate) async fn healthz() -> HttpResponse {
     operation_id = "ops_readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
-        (status = 503, description = "Not ready (same body)", body = crate::http::openapi::Readiness)
+        (status = 200, description = "Ready", body = crate::http::schemas::Readiness),
+        (status = 503, description = "Not ready (same body)", body = crate::http::schemas::Readiness)
     )
 )]
 pub(crate) async fn readyz(st: Data<AppState>) -> HttpResponse {

@@ -26,9 +26,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operation_id = "orders_list",
     tag = "orders",
     responses(
-        (status = 200, description = "The orders", body = crate::http::openapi::OrderList),
-        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 200, description = "The orders", body = crate::http::schemas::OrderList),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]
@@ -74,10 +74,10 @@ impl OrderBody {
     params(("id" = String, Path, description = "The order id (`{activity_id}.{n}`; opaque)")),
     responses(
         (status = 200, description = "The order", body = OrderBody),
-        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: another user's order", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []), ("admin" = []))
 )]
@@ -99,11 +99,11 @@ pub(crate) async fn get(
     params(("id" = String, Path, description = "The order id (`{activity_id}.{n}`; opaque)")),
     responses(
         (status = 200, description = "The order, now `paid`", body = OrderBody),
-        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: another user's order", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: the order was cancelled", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: the order was cancelled", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []), ("admin" = []))
 )]
@@ -125,11 +125,11 @@ pub(crate) async fn pay(
     params(("id" = String, Path, description = "The order id (`{activity_id}.{n}`; opaque)")),
     responses(
         (status = 200, description = "The order, now `cancelled`", body = OrderBody),
-        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: another user's order", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "`conflict`: a paid order cannot be cancelled", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::openapi::ErrorBody)
+        (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: a paid order cannot be cancelled", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []), ("admin" = []))
 )]

@@ -39,10 +39,10 @@ pub(crate) struct Format {
     ),
     responses(
         (status = 200, description = "The post-event report (or its per-minute CSV)", body = crate::domain::activity::report::ReportView),
-        (status = 400, description = "`invalid_request`: unknown format", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: unknown format", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::schemas::ErrorBody)
     ),
     security(("admin" = []), ("admin_query" = []))
 )]

@@ -23,11 +23,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     params(("id" = String, Path, description = "The activity id"), ("ticket" = Option<String>, Query, description = "A ticket to resume"), ("pow_nonce" = Option<String>, Query, description = "Proof of work (API.md 6.3)"), ("pow_solution" = Option<String>, Query, description = "Proof of work (API.md 6.3)")),
     responses(
         (status = 101, description = "Switching protocols: the WebSocket session (frames in API.md 7)"),
-        (status = 400, description = "`invalid_request`: no upgrade requested, an unparsable query string or an invalid WebSocket handshake", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "`not_found`: no such activity, or a ticket that is not ticket-shaped", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: join rate limits or `server.max_ws_per_ip`; `Retry-After` set", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`) or too many sessions", body = crate::http::openapi::ErrorBody)
+        (status = 400, description = "`invalid_request`: no upgrade requested, an unparsable query string or an invalid WebSocket handshake", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity, or a ticket that is not ticket-shaped", body = crate::http::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`: join rate limits or `server.max_ws_per_ip`; `Retry-After` set", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`) or too many sessions", body = crate::http::schemas::ErrorBody)
     ),
     security(("user" = []), ("user_query" = []))
 )]
