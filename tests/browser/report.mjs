@@ -4,46 +4,20 @@
 // Env as run.mjs: SLUICE_URL, SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET; optional CHROMIUM_PATH, HEADFUL=1.
 // Run: npm ci && node report.mjs   (prints "N passed, M failed"; exit code 1 on any failure)
 import { chromium } from 'playwright-core';
-import { AxeBuilder } from '@axe-core/playwright';
+import { BASE, axe, http, mintJwt } from './helpers.mjs';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BASE = (process.env.SLUICE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const ADMIN_KEY = process.env.SLUICE_ADMIN_KEY || 'sluice-dev-admin-key';
-const JWT_SECRET = process.env.SLUICE_JWT_SECRET || 'sluice-dev-jwt-secret-change-me-0123456789';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ART = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const RUN = Date.now().toString(36) + crypto.randomBytes(2).toString('hex');
 const T = 20000;
 fs.mkdirSync(ART, { recursive: true });
 
-// The same WCAG 2.2 A/AA check as run.mjs: zero violations.
-const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa'];
-async function axe(page, what) {
-  const r = await new AxeBuilder({ page }).withTags(WCAG_TAGS).analyze();
-  const found = r.violations.map((v) => `${v.id}: ${v.help} [${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}]`);
-  assert.deepEqual(found, [], `${what}: WCAG 2.2 A/AA violations`);
-}
-const b64url = (b) => Buffer.from(b).toString('base64url');
-function mintJwt(sub, ttlSecs = 3600) {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const body = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + ttlSecs }));
-  const sig = crypto.createHmac('sha256', JWT_SECRET).update(head + '.' + body).digest('base64url');
-  return head + '.' + body + '.' + sig;
-}
-async function http(method, p, { bearer, body } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (bearer) headers.Authorization = 'Bearer ' + bearer;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(BASE + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-  return { status: res.status, json, text };
-}
 async function until(what, fn, timeout = T, every = 100) {
   const end = Date.now() + timeout;
   let last;

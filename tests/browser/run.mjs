@@ -4,16 +4,14 @@
 // ONLY=g,j (run only the scenarios with those letters).
 // Run: npm ci && node run.mjs   (prints "N passed, M failed"; exit code 1 on any failure)
 import { chromium } from 'playwright-core';
-import { AxeBuilder } from '@axe-core/playwright';
+import { BASE, axe, http, mintJwt } from './helpers.mjs';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BASE = (process.env.SLUICE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const ADMIN_KEY = process.env.SLUICE_ADMIN_KEY || 'sluice-dev-admin-key';
-const JWT_SECRET = process.env.SLUICE_JWT_SECRET || 'sluice-dev-jwt-secret-change-me-0123456789';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ART = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const RUN = Date.now().toString(36) + crypto.randomBytes(2).toString('hex');
@@ -22,23 +20,6 @@ const T = 20000; // default wait for a UI change, ms
 fs.mkdirSync(ART, { recursive: true });
 
 // ---------- helpers ----------
-const b64url = (b) => Buffer.from(b).toString('base64url');
-function mintJwt(sub, ttlSecs = 3600) {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const body = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + ttlSecs }));
-  const sig = crypto.createHmac('sha256', JWT_SECRET).update(head + '.' + body).digest('base64url');
-  return head + '.' + body + '.' + sig;
-}
-async function http(method, p, { bearer, body } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (bearer) headers.Authorization = 'Bearer ' + bearer;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(BASE + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-  return { status: res.status, json, text };
-}
 async function createSale(id, stock, admission, extra = {}) {
   const r = await http('POST', '/api/admin/activities', {
     bearer: ADMIN_KEY,
@@ -76,13 +57,6 @@ async function switchLanguage(page, code) {
   await page.click(`#lang-menu a[data-lang="${code}"]`);
 }
 // axe-core with every WCAG 2.0-2.2 A and AA rule: zero violations allowed.
-const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa'];
-async function axe(page, what) {
-  const r = await new AxeBuilder({ page }).withTags(WCAG_TAGS).analyze();
-  const found = r.violations.map((v) => `${v.id}: ${v.help} [${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}]`);
-  assert.deepEqual(found, [], `${what}: WCAG 2.2 A/AA violations`);
-  assert.ok(r.passes.length >= 10, `${what}: axe checked too little (${r.passes.length} rules passed)`);
-}
 // A user who joined over HTTP: their purchase token once admitted, and a purchase with it.
 async function tokenOf(id, jwt, ticket) {
   return until('token of ' + ticket, async () => (await http('GET', `/api/activities/${id}/tickets/${ticket}`, { bearer: jwt })).json?.token);
