@@ -9,6 +9,7 @@ use crate::domain::ids::{is_ticket_shaped, SlotId, UserId};
 use crate::domain::pow::{self, PowSolution};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::calls::call_id;
+use crate::http::fairness;
 use crate::http::identity::User;
 use crate::http::state::AppState;
 use actix_web::web::{self, Data, Json, Path};
@@ -26,7 +27,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}/tickets/{ticket}", web::delete().to(leave))
             .route("", web::get().to(list))
             .route("/{id}", web::get().to(get))
-            .route("/{id}/challenge", web::get().to(challenge)),
+            .route("/{id}/challenge", web::get().to(challenge))
+            .route("/{id}/fairness", web::get().to(fairness::fairness))
+            .route("/{id}/fairness/log", web::get().to(fairness::log)),
     );
 }
 

@@ -5,19 +5,12 @@ use crate::actors::messages::{FairnessLog, GetFairness};
 use crate::error::ApiError;
 use crate::http::calls::{activity_id, actor, call, call_id};
 use crate::http::state::AppState;
-use actix_web::web::{self, Bytes, Data, Path};
+use actix_web::web::{Bytes, Data, Path};
 use actix_web::HttpResponse;
 
 /// Lines per actor call: a page is one short turn of the actor and one chunk of the
 /// response, so a line of 100,000 places never sits in memory at once.
 const PAGE: usize = 1000;
-
-/// Registered before the `/api/activities` scope (a scope answers 404 for paths it
-/// does not know rather than letting a later route try).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/activities/{id}/fairness", web::get().to(fairness))
-        .route("/api/activities/{id}/fairness/log", web::get().to(log));
-}
 
 #[utoipa::path(
     get,

@@ -6,20 +6,22 @@ use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
 use crate::http::{
-    activities, admin, auth, fairness, openapi, ops, orders, page_forms, pages, report, ws_route,
+    activities, admin, auth, openapi, ops, orders, page_forms, pages, report, ws_route,
 };
 use actix_web::web;
 
 /// Registers every route; `directory` adds its own (cluster mode's node-to-node
 /// endpoints).
 pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
-    cfg.configure(ops::routes)
+    // Buyers' routes first: the router tries routes in order, and each pattern with
+    // a `{param}` costs a regex match (three of them ahead of purchase cost ~5% of
+    // a purchase's CPU).
+    cfg.configure(activities::routes)
+        .configure(orders::routes)
+        .configure(ops::routes)
         .configure(auth::routes)
         .configure(report::routes)
         .configure(admin::routes)
-        .configure(fairness::routes)
-        .configure(activities::routes)
-        .configure(orders::routes)
         .configure(ws_route::routes)
         .configure(openapi::routes)
         .configure(|cfg| directory.routes(cfg))
