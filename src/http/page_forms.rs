@@ -399,7 +399,14 @@ async fn order(
             .ok_or_else(|| ApiError::not_found("no such order"))?;
         let user = Some(user.id);
         let call = match f.action.as_str() {
-            "pay" => OrderCall::Pay { n, user },
+            "pay" => {
+                crate::http::orders::buyer_may_pay(&st)?;
+                OrderCall::Pay {
+                    n,
+                    user,
+                    payment_ref: None,
+                }
+            }
             "cancel" => OrderCall::Cancel { n, user },
             _ => return Err(ApiError::invalid("action must be pay or cancel")),
         };

@@ -24,17 +24,21 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS orders (
     created_at timestamptz NOT NULL,
     pay_by timestamptz NOT NULL,
     version bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    payment_ref text NULL
 )";
+
+/// Additive migrations of tables made by older versions, run after `CREATE_TABLE`.
+const MIGRATE: &str = "ALTER TABLE orders ADD COLUMN IF NOT EXISTS payment_ref text NULL";
 
 /// The `WHERE` on the update makes equal or older versions a no-op (idempotent replays).
 const UPSERT: &str = "INSERT INTO orders
-    (id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version, updated_at)
+    (id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version, updated_at, payment_ref)
 SELECT id, activity_id, slot_id, user_id, quantity, amount_cents, status,
-       created_at::timestamptz, pay_by::timestamptz, version, now()
+       created_at::timestamptz, pay_by::timestamptz, version, now(), payment_ref
 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::int8[],
-            $7::text[], $8::text[], $9::text[], $10::int8[])
-    AS t(id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version)
+            $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[])
+    AS t(id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version, payment_ref)
 ON CONFLICT (id) DO UPDATE SET
     activity_id = EXCLUDED.activity_id,
     slot_id = EXCLUDED.slot_id,
@@ -45,6 +49,7 @@ ON CONFLICT (id) DO UPDATE SET
     created_at = EXCLUDED.created_at,
     pay_by = EXCLUDED.pay_by,
     version = EXCLUDED.version,
+    payment_ref = EXCLUDED.payment_ref,
     updated_at = now()
 WHERE orders.version < EXCLUDED.version";
 
@@ -69,6 +74,7 @@ struct Columns {
     created_at: Vec<String>,
     pay_by: Vec<String>,
     version: Vec<i64>,
+    payment_ref: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -90,6 +96,7 @@ impl Columns {
                     )
                 })?);
             c.status.push(r.status.clone());
+            c.payment_ref.push(r.payment_ref.clone());
             c.created_at.push(r.created_at.clone());
             c.pay_by.push(r.pay_by.clone());
             c.version.push(
@@ -146,6 +153,12 @@ impl PostgresSink {
                 });
             }
         }
+        client.batch_execute(MIGRATE).await.with_context(|| {
+            format!(
+                "adding new columns to table orders in PostgreSQL sink at {}",
+                sink.target
+            )
+        })?;
         tracing::info!(target = %sink.target, "PostgreSQL order sink connected");
         Ok(sink)
     }
@@ -173,6 +186,7 @@ impl PostgresSink {
                             &cols.created_at,
                             &cols.pay_by,
                             &cols.version,
+                            &cols.payment_ref,
                         ],
                     )
                     .await?;
