@@ -275,11 +275,19 @@ mod tests {
 
     impl TestDb {
         async fn new(test: &str) -> TestDb {
+            Self::with(test, "").await
+        }
+
+        /// A fresh schema where `setup` (SQL, with `{schema}` for its name) ran first.
+        async fn with(test: &str, setup: &str) -> TestDb {
             let base = require_env("SLUICE_TEST_PG_URL", NEEDS);
             let schema = unique_prefix(test).replace('-', "_");
             let admin = client(&base).await;
             admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .batch_execute(&format!(
+                    "CREATE SCHEMA {schema}; {}",
+                    setup.replace("{schema}", &schema)
+                ))
                 .await
                 .unwrap_or_else(|e| panic!("creating schema {schema}: {e:?}"));
             // tokio-postgres percent-decodes this into `-c search_path=<schema>`.
@@ -441,6 +449,42 @@ mod tests {
         ok(db.sink.write(&[order("x", 4, "cancelled")]).await);
         let rows = db.rows().await;
         assert_eq!((rows[0].1, rows[0].3.clone()), (4, None));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL"]
+    async fn a_table_made_by_an_older_version_gains_payment_ref() {
+        let _shared = PG_LOCK.read().await;
+        // The table as versions before payment_ref made it, with a row.
+        let old = "CREATE TABLE {schema}.orders (
+            id text PRIMARY KEY, activity_id text NOT NULL, slot_id text NULL,
+            user_id text NOT NULL, quantity int NOT NULL, amount_cents bigint NOT NULL,
+            status text NOT NULL, created_at timestamptz NOT NULL,
+            pay_by timestamptz NOT NULL, version bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now());
+          INSERT INTO {schema}.orders VALUES ('old', 'a', NULL, 'u', 1, 0, 'paid',
+            now(), now(), 2, now());";
+        let db = TestDb::with("t_migrate", old).await;
+        db.sink
+            .write(&[order("p", 2, "paid"), order("q", 1, "pending_payment")])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let refs: Vec<(String, Option<String>)> = client(&db.url)
+            .await
+            .query("SELECT id, payment_ref FROM orders ORDER BY id", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("old".to_owned(), None),
+                ("p".to_owned(), Some("ref-p".to_owned())),
+                ("q".to_owned(), None)
+            ]
+        );
     }
 
     #[tokio::test]
