@@ -108,10 +108,9 @@ impl From<AuditRecord> for AuditEntry {
     }
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
-    /// Entries to return, 1-1000 (default 100).
     limit: Option<usize>,
 }
 
@@ -127,7 +126,7 @@ pub struct AuditList {
     path = "/api/admin/audit",
     operation_id = "admin_audit",
     tag = "admin",
-    params(AuditQuery),
+    params(("limit" = Option<usize>, Query, description = "Entries to return, 1-1000 (default 100)")),
     responses(
         (status = 200, description = "Newest first", body = AuditList),
         (status = 400, description = "`invalid_request`: `limit` out of range", body = crate::http::schemas::ErrorBody),
