@@ -96,6 +96,7 @@ async fn render(
             _ => cookie(req, REFRESH_COOKIE).as_deref() != Some("off"),
         },
         token_left_secs,
+        shop_pays: st.payment == crate::config::PaymentMode::External,
     };
     let mut res = HttpResponse::build(status);
     res.content_type("text/html; charset=utf-8")
