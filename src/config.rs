@@ -1,7 +1,7 @@
 //! Typed settings: a TOML file, overridden by `SLUICE__SECTION__KEY` environment
 //! variables, validated once at start with messages that name the bad key.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +23,22 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub log: LogSettings,
     pub cluster: ClusterSettings,
+    pub payment: PaymentSettings,
+}
+
+/// Who confirms payment: the buyer's own call (`simulated`, development) or the
+/// shop's backend through the admin API (`external`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentMode {
+    Simulated,
+    External,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub mode: PaymentMode,
 }
 
 /// Cluster mode (docs/cluster.md): several processes share one Redis for leases,
@@ -109,8 +125,37 @@ pub struct AuthSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
+    /// When set, an `operator` key named `default` (the v1 admin key; also the
+    /// cluster's shared secret).
     pub api_key: String,
+    /// Scoped keys (`http::admin_keys`).
+    #[serde(default)]
+    pub keys: Vec<AdminKeySettings>,
 }
+
+/// One scoped admin key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKeySettings {
+    pub name: String,
+    pub key: String,
+    pub role: AdminRole,
+}
+
+/// What an admin key may do (docs/api.md, "Scoped admin keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    /// Everything.
+    Operator,
+    /// Every admin `GET` and the event stream.
+    Viewer,
+    /// Read orders, confirm payment, cancel orders.
+    Shop,
+}
+
+/// The shortest admin key production accepts.
+pub const MIN_PRODUCTION_KEY_LEN: usize = 32;
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,7 +173,7 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(AuthSettings, AdminSettings, TokenSettings);
+redacted_debug!(AuthSettings, AdminSettings, AdminKeySettings, TokenSettings);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -315,24 +360,76 @@ impl Settings {
         }
         let secrets = [
             ("auth.jwt_secret", &self.auth.jwt_secret, DEV_JWT_SECRET),
-            ("admin.api_key", &self.admin.api_key, DEV_ADMIN_KEY),
             ("tokens.secret", &self.tokens.secret, DEV_TOKEN_SECRET),
         ];
         for (key, value, dev) in secrets {
             if value.is_empty() {
                 return fail(key, "must not be empty");
             }
-            if self.env == "production" {
-                if value == dev {
-                    return fail(
-                        key,
-                        "still has its development value; set a real secret in production",
-                    );
-                }
-                if value.len() < 32 {
-                    return fail(key, "must be at least 32 bytes in production");
-                }
+            self.check_secret(key, value, dev)?;
+        }
+        self.validate_admin()?;
+        if self.env == "production" && self.payment.mode == PaymentMode::Simulated {
+            return fail(
+                "payment.mode",
+                "is \"simulated\" (buyers mark their own orders paid); production needs \"external\"",
+            );
+        }
+        Ok(())
+    }
+
+    /// In production: not the development value, at least `MIN_PRODUCTION_KEY_LEN` bytes.
+    fn check_secret(&self, key: &str, value: &str, dev: &str) -> anyhow::Result<()> {
+        if self.env != "production" {
+            return Ok(());
+        }
+        if value == dev {
+            anyhow::bail!(
+                "invalid configuration: {key} still has its development value; set a real secret in production"
+            );
+        }
+        if value.len() < MIN_PRODUCTION_KEY_LEN {
+            anyhow::bail!(
+                "invalid configuration: {key} must be at least {MIN_PRODUCTION_KEY_LEN} bytes in production"
+            );
+        }
+        Ok(())
+    }
+
+    /// `admin.api_key` and `admin.keys`: at least one key, names and keys unique and
+    /// well-formed, production strength; cluster mode needs `api_key` (its shared secret).
+    fn validate_admin(&self) -> anyhow::Result<()> {
+        let a = &self.admin;
+        if a.api_key.is_empty() && (a.keys.is_empty() || self.cluster.enabled) {
+            anyhow::bail!(
+                "invalid configuration: admin.api_key must not be empty (cluster mode uses it between nodes; otherwise admin.keys may replace it)"
+            );
+        }
+        if !a.api_key.is_empty() {
+            self.check_secret("admin.api_key", &a.api_key, DEV_ADMIN_KEY)?;
+        }
+        let mut names = std::collections::HashSet::from(["default"]);
+        let mut keys = std::collections::HashSet::from([a.api_key.as_str()]);
+        for (i, k) in a.keys.iter().enumerate() {
+            let at = format!("admin.keys[{i}]");
+            let name_ok = (1..=64).contains(&k.name.len())
+                && k.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok {
+                anyhow::bail!("invalid configuration: {at}.name must be 1-64 of [A-Za-z0-9._-]");
             }
+            if !names.insert(k.name.as_str()) {
+                anyhow::bail!("invalid configuration: {at}.name {:?} is used twice (\"default\" is admin.api_key's)", k.name);
+            }
+            if k.key.is_empty() || k.key.len() > 256 || k.key.bytes().any(|b| !b.is_ascii_graphic())
+            {
+                anyhow::bail!("invalid configuration: {at}.key must be 1-256 printable ASCII characters without spaces");
+            }
+            if !keys.insert(k.key.as_str()) {
+                anyhow::bail!("invalid configuration: {at}.key is the same as another admin key");
+            }
+            self.check_secret(&format!("{at}.key"), &k.key, DEV_ADMIN_KEY)?;
         }
         Ok(())
     }
@@ -353,6 +450,8 @@ impl Settings {
 
 /// Keys whose values are secrets, and keys holding URLs whose password is one.
 const SECRETS: [&str; 3] = ["auth.jwt_secret", "admin.api_key", "tokens.secret"];
+/// Lists of tables whose `key` field is a secret.
+const KEY_LISTS: [&str; 1] = ["admin.keys"];
 const URLS: [&str; 2] = ["sink.url", "cluster.redis_url"];
 
 /// `value` with secrets replaced by `"<redacted>"` and URL passwords by `***`.
@@ -365,6 +464,15 @@ fn redacted(mut value: toml::Value) -> toml::Value {
     for key in URLS {
         if let Some(toml::Value::String(url)) = lookup(&mut value, key) {
             *url = without_password(url);
+        }
+    }
+    for list in KEY_LISTS {
+        if let Some(toml::Value::Array(entries)) = lookup(&mut value, list) {
+            for e in entries.iter_mut().filter_map(toml::Value::as_table_mut) {
+                if let Some(k) = e.get_mut("key") {
+                    *k = toml::Value::String("<redacted>".into());
+                }
+            }
         }
     }
     value
@@ -440,6 +548,17 @@ fn apply_env(
             toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
                 anyhow::anyhow!("invalid configuration: {dotted} ({k}) must be true or false")
             })?),
+            // A TOML array as is (`admin.keys`: `[{name = "shop", key = "...", role = "shop"}]`).
+            toml::Value::Array(_) if raw.trim_start().starts_with('[') => {
+                // The parser's message would quote the value, which may hold keys.
+                let parsed: toml::Table = toml::from_str(&format!("v = {raw}")).map_err(|_| {
+                    anyhow::anyhow!("invalid configuration: {dotted} ({k}) is not a TOML array")
+                })?;
+                parsed
+                    .get("v")
+                    .cloned()
+                    .unwrap_or(toml::Value::Array(Vec::new()))
+            }
             // A list of strings, comma-separated: `10.0.0.0/8,192.168.1.7`.
             toml::Value::Array(_) => toml::Value::Array(
                 raw.split(',')
@@ -535,5 +654,112 @@ mod tests {
         .expect("ok");
         let err = Settings::from_value(v).expect_err("dev secrets");
         assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+    }
+
+    /// Production settings with every secret strong, so one change shows its refusal.
+    fn production(extra: Vec<(&str, &str)>) -> anyhow::Result<Settings> {
+        let strong = "0123456789abcdef0123456789abcdef";
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        let mut vars: Vec<(String, String)> = vec![
+            ("SLUICE__ENV".into(), "production".into()),
+            ("SLUICE__AUTH__JWT_SECRET".into(), format!("{strong}-jwt")),
+            ("SLUICE__ADMIN__API_KEY".into(), format!("{strong}-admin")),
+            ("SLUICE__TOKENS__SECRET".into(), format!("{strong}-tok")),
+            ("SLUICE__PAYMENT__MODE".into(), "external".into()),
+        ];
+        vars.extend(extra.into_iter().map(|(k, v)| (k.into(), v.into())));
+        apply_env(&mut v, vars.into_iter())?;
+        Settings::from_value(v)
+    }
+
+    #[test]
+    fn production_refuses_simulated_payment_short_keys_and_the_dev_key() {
+        let ok = production(vec![]).expect("valid");
+        assert_eq!(ok.payment.mode, PaymentMode::External);
+        let err = |extra| production(extra).expect_err("refused").to_string();
+        let e = err(vec![("SLUICE__PAYMENT__MODE", "simulated")]);
+        assert!(e.contains("payment.mode"), "{e}");
+        let e = err(vec![(
+            "SLUICE__ADMIN__KEYS",
+            r#"[{name = "shop", key = "short-key", role = "shop"}]"#,
+        )]);
+        assert!(
+            e.contains("admin.keys[0].key") && e.contains("32 bytes"),
+            "{e}"
+        );
+        let e = err(vec![(
+            "SLUICE__ADMIN__KEYS",
+            r#"[{name = "x", key = "sluice-dev-admin-key", role = "viewer"}]"#,
+        )]);
+        assert!(e.contains("admin.keys[0].key"), "{e}");
+        let e = err(vec![("SLUICE__ADMIN__API_KEY", "too-short")]);
+        assert!(e.contains("admin.api_key"), "{e}");
+        // Development takes anything non-empty, and simulated payment.
+        assert_eq!(Settings::defaults().payment.mode, PaymentMode::Simulated);
+    }
+
+    #[test]
+    fn admin_keys_come_from_the_environment_and_are_checked_and_redacted() {
+        let keys = r#"[{name = "shop-backend", key = "k-shop-0123456789abcdef0123456789ab", role = "shop"},
+                       {name = "ops", key = "k-view-0123456789abcdef0123456789ab", role = "viewer"}]"#;
+        let s = production(vec![("SLUICE__ADMIN__KEYS", keys)]).expect("valid");
+        let got: Vec<(&str, AdminRole)> = s
+            .admin
+            .keys
+            .iter()
+            .map(|k| (k.name.as_str(), k.role))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("shop-backend", AdminRole::Shop),
+                ("ops", AdminRole::Viewer)
+            ]
+        );
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        apply_env(
+            &mut v,
+            vec![("SLUICE__ADMIN__KEYS".to_string(), keys.to_string())].into_iter(),
+        )
+        .expect("applies");
+        let text = toml::to_string(&redacted(v)).expect("toml");
+        assert!(
+            text.contains("shop-backend") && !text.contains("k-shop-"),
+            "{text}"
+        );
+
+        let bad = |keys: &str| {
+            production(vec![("SLUICE__ADMIN__KEYS", keys)])
+                .expect_err("refused")
+                .to_string()
+        };
+        let twice =
+            r#"[{name = "default", key = "k-0123456789abcdef0123456789abcdef", role = "shop"}]"#;
+        assert!(bad(twice).contains("admin.keys[0].name"));
+        let role = r#"[{name = "a", key = "k-0123456789abcdef0123456789abcdef", role = "root"}]"#;
+        let e = bad(role);
+        assert!(e.contains("root") && !e.contains("k-0123"), "{e}");
+        // The parser's error would quote the key: it is not repeated.
+        let broken = r#"[{name = "a", key = "secret-0123456789abcdef0123456789abcdef""#;
+        let e = bad(broken);
+        assert!(e.contains("admin.keys") && !e.contains("secret-"), "{e}");
+    }
+
+    #[test]
+    fn without_api_key_scoped_keys_suffice_outside_cluster_mode() {
+        let mut s = Settings::defaults();
+        s.admin.api_key = String::new();
+        assert!(s.validate().is_err(), "no key at all");
+        s.admin.keys = vec![AdminKeySettings {
+            name: "ops".into(),
+            key: "any".into(),
+            role: AdminRole::Operator,
+        }];
+        s.validate().expect("a scoped key is enough");
+        s.cluster.enabled = true;
+        s.cluster.node_id = "n1".into();
+        s.cluster.redis_url = "redis://127.0.0.1".into();
+        let e = s.validate().expect_err("cluster needs it").to_string();
+        assert!(e.contains("admin.api_key"), "{e}");
     }
 }

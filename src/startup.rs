@@ -12,13 +12,16 @@ use crate::domain::clock::Clock;
 use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
+use crate::http::admin_keys::AdminKeys;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::connection::Accept;
 use crate::http::directory::{Directory, LocalDirectory};
+use crate::http::event_ticket::EventTickets;
 use crate::http::limits::RateLimits;
-use crate::http::state::{key_digest, session_cap, AppState, WsLimits};
-use crate::http::{middleware, routes, ws_upgrade};
+use crate::http::state::{session_cap, AppState, WsLimits};
+use crate::http::{audit, middleware, routes, ws_upgrade};
 use crate::store::accounts::{AccountStore, SledAccounts};
+use crate::store::audit::AuditLog;
 use crate::store::{CommitSettings, Store};
 use crate::tls::Certificates;
 use actix_http::HttpService;
@@ -209,6 +212,7 @@ fn serve(
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PayloadConfig::default().limit(max_body))
             .wrap_fn(middleware::directory)
+            .wrap_fn(audit::record)
             .wrap_fn(middleware::observe)
             .configure(move |cfg| routes::configure(cfg, directory.as_ref()))
     };
@@ -276,12 +280,16 @@ impl Application {
         let (directory, account_store) = adapters(&settings, Arc::clone(&registry)).await?;
         let flusher = start_flusher(&settings, &store, sink.as_ref());
 
+        let audit = AuditLog::open(store.clone())?;
         let state = web::Data::new(AppState {
             registry,
             directory,
             store,
             jwt: JwtKey::new(settings.auth.jwt_secret.as_bytes()),
-            admin_key_hash: key_digest(settings.admin.api_key.as_bytes()),
+            admin_keys: AdminKeys::from_settings(&settings.admin),
+            event_tickets: EventTickets::new(settings.tokens.secret.as_bytes()),
+            audit,
+            payment: settings.payment.mode,
             clock,
             actor_timeout: Duration::from_millis(settings.server.actor_timeout_ms),
             sink,

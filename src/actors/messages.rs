@@ -6,7 +6,7 @@ use crate::domain::activity::report::ReportView;
 use crate::domain::activity::AdminCommand;
 use crate::domain::activity::{ActivityError, ActivityView, TicketView};
 use crate::domain::ids::{SlotId, UserId};
-use crate::domain::order::Order;
+use crate::domain::order::{Order, PaymentRef};
 use crate::domain::spec::{AdmissionPatch, SlotSpec};
 use crate::domain::token::TokenClaims;
 use actix::prelude::*;
@@ -88,13 +88,24 @@ pub struct Purchase {
     pub slot_id: Option<SlotId>,
 }
 
-/// Order calls; `user = None` acts as an operator.
+/// Order calls; `user = None` acts as an operator (or the shop, which may give its
+/// payment reference).
 #[derive(Message)]
 #[rtype(result = "CallResult<Order>")]
 pub enum OrderCall {
-    Get { n: u64, user: Option<UserId> },
-    Pay { n: u64, user: Option<UserId> },
-    Cancel { n: u64, user: Option<UserId> },
+    Get {
+        n: u64,
+        user: Option<UserId>,
+    },
+    Pay {
+        n: u64,
+        user: Option<UserId>,
+        payment_ref: Option<PaymentRef>,
+    },
+    Cancel {
+        n: u64,
+        user: Option<UserId>,
+    },
 }
 
 impl OrderCall {
@@ -102,7 +113,11 @@ impl OrderCall {
     pub fn into_parts(self) -> (u64, OrderAction, Option<UserId>) {
         match self {
             OrderCall::Get { n, user } => (n, OrderAction::Get, user),
-            OrderCall::Pay { n, user } => (n, OrderAction::Pay, user),
+            OrderCall::Pay {
+                n,
+                user,
+                payment_ref,
+            } => (n, OrderAction::Pay(payment_ref), user),
             OrderCall::Cancel { n, user } => (n, OrderAction::Cancel, user),
         }
     }

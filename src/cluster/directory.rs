@@ -84,6 +84,42 @@ impl ClusterDirectory {
         views.into_values().collect()
     }
 
+    /// `field` of `GET path_and_query` on every other live node, as an operator.
+    async fn gather_lists(
+        &self,
+        req: &HttpRequest,
+        path_and_query: &str,
+        field: &str,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        if is_internal(&self.cluster, req) {
+            return Ok(Vec::new());
+        }
+        let c = &self.cluster;
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", c.key())).ok();
+        let mut out = Vec::new();
+        for (node, base) in c.peers() {
+            let theirs = super::client::get_json::<serde_json::Value>(
+                &base,
+                path_and_query,
+                c.key(),
+                bearer.as_ref(),
+            )
+            .await;
+            match theirs {
+                Ok(v) => out.extend(v[field].as_array().cloned().unwrap_or_default()),
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "cannot gather a node's list");
+                    return Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "a node of the cluster cannot be reached; retry shortly",
+                    )
+                    .retry_after(1));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn gather_orders(
         &self,
         req: &HttpRequest,
@@ -186,6 +222,15 @@ impl Directory for ClusterDirectory {
         user: &'a UserId,
     ) -> LocalBoxFuture<'a, Result<Vec<serde_json::Value>, ApiError>> {
         Box::pin(self.gather_orders(req, user))
+    }
+
+    fn gather<'a>(
+        &'a self,
+        req: &'a HttpRequest,
+        path_and_query: &'a str,
+        field: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<serde_json::Value>, ApiError>> {
+        Box::pin(self.gather_lists(req, path_and_query, field))
     }
 
     fn relayed_client(&self, req: &HttpRequest) -> Option<IpAddr> {

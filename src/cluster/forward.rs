@@ -71,7 +71,9 @@ async fn after_lookup(
         Decision::Forward(owner) => forward(req, owner, cluster).await,
         Decision::Moving => Ok(req.error_response(moving())),
         Decision::Local | Decision::Lookup(_) => {
-            let what = if req.path().starts_with("/api/orders/") {
+            let what = if req.path().starts_with("/api/orders/")
+                || req.path().starts_with("/api/admin/orders/")
+            {
                 "no such order"
             } else {
                 "no such activity"

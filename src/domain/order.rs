@@ -54,6 +54,9 @@ pub struct Order {
     /// before it was kept.
     #[serde(default)]
     pub ticket: String,
+    /// The shop's reference of the payment that paid it (`payment.mode = "external"`).
+    #[serde(default)]
+    pub payment_ref: Option<String>,
 }
 
 /// The contract's ORDER object.
@@ -70,6 +73,10 @@ pub struct OrderView {
     pub created_at: String,
     pub pay_by: String,
     pub version: u64,
+    /// The shop's payment reference, once it confirmed payment with one.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub payment_ref: Option<String>,
 }
 
 impl Order {
@@ -89,6 +96,7 @@ impl Order {
             created_at: rfc3339(self.created_at),
             pay_by: rfc3339(self.pay_by),
             version: self.version,
+            payment_ref: self.payment_ref.clone(),
         }
     }
 }
@@ -108,13 +116,39 @@ pub enum Transition {
     Unchanged,
 }
 
+/// The longest `payment_ref` kept, in characters.
+pub const MAX_PAYMENT_REF: usize = 128;
+
+/// A shop's payment reference: 1-128 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRef(String);
+
+impl PaymentRef {
+    pub fn parse(s: &str) -> Result<PaymentRef, String> {
+        let n = s.chars().count();
+        if n == 0 || n > MAX_PAYMENT_REF || s.chars().any(char::is_control) {
+            return Err(format!(
+                "payment_ref must be 1-{MAX_PAYMENT_REF} characters without control characters"
+            ));
+        }
+        Ok(PaymentRef(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Order {
-    pub fn pay(&mut self) -> Result<Transition, TransitionError> {
+    /// Marks it paid, keeping `payment_ref` if given. Paying a paid order again changes
+    /// nothing (its first reference stays).
+    pub fn pay(&mut self, payment_ref: Option<&PaymentRef>) -> Result<Transition, TransitionError> {
         match self.status {
             OrderStatus::Paid => Ok(Transition::Unchanged),
             OrderStatus::Cancelled => Err(TransitionError::AlreadyCancelled),
             OrderStatus::PendingPayment => {
                 self.status = OrderStatus::Paid;
+                self.payment_ref = payment_ref.map(|r| r.as_str().to_owned());
                 self.version += 1;
                 Ok(Transition::Changed)
             }
@@ -155,14 +189,18 @@ mod tests {
             version: 1,
             cancel_reason: None,
             ticket: String::new(),
+            payment_ref: None,
         }
     }
 
     #[test]
     fn pay_is_idempotent_and_final() {
         let mut o = order();
-        assert_eq!(o.pay(), Ok(Transition::Changed));
-        assert_eq!(o.pay(), Ok(Transition::Unchanged));
+        let first = PaymentRef::parse("psp-1").expect("valid");
+        let second = PaymentRef::parse("psp-2").expect("valid");
+        assert_eq!(o.pay(Some(&first)), Ok(Transition::Changed));
+        assert_eq!(o.pay(Some(&second)), Ok(Transition::Unchanged));
+        assert_eq!(o.view().payment_ref.as_deref(), Some("psp-1"));
         assert_eq!(o.version, 2);
         assert_eq!(
             o.cancel(CancelReason::User),
@@ -177,8 +215,16 @@ mod tests {
             o.cancel(CancelReason::PaymentTimeout),
             Ok(Transition::Changed)
         );
-        assert_eq!(o.pay(), Err(TransitionError::AlreadyCancelled));
+        assert_eq!(o.pay(None), Err(TransitionError::AlreadyCancelled));
         assert_eq!(o.status, OrderStatus::Cancelled);
         assert_eq!(o.cancel(CancelReason::User), Ok(Transition::Unchanged));
+    }
+
+    #[test]
+    fn payment_refs_are_one_to_128_printable_characters() {
+        assert!(PaymentRef::parse("").is_err());
+        assert!(PaymentRef::parse(&"x".repeat(129)).is_err());
+        assert!(PaymentRef::parse("a\nb").is_err());
+        assert!(PaymentRef::parse(&"é".repeat(128)).is_ok());
     }
 }

@@ -1,11 +1,14 @@
-//! Operator endpoints under `/api/admin`: create and steer activities, and a live
-//! Server-Sent Events stream of every activity's counters for the dashboard.
+//! Operator endpoints under `/api/admin`: create and steer activities (operator keys),
+//! read them (operator and viewer keys), and a live Server-Sent Events stream of every
+//! activity's counters for the dashboard, opened with a short-lived ticket.
 
 use crate::actors::messages::Admin as AdminCall;
 use crate::domain::spec::{AdmissionPatch, CreateActivity, SlotSpec};
 use crate::error::ApiError;
+use crate::http::admin_keys::{Read, Right};
 use crate::http::calls::{activity_id, call_id};
-use crate::http::identity::Admin;
+use crate::http::event_ticket::TTL_MS;
+use crate::http::identity::{admin_key_of, allowed, Admin};
 use crate::http::state::AppState;
 use actix_web::web::{self, Bytes, Data, Json, Path};
 use actix_web::{HttpRequest, HttpResponse};
@@ -18,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/activities", web::post().to(create))
             .route("/activities", web::get().to(list))
             .route("/events", web::get().to(events))
+            .route("/events/ticket", web::post().to(event_ticket))
             .route("/cluster", web::get().to(cluster))
             .route("/activities/{id}", web::get().to(get))
             .route("/activities/{id}/stock", web::post().to(add_stock))
@@ -44,11 +48,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         (status = 201, description = "The admin view", body = crate::domain::activity::ActivityView),
         (status = 400, description = "`invalid_request` naming the bad field", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 409, description = "`conflict`: the id exists", body = crate::http::schemas::ErrorBody),
         (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn create(
     _: Admin,
@@ -72,11 +77,12 @@ pub(crate) async fn create(
     tag = "admin",
     responses(
         (status = 200, description = "The cluster view (docs/cluster.md)", body = Object),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
-pub(crate) async fn cluster(_: Admin, st: Data<AppState>) -> HttpResponse {
+pub(crate) async fn cluster(_: Admin<Read>, st: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(st.directory.status())
 }
 
@@ -88,11 +94,12 @@ pub(crate) async fn cluster(_: Admin, st: Data<AppState>) -> HttpResponse {
     tag = "admin",
     responses(
         (status = 200, description = "Every activity", body = crate::http::schemas::ActivityList),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
-pub(crate) async fn list(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+pub(crate) async fn list(_: Admin<Read>, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .json(serde_json::json!({ "activities": st.directory.views(&req, true).await }))
 }
@@ -107,13 +114,14 @@ pub(crate) async fn list(_: Admin, req: HttpRequest, st: Data<AppState>) -> Http
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn get(
-    _: Admin,
+    _: Admin<Read>,
     st: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -142,10 +150,11 @@ pub(crate) struct AddStock {
         (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
         (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn add_stock(
     _: Admin,
@@ -184,10 +193,11 @@ pub(crate) struct AddSlots {
         (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
         (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn add_slots(
     _: Admin,
@@ -210,10 +220,11 @@ pub(crate) async fn add_slots(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
         (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn pause(
     _: Admin,
@@ -234,10 +245,11 @@ pub(crate) async fn pause(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
         (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn resume(
     _: Admin,
@@ -257,10 +269,11 @@ pub(crate) async fn resume(
     responses(
         (status = 200, description = "The admin view", body = crate::domain::activity::ActivityView),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn close(
     _: Admin,
@@ -284,10 +297,11 @@ pub(crate) async fn close(
         (status = 409, description = "`conflict`: the activity is closed", body = crate::http::schemas::ErrorBody),
         (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn patch_admission(
     _: Admin,
@@ -309,13 +323,14 @@ pub(crate) async fn patch_admission(
     responses(
         (status = 200, description = "The shuffle audit", body = crate::http::schemas::ShuffleAudit),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: the admin key's role may not do this", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity, or it has not shuffled a pre-queue", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn shuffle(
-    _: Admin,
+    _: Admin<Read>,
     st: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -336,21 +351,86 @@ pub(crate) async fn shuffle(
     }
 }
 
+/// The path of the event-stream ticket (not audited: it changes nothing).
+pub const EVENT_TICKET_PATH: &str = "/api/admin/events/ticket";
+
+/// `{"ticket", "expires_in_secs"}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct EventTicket {
+    /// Opens `GET /api/admin/events?ticket=...` once, within `expires_in_secs`.
+    ticket: String,
+    expires_in_secs: u64,
+}
+
+/// A single-use, short-lived ticket for the event stream (operator and viewer keys):
+/// `EventSource` cannot send the key in a header, and a key never goes in a URL.
+#[utoipa::path(
+    post,
+    path = "/api/admin/events/ticket",
+    operation_id = "admin_events_ticket",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The ticket", body = EventTicket),
+        (status = 401, description = "`unauthorized`: missing or unknown admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: a shop key", body = crate::http::schemas::ErrorBody)
+    ),
+    security(("admin" = []))
+)]
+pub(crate) async fn event_ticket(admin: Admin<Read>, st: Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(EventTicket {
+            ticket: st.event_tickets.issue(&admin.key.name, st.clock.now_ms()),
+            expires_in_secs: TTL_MS / 1000,
+        })
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    ticket: Option<String>,
+}
+
+/// The stream's reader: a bearer key with the right to read, or a ticket one issued.
+fn stream_reader(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
+    let ticket = web::Query::<TicketQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().ticket);
+    let Some(ticket) = ticket else {
+        let key = admin_key_of(req)?;
+        return allowed::<Read>(&key);
+    };
+    st.limits.check_admin(req)?;
+    let name = st
+        .event_tickets
+        .redeem(&ticket, st.clock.now_ms())
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    // The key may have been removed from the configuration since (a restart).
+    match st.admin_keys.named(&name) {
+        Some(k) if Read::allows(k.role) => Ok(()),
+        _ => Err(ApiError::unauthorized(
+            "the event ticket's key no longer exists",
+        )),
+    }
+}
+
 /// `text/event-stream`: one `data:` line a second with every activity's admin view
-/// and the outbox backlog. EventSource cannot set headers, so the key may come as
-/// `?api_key=`.
+/// and the outbox backlog. `EventSource` cannot set headers, so it opens the stream
+/// with `?ticket=` from `POST /api/admin/events/ticket`.
 #[utoipa::path(
     get,
     path = "/api/admin/events",
     operation_id = "admin_events",
     tag = "admin",
     responses(
-        (status = 200, description = "`data:` lines, one a second: `{\"ts_ms\", \"activities\":[VIEW], \"outbox_backlog\"}`", content_type = "text/event-stream", body = String),
-        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
+        (status = 200, description = "`data:` lines, one a second: `{\"ts_ms\", \"activities\":[VIEW], \"outbox_backlog\", \"payment_mode\"}`", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthorized`: missing or unknown admin key; a forged, expired or used ticket", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: a shop key", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    params(("ticket" = Option<String>, Query, description = "A ticket from `POST /api/admin/events/ticket`, instead of the bearer key")),
+    security(("admin" = []), ())
 )]
-pub(crate) async fn events(_: Admin, req: HttpRequest, st: Data<AppState>) -> HttpResponse {
+pub(crate) async fn events(req: HttpRequest, st: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    stream_reader(&req, &st)?;
     let stream = futures_util::stream::unfold((st, req, true), |(st, req, first)| async move {
         if !first {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -359,12 +439,13 @@ pub(crate) async fn events(_: Admin, req: HttpRequest, st: Data<AppState>) -> Ht
             "ts_ms": st.clock.now_ms(),
             "activities": st.directory.views(&req, true).await,
             "outbox_backlog": st.store.outbox_len(),
+            "payment_mode": st.payment,
         });
         let frame = Bytes::from(format!("data: {body}\n\n"));
         Some((Ok::<_, actix_web::Error>(frame), (st, req, false)))
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
-        .streaming(stream)
+        .streaming(stream))
 }

@@ -79,6 +79,16 @@ pub trait Directory: Send + Sync {
         user: &'a UserId,
     ) -> LocalBoxFuture<'a, Result<Vec<serde_json::Value>, ApiError>>;
 
+    /// The `field` list of `GET path_and_query` (an admin call) from every other
+    /// process serving this application; none when there are none. A request that is
+    /// itself such a gathering gets none, so lists are never gathered twice.
+    fn gather<'a>(
+        &'a self,
+        req: &'a HttpRequest,
+        path_and_query: &'a str,
+        field: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<serde_json::Value>, ApiError>>;
+
     /// The client of a request relayed by a trusted peer process, if it is one.
     fn relayed_client(&self, req: &HttpRequest) -> Option<IpAddr>;
 
@@ -258,6 +268,15 @@ impl Directory for LocalDirectory {
                 .map(|o| serde_json::to_value(o).unwrap_or_default())
                 .collect())
         })
+    }
+
+    fn gather<'a>(
+        &'a self,
+        _: &'a HttpRequest,
+        _: &'a str,
+        _: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<serde_json::Value>, ApiError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     fn relayed_client(&self, _: &HttpRequest) -> Option<IpAddr> {

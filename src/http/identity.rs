@@ -1,33 +1,48 @@
 //! Who is calling: a user (HS256 JWT from the `Authorization` header or the
-//! `access_token` query parameter) or an operator (the admin bearer key).
+//! `access_token` query parameter) or an admin key (bearer only, never in a URL),
+//! and whether its role has the right the handler names (`admin_keys`).
 
 use crate::domain::ids::UserId;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::admin_keys::{AdminKey, Operate, Right};
 use crate::http::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, Ready};
 use serde::Deserialize;
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// An authenticated user.
 pub struct User(pub UserId);
 
-/// An authenticated operator.
-pub struct Admin;
+/// An admin key whose role has the right `R` (operator-only by default).
+pub struct Admin<R: Right = Operate> {
+    pub key: Arc<AdminKey>,
+    right: PhantomData<R>,
+}
 
-/// A user or an operator (orders may be read by their owner or an admin).
+/// A user or an admin key (orders may be read by their owner or an admin key).
 pub enum Caller {
     User(UserId),
-    Admin,
+    Key(Arc<AdminKey>),
 }
 
 impl Caller {
-    /// The user to check ownership against; `None` for an operator.
+    /// The user to check ownership against; `None` for an admin key.
     pub fn user(&self) -> Option<UserId> {
         match self {
             Caller::User(u) => Some(u.clone()),
-            Caller::Admin => None,
+            Caller::Key(_) => None,
+        }
+    }
+
+    /// Refused unless a user, or a key whose role has the right `R`.
+    pub fn may<R: Right>(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Key(k) => allowed::<R>(k),
+            Caller::User(_) => Ok(()),
         }
     }
 }
@@ -35,18 +50,12 @@ impl Caller {
 #[derive(Deserialize)]
 struct TokenQuery {
     access_token: Option<String>,
-    api_key: Option<String>,
 }
 
 fn state(req: &HttpRequest) -> Result<&AppState, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .map(|d| d.get_ref())
-        .ok_or_else(|| {
-            ApiError::new(
-                crate::error::ErrorCode::Internal,
-                "application state missing",
-            )
-        })
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))
 }
 
 fn bearer_in(headers: &HeaderMap) -> Option<String> {
@@ -64,18 +73,24 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 fn query_in(query_string: &str) -> TokenQuery {
     web::Query::<TokenQuery>::from_query(query_string)
         .map(|q| q.into_inner())
-        .unwrap_or(TokenQuery {
-            access_token: None,
-            api_key: None,
-        })
+        .unwrap_or(TokenQuery { access_token: None })
 }
 
-fn query(req: &HttpRequest) -> TokenQuery {
-    query_in(req.query_string())
+/// The admin key a request's bearer is, if it is one.
+pub fn admin_key_in(st: &AppState, headers: &HeaderMap) -> Option<Arc<AdminKey>> {
+    st.admin_keys.identify(&bearer_in(headers)?)
 }
 
-fn is_admin(st: &AppState, key: &str) -> bool {
-    crate::http::state::key_matches(key.as_bytes(), &st.admin_key_hash)
+/// `403` unless the key's role has the right `R`.
+pub fn allowed<R: Right>(key: &AdminKey) -> Result<(), ApiError> {
+    if R::allows(key.role) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("the admin key {:?} may not {}", key.name, R::WHAT),
+        ))
+    }
 }
 
 /// The user of a request given as parts: the WebSocket upgrade is served outside
@@ -95,17 +110,22 @@ fn user_from(req: &HttpRequest) -> Result<UserId, ApiError> {
     user_in(state(req)?, req.headers(), req.query_string())
 }
 
-fn admin_from(req: &HttpRequest) -> Result<(), ApiError> {
+/// The request's admin key: `401` if there is none or it is unknown.
+pub fn admin_key_of(req: &HttpRequest) -> Result<Arc<AdminKey>, ApiError> {
     let st = state(req)?;
     st.limits.check_admin(req)?;
-    let key = bearer(req).or_else(|| query(req).api_key).ok_or_else(|| {
-        ApiError::unauthorized("the admin key is required (Authorization: Bearer <key>)")
+    let key = bearer(req).ok_or_else(|| {
+        ApiError::unauthorized("an admin key is required (Authorization: Bearer <key>)")
     })?;
-    if is_admin(st, &key) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("the admin key is wrong"))
-    }
+    st.admin_keys
+        .identify(&key)
+        .ok_or_else(|| ApiError::unauthorized("the admin key is wrong"))
+}
+
+fn admin_from<R: Right>(req: &HttpRequest) -> Result<Arc<AdminKey>, ApiError> {
+    let key = admin_key_of(req)?;
+    allowed::<R>(&key)?;
+    Ok(key)
 }
 
 impl FromRequest for User {
@@ -116,11 +136,14 @@ impl FromRequest for User {
     }
 }
 
-impl FromRequest for Admin {
+impl<R: Right> FromRequest for Admin<R> {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(admin_from(req).map(|()| Admin))
+        ready(admin_from::<R>(req).map(|key| Admin {
+            key,
+            right: PhantomData,
+        }))
     }
 }
 
@@ -128,9 +151,12 @@ impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let res = match state(req) {
-            Ok(st) if bearer(req).is_some_and(|k| is_admin(st, &k)) => Ok(Caller::Admin),
-            _ => user_from(req).map(Caller::User),
+        let key = state(req)
+            .ok()
+            .and_then(|st| admin_key_in(st, req.headers()));
+        let res = match key {
+            Some(k) => Ok(Caller::Key(k)),
+            None => user_from(req).map(Caller::User),
         };
         ready(res)
     }

@@ -4,11 +4,15 @@
 
 pub mod activities;
 pub mod admin;
+pub mod admin_keys;
+pub mod admin_orders;
+pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod client_addr;
 pub mod connection;
 pub mod directory;
+pub mod event_ticket;
 pub mod fairness;
 pub mod identity;
 pub mod limits;

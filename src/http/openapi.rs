@@ -75,7 +75,12 @@ pub(crate) async fn serve() -> HttpResponse {
         crate::http::admin::patch_admission,
         crate::http::admin::shuffle,
         crate::http::admin::events,
+        crate::http::admin::event_ticket,
         crate::http::admin::cluster,
+        crate::http::admin_orders::get,
+        crate::http::admin_orders::pay,
+        crate::http::admin_orders::cancel,
+        crate::http::audit::list,
         crate::http::report::report,
         crate::http::fairness::fairness,
         crate::http::fairness::log,
@@ -90,14 +95,15 @@ pub(crate) async fn serve() -> HttpResponse {
         (name = "accounts", description = "Register and log in (API.md 2)"),
         (name = "activities", description = "Activities, the waiting room, purchases (API.md 5, 6, 8, 10.1)"),
         (name = "orders", description = "Orders (API.md 10)"),
-        (name = "admin", description = "Operator API, bearer admin key (API.md 4, 12)"),
+        (name = "admin", description = "Operator API, bearer admin key with the right role (API.md 4, 12; docs/api.md \"Scoped admin keys\")"),
+        (name = "shop", description = "The shop's backend: read orders, confirm payment, cancel (docs/api.md \"Payment confirmed by the shop\")"),
         (name = "operations", description = "Health, readiness, metrics, this document (API.md 12)"),
     )
 )]
 pub struct ApiDoc;
 
-/// The security schemes: a user's JWT and the operator's admin key, each as a bearer
-/// header or (where API.md allows it) a query parameter.
+/// The security schemes: a user's JWT, as a bearer header or (for WebSockets) a query
+/// parameter, and an admin key, as a bearer header only.
 struct Security;
 
 impl Modify for Security {
@@ -127,16 +133,11 @@ impl Modify for Security {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("`admin.api_key` as a bearer token"))
+                    .description(Some(
+                        "An admin key (`admin.api_key` or one of `admin.keys`) as a bearer token; its role decides what it may do",
+                    ))
                     .build(),
             ),
-        );
-        c.add_security_scheme(
-            "admin_query",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
-                "api_key",
-                "`admin.api_key` as `?api_key=` (admin routes only, meant for EventSource)",
-            ))),
         );
     }
 }

@@ -1,8 +1,10 @@
 //! Order endpoints: read (owner or operator), list the caller's, pay, cancel.
 
 use crate::actors::messages::OrderCall;
+use crate::config::PaymentMode;
 use crate::domain::ids::parse_order_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::admin_keys::{ReadOrders, Settle};
 use crate::http::calls::{actor, call};
 use crate::http::identity::{Caller, User};
 use crate::http::state::AppState;
@@ -41,7 +43,8 @@ pub(crate) async fn list(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
 }
 
-async fn order_call(
+/// Calls the actor of the order `raw` names and answers `{"order": ORDER}`.
+pub(crate) async fn order_call(
     st: &AppState,
     raw: &str,
     make: impl FnOnce(u64) -> OrderCall,
@@ -86,11 +89,13 @@ pub(crate) async fn get(
     st: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.may::<ReadOrders>()?;
     let user = caller.user();
     order_call(&st, &id, |n| OrderCall::Get { n, user }).await
 }
 
-/// Pays (simulated); paying a paid order returns it unchanged.
+/// Pays (simulated: `payment.mode = "simulated"` only; `403` for the buyer in
+/// `external` mode); paying a paid order returns it unchanged.
 #[utoipa::path(
     post,
     path = "/api/orders/{id}/pay",
@@ -100,7 +105,7 @@ pub(crate) async fn get(
     responses(
         (status = 200, description = "The order, now `paid`", body = OrderBody),
         (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::schemas::ErrorBody),
-        (status = 403, description = "`forbidden`: another user's order", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order; the buyer with `payment.mode = \"external\"`; an admin key without the right", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::schemas::ErrorBody),
         (status = 409, description = "`conflict`: the order was cancelled", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
@@ -112,8 +117,28 @@ pub(crate) async fn pay(
     st: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.may::<Settle>()?;
+    if let Caller::User(_) = caller {
+        buyer_may_pay(&st)?;
+    }
     let user = caller.user();
-    order_call(&st, &id, |n| OrderCall::Pay { n, user }).await
+    order_call(&st, &id, |n| OrderCall::Pay {
+        n,
+        user,
+        payment_ref: None,
+    })
+    .await
+}
+
+/// With `payment.mode = "external"` only the shop confirms payment: `403` for the buyer.
+pub fn buyer_may_pay(st: &AppState) -> Result<(), ApiError> {
+    match st.payment {
+        PaymentMode::Simulated => Ok(()),
+        PaymentMode::External => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "payment is confirmed by the shop (payment.mode = \"external\"), not by the buyer",
+        )),
+    }
 }
 
 /// Cancels; cancelling a cancelled order returns it unchanged.
@@ -126,7 +151,7 @@ pub(crate) async fn pay(
     responses(
         (status = 200, description = "The order, now `cancelled`", body = OrderBody),
         (status = 401, description = "`unauthorized`: no valid identity token or admin key", body = crate::http::schemas::ErrorBody),
-        (status = 403, description = "`forbidden`: another user's order", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: another user's order; an admin key without the right", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such order (unknown or malformed id)", body = crate::http::schemas::ErrorBody),
         (status = 409, description = "`conflict`: a paid order cannot be cancelled", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
@@ -138,6 +163,7 @@ pub(crate) async fn cancel(
     st: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.may::<Settle>()?;
     let user = caller.user();
     order_call(&st, &id, |n| OrderCall::Cancel { n, user }).await
 }

@@ -96,6 +96,7 @@ async fn render(
             _ => cookie(req, REFRESH_COOKIE).as_deref() != Some("off"),
         },
         token_left_secs,
+        shop_pays: st.payment == crate::config::PaymentMode::External,
     };
     let mut res = HttpResponse::build(status);
     res.content_type("text/html; charset=utf-8")
@@ -399,7 +400,14 @@ async fn order(
             .ok_or_else(|| ApiError::not_found("no such order"))?;
         let user = Some(user.id);
         let call = match f.action.as_str() {
-            "pay" => OrderCall::Pay { n, user },
+            "pay" => {
+                crate::http::orders::buyer_may_pay(&st)?;
+                OrderCall::Pay {
+                    n,
+                    user,
+                    payment_ref: None,
+                }
+            }
             "cancel" => OrderCall::Cancel { n, user },
             _ => return Err(ApiError::invalid("action must be pay or cancel")),
         };

@@ -277,7 +277,11 @@ impl PageModel {
             );
             let pay = "<input type=\"hidden\" name=\"action\" value=\"pay\">";
             let cancel = "<input type=\"hidden\" name=\"action\" value=\"cancel\">";
-            s.push_str(&self.button_form("order", pay, "payNow", ""));
+            if self.shop_pays {
+                let _ = write!(s, "<p>{}</p>", esc(self.lang.t("shopPays")));
+            } else {
+                s.push_str(&self.button_form("order", pay, "payNow", ""));
+            }
             s.push_str(&self.button_form("order", cancel, "cancelOrder", "danger"));
             s.push_str("</div>");
         } else {

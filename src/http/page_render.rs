@@ -98,6 +98,9 @@ pub struct PageModel {
     pub auto_refresh: bool,
     /// Seconds the admission token has left (for `Place::Ticket` admitted).
     pub token_left_secs: Option<u64>,
+    /// `payment.mode = "external"`: the shop confirms payment, the page offers no
+    /// "pay" button.
+    pub shop_pays: bool,
 }
 
 /// Escapes text for HTML content and double-quoted attributes.
@@ -214,6 +217,12 @@ impl PageModel {
                 None => match name {
                     "html_lang" => lang.html_tag().to_owned(),
                     "lang" => lang.code().to_owned(),
+                    "payment" => if self.shop_pays {
+                        "external"
+                    } else {
+                        "simulated"
+                    }
+                    .to_owned(),
                     "title" => esc(&self.title()),
                     "refresh" => self.refresh_meta(),
                     "lang_menu" => self.lang_menu(),
@@ -325,6 +334,7 @@ mod tests {
             flash: None,
             auto_refresh: true,
             token_left_secs: None,
+            shop_pays: false,
         }
     }
 
@@ -387,6 +397,29 @@ mod tests {
         let html = m.render();
         assert!(html.contains("没有这个排队页面"));
         assert!(!html.contains("<noscript><section"));
+    }
+
+    #[test]
+    fn with_external_payment_the_buyer_is_told_the_shop_confirms_it() {
+        let order = OrderFacts {
+            id: "drop-1.1".into(),
+            slot_id: None,
+            quantity: 1,
+            amount_cents: 100,
+            status: "pending_payment".into(),
+            pay_by: "2026-12-01T10:15:00Z".into(),
+        };
+        let simulated = model(Place::Ordered(order.clone())).render();
+        assert!(simulated.contains("value=\"pay\""));
+        assert!(simulated.contains("data-payment=\"simulated\""));
+        let mut m = model(Place::Ordered(order));
+        m.shop_pays = true;
+        let html = m.render();
+        let nojs = &html[html.find("<noscript>").expect("noscript")..];
+        assert!(!html.contains("value=\"pay\""), "no pay form");
+        assert!(nojs.contains("The shop confirms your payment"));
+        assert!(html.contains("value=\"cancel\""), "cancelling stays");
+        assert!(html.contains("data-payment=\"external\""));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::actors::messages::GetReport;
 use crate::error::ApiError;
+use crate::http::admin_keys::Read;
 use crate::http::calls::call_id;
 use crate::http::identity::Admin;
 use crate::http::state::AppState;
@@ -22,7 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/assets/report.js", web::get().to(script));
 }
 
-/// `?format=csv`; other parameters (such as `api_key`) are identity's to read.
+/// `?format=csv`.
 #[derive(Deserialize)]
 pub(crate) struct Format {
     pub(crate) format: Option<String>,
@@ -41,13 +42,14 @@ pub(crate) struct Format {
         (status = 200, description = "The post-event report (or its per-minute CSV)", body = crate::domain::activity::report::ReportView),
         (status = 400, description = "`invalid_request`: unknown format", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: a shop key", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: the activity is busy or moving (`Retry-After`)", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn report(
-    _: Admin,
+    _: Admin<Read>,
     st: Data<AppState>,
     id: Path<String>,
     q: Query<Format>,

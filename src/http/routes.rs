@@ -6,7 +6,8 @@ use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
 use crate::http::{
-    activities, admin, auth, openapi, ops, orders, page_forms, pages, report, ws_route,
+    activities, admin, admin_orders, audit, auth, openapi, ops, orders, page_forms, pages, report,
+    ws_route,
 };
 use actix_web::web;
 
@@ -21,6 +22,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
         .configure(ops::routes)
         .configure(auth::routes)
         .configure(report::routes)
+        // Before admin's `/api/admin` scope, which would take their paths.
+        .configure(admin_orders::routes)
+        .configure(audit::routes)
         .configure(admin::routes)
         .configure(ws_route::routes)
         .configure(openapi::routes)
@@ -85,6 +89,10 @@ pub fn classify(path: &str) -> Classified<'_> {
         (Some("api"), Some("orders"), None, _, _) => "/api/orders",
         (Some("api"), Some("admin"), Some("activities"), id, _) => {
             activity = id;
+            "/api/admin"
+        }
+        (Some("api"), Some("admin"), Some("orders"), id, _) => {
+            order = id;
             "/api/admin"
         }
         (Some("api"), Some("admin"), _, _, _) => "/api/admin",
@@ -201,6 +209,8 @@ mod tests {
             id("drop-1")
         );
         assert_eq!(activity_in("/api/orders/drop-1.a/pay"), id("drop-1"));
+        assert_eq!(activity_in("/api/admin/orders/drop-1.a/pay"), id("drop-1"));
+        assert_eq!(activity_in("/api/admin/audit"), None);
         // The waiting page is rendered where the activity runs.
         assert_eq!(activity_in("/a/drop-1"), id("drop-1"));
         assert_eq!(activity_in("/a/drop-1/buy"), id("drop-1"));

@@ -23,8 +23,14 @@ pub struct AppState {
     pub directory: Arc<dyn Directory>,
     pub store: Store,
     pub jwt: JwtKey,
-    /// SHA-256 of the admin key: compared in constant time whatever the input length.
-    pub admin_key_hash: [u8; 32],
+    /// Every admin key, as digests compared in constant time.
+    pub admin_keys: crate::http::admin_keys::AdminKeys,
+    /// Tickets that open the admin event stream without a key in the URL.
+    pub event_tickets: crate::http::event_ticket::EventTickets,
+    /// Admin calls that changed state, durable in the store.
+    pub audit: crate::store::audit::AuditLog,
+    /// `payment.mode`: who may mark an order paid.
+    pub payment: crate::config::PaymentMode,
     pub clock: Arc<dyn Clock>,
     pub actor_timeout: Duration,
     pub sink: Option<Arc<crate::actors::flusher::SinkSlot>>,

@@ -18,6 +18,7 @@
 //! | `a/{activity}/m/{min:016x}`  | `MinuteRecord`: one minute of the report (minutes since 1970) |
 //! | `o/{seq:016x}`               | `OrderRecord` waiting for the sink     |
 //! | `u/{username}`               | account (username, user id, password hash) |
+//! | `audit/{MAX - seq:016x}`     | `AuditRecord`: one admin call (newest first) |
 //!
 //! Hex numbers are fixed width so lexicographic order is numeric order.
 
@@ -28,6 +29,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const ACTIVITY_PREFIX: &[u8] = b"a/";
 pub const OUTBOX_PREFIX: &[u8] = b"o/";
 pub const ACCOUNT_PREFIX: &[u8] = b"u/";
+pub const AUDIT_PREFIX: &[u8] = b"audit/";
 
 pub fn activity_key(a: &ActivityId, rest: &str) -> Vec<u8> {
     format!("a/{a}/{rest}").into_bytes()

@@ -15,6 +15,7 @@
 //! until a restart. `docs/durability.md` has the whole model.
 
 pub mod accounts;
+pub mod audit;
 pub mod codec;
 mod faults;
 mod journal;

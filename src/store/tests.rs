@@ -30,6 +30,7 @@ fn record(n: u64) -> Vec<u8> {
         created_at: "2026-01-01T00:00:00Z".into(),
         pay_by: "2026-01-01T00:15:00Z".into(),
         version: n,
+        payment_ref: None,
     })
     .expect("serializes")
 }

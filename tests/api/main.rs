@@ -9,5 +9,6 @@ mod fairness;
 mod lifecycle;
 mod ops;
 mod report;
+mod shop;
 mod sinks;
 mod waiting_room;

@@ -103,10 +103,18 @@ async fn the_report_counts_a_sale_as_it_ran_and_survives_a_restart() {
         .iter()
         .all(|m| m["minute"].as_str().is_some_and(|s| s.ends_with(":00Z"))));
 
-    let (status, csv) = app
+    // A key in the URL is never accepted (it would end up in logs).
+    let (status, _) = app
         .get_text(&format!(
             "/api/admin/activities/rep/report?format=csv&api_key={ADMIN_KEY}"
         ))
+        .await;
+    assert_eq!(status, 401);
+    let (status, csv) = app
+        .get_text_as(
+            "/api/admin/activities/rep/report?format=csv",
+            Some(ADMIN_KEY),
+        )
         .await;
     assert_eq!(status, 200);
     let mut rows = csv.lines();

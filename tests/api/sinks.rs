@@ -262,3 +262,82 @@ async fn a_sink_that_is_down_at_start_up_does_not_stop_selling() {
     let ids: Vec<String> = want.keys().cloned().collect();
     converge(&want, || redis_orders(&url, &ids)).await;
 }
+
+/// The sink's (status, payment_ref) of `order`, if it has the order.
+async fn sink_payment(kind: SinkKind, url: &str, order: &str) -> Option<(String, Option<String>)> {
+    match kind {
+        SinkKind::Postgres => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            actix_web::rt::spawn(conn);
+            let row = client
+                .query_opt(
+                    "SELECT status, payment_ref FROM orders WHERE id = $1",
+                    &[&order],
+                )
+                .await
+                .ok()??;
+            Some((row.get(0), row.get(1)))
+        }
+        _ => {
+            let client = redis::Client::open(url).ok()?;
+            let mut c = client.get_multiplexed_async_connection().await.ok()?;
+            let h: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(format!("sluice:order:{order}"))
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            Some((h.get("status")?.clone(), h.get("payment_ref").cloned()))
+        }
+    }
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
+async fn the_shops_payment_ref_reaches_postgres_and_redis() {
+    let _one_at_a_time = SERVICES.lock().await;
+    for (kind, var) in [
+        (SinkKind::Postgres, "SLUICE_TEST_PG_URL"),
+        (SinkKind::Redis, "SLUICE_TEST_REDIS_URL"),
+    ] {
+        let url = env(var);
+        let app = spawn_with(false, |s| {
+            crate::shop::shop_settings(s);
+            s.sink.kind = kind;
+            s.sink.url = url.clone();
+        })
+        .await;
+        let id = unique("ref");
+        app.create_sale(&id, 5, json!({"max_active": 10, "rate_per_sec": 1000}))
+            .await;
+        let paid = crate::shop::buy(&app, &id, "ann").await;
+        let pending = crate::shop::buy(&app, &id, "bob").await;
+        let r = app
+            .request(
+                "POST",
+                &format!("/api/admin/orders/{paid}/pay"),
+                Some(crate::shop::SHOP_KEY),
+                Some(json!({"payment_ref": format!("pi-{id}")})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let want = [
+            (paid, Some(("paid".to_owned(), Some(format!("pi-{id}"))))),
+            (pending, Some(("pending_payment".to_owned(), None))),
+        ];
+        let mut got = Vec::new();
+        for _ in 0..300 {
+            got.clear();
+            for (order, _) in &want {
+                got.push((order.clone(), sink_payment(kind, &url, order).await));
+            }
+            if got[..] == want[..] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(got[..], want[..], "{kind:?}");
+        app.stop().await;
+    }
+}

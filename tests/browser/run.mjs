@@ -110,6 +110,9 @@ async function check(name, fn) {
 // ---------- scenarios ----------
 async function operatorCreatesAndWatches() {
   const page = await newPage('admin');
+  // the key travels in headers only: never in a URL (the event stream opens with a ticket)
+  const keyInUrl = [];
+  page.on('request', (r) => { if (r.url().includes(ADMIN_KEY)) keyInUrl.push(r.url()); });
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.goto(BASE + '/admin');
   await page.fill('#admin-key', ADMIN_KEY);
@@ -154,8 +157,14 @@ async function operatorCreatesAndWatches() {
   await until('admitted counter >= 1', async () => num(await card.locator('[data-counter="admitted_total"]').textContent()) >= 1);
   await until('held counter = 1', async () => num(await card.locator('[data-counter="held"]').textContent()) === 1);
   await until('chart redrawn', async () => (await canvasData()) !== before);
+  await until('stream live', async () => (await page.locator('#live-dot').getAttribute('class')).includes('on'));
+  // the payments card: the mode and this activity's row
+  await page.locator('#payments').waitFor({ state: 'visible' });
+  await until('payment mode shown', async () => (await page.locator('#pay-mode').textContent()) !== '–');
+  await page.locator(`#pay-rows tr[data-activity="${id}"]`).waitFor({ state: 'attached' });
   await page.waitForTimeout(1500);
   await shot(page, 'a4-admin-live');
+  assert.deepEqual(keyInUrl, [], 'the admin key was in a URL');
 
   // a live control: add stock from the card
   await card.locator('details summary').first().click();

@@ -418,3 +418,112 @@ async fn the_fairness_commitment_survives_a_failover_before_opening() {
         "the place survived"
     );
 }
+
+const SHOP_KEY: &str = "shop-key-0123456789abcdef0123456789abcdef";
+
+/// Joins through `via` (admitted at once) and buys one unit; the order id.
+async fn buy_http(via: &Node, id: &str, user: &str) -> String {
+    let j = via.join_http(id, user).await;
+    assert_eq!(j.body["status"], "admitted", "{}", j.body);
+    let r = via
+        .purchase(id, user, j.body["token"].as_str().expect("token"), None)
+        .await;
+    assert_eq!(r.status, 201, "{user} through {}: {}", via.id, r.body);
+    r.body["order"]["id"].as_str().expect("order id").to_owned()
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn the_shop_pays_through_any_node_and_the_audit_gathers_every_node() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let shop = [
+        ("SLUICE__PAYMENT__MODE", "external".to_owned()),
+        (
+            "SLUICE__ADMIN__KEYS",
+            format!(r#"[{{name = "shop-backend", key = "{SHOP_KEY}", role = "shop"}}]"#),
+        ),
+    ];
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        nodes.push(Node::start_with(&format!("n{i}"), &url, &shop).await);
+    }
+    let id = id_owned_by("shop", "n1");
+    nodes[0]
+        .create_sale(&id, 3, json!({"max_active": 10, "rate_per_sec": 1000}))
+        .await;
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    let order = buy_http(&nodes[1], &id, "ann").await;
+
+    // Neither the buyer (through any node) nor a wrong key pays; the shop does, through
+    // a node that does not own the activity.
+    nodes[2]
+        .as_user("ann", "POST", &format!("/api/orders/{order}/pay"), None)
+        .await
+        .expect_error(403, "forbidden");
+    async fn pay(via: &Node, order: &str, key: &str) -> Resp {
+        let path = format!("/api/admin/orders/{order}/pay");
+        via.request(
+            "POST",
+            &path,
+            Some(key),
+            Some(json!({"payment_ref": "pi_c1"})),
+        )
+        .await
+    }
+    pay(&nodes[2], &order, "wrong")
+        .await
+        .expect_error(401, "unauthorized");
+    let paid = pay(&nodes[1], &order, SHOP_KEY).await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["order"]["payment_ref"], "pi_c1");
+    let again = pay(&nodes[2], &order, SHOP_KEY).await;
+    assert_eq!(again.body, paid.body, "idempotent through another node");
+
+    // The audit through the third node has the calls every node took.
+    let audit = nodes[2].admin("GET", "/audit", None).await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let calls: Vec<(String, String, u64)> = audit.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["key_name"].as_str().expect("name").to_owned(),
+                e["path"].as_str().expect("path").to_owned(),
+                e["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    let pay_path = format!("/api/admin/orders/{order}/pay");
+    assert_eq!(
+        calls,
+        vec![
+            ("shop-backend".to_owned(), pay_path.clone(), 200),
+            ("shop-backend".to_owned(), pay_path, 200),
+            (
+                "default".to_owned(),
+                "/api/admin/activities".to_owned(),
+                201
+            ),
+        ],
+        "each call once, newest first"
+    );
+
+    // Replicated: the owner dies, the next one has the payment.
+    nodes[0].kill9();
+    nodes[1].owner(&id, &["n2", "n3"]).await;
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..400 {
+        let r = nodes[1]
+            .request("GET", &format!("/api/orders/{order}"), Some(SHOP_KEY), None)
+            .await;
+        if r.status == 200 {
+            seen = r.body;
+            break;
+        }
+        assert_eq!(r.code(), "unavailable", "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, paid.body, "the payment survived its owner");
+}

@@ -202,10 +202,17 @@ impl Api {
 
     /// A GET without identity, its status and body as text (NDJSON, CSV).
     pub async fn get_text(&self, path: &str) -> (u16, String) {
+        self.get_text_as(path, None).await
+    }
+
+    /// A GET with an optional bearer, its status and body as text.
+    pub async fn get_text_as(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
         let url = format!("{}{path}", self.base);
-        let mut res = self
-            .client
-            .get(url)
+        let mut req = self.client.get(url);
+        if let Some(b) = bearer {
+            req = req.insert_header(("Authorization", format!("Bearer {b}")));
+        }
+        let mut res = req
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path} reaches {}: {e}", self.base));

@@ -4,7 +4,9 @@
 use super::{ActivityError, Effects, Mutation};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
-use crate::domain::order::{CancelReason, Order, OrderStatus, Transition, TransitionError};
+use crate::domain::order::{
+    CancelReason, Order, OrderStatus, PaymentRef, Transition, TransitionError,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn no_such_order() -> ActivityError {
@@ -109,11 +111,12 @@ impl OrderBook {
         &mut self,
         n: u64,
         user: Option<&UserId>,
+        payment_ref: Option<&PaymentRef>,
         fx: &mut Effects,
     ) -> Result<Order, ActivityError> {
         let order = self.orders.get_mut(&n).ok_or_else(no_such_order)?;
         may_act(order, user)?;
-        match order.pay() {
+        match order.pay(payment_ref) {
             Ok(t) => {
                 let (order, pay_by, q) = (order.clone(), order.pay_by, order.quantity);
                 if t == Transition::Changed {
@@ -205,6 +208,7 @@ mod tests {
             version: 1,
             cancel_reason: None,
             ticket: String::new(),
+            payment_ref: None,
         }
     }
 
@@ -214,8 +218,8 @@ mod tests {
         let first = book.open(order(&book, "ann", 1, 2), &mut fx).n;
         let second = book.open(order(&book, "bob", 2, 1), &mut fx).n;
         assert_eq!((first, second, book.pending()), (1, 2, 2));
-        book.pay(first, None, &mut fx).expect("pending");
-        book.pay(first, None, &mut fx)
+        book.pay(first, None, None, &mut fx).expect("pending");
+        book.pay(first, None, None, &mut fx)
             .expect("paying twice is no change");
         let (_, t) = book
             .cancel(second, CancelReason::User, &mut fx)
@@ -246,7 +250,7 @@ mod tests {
             Err(ActivityError::Forbidden(_))
         ));
         assert!(matches!(
-            book.pay(n, Some(&bob), &mut fx),
+            book.pay(n, Some(&bob), None, &mut fx),
             Err(ActivityError::Forbidden(_))
         ));
         assert!(matches!(

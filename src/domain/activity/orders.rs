@@ -6,7 +6,7 @@ use super::{Activity, ActivityError};
 use crate::domain::clock::Millis;
 use crate::domain::ids::{SlotId, UserId};
 use crate::domain::ledger::LedgerError;
-use crate::domain::order::{CancelReason, Order, OrderStatus, Transition};
+use crate::domain::order::{CancelReason, Order, OrderStatus, PaymentRef, Transition};
 use crate::domain::spec::Kind;
 use crate::domain::token::TokenClaims;
 
@@ -27,10 +27,11 @@ pub struct Purchased {
 }
 
 /// What a user (or an operator) does with one order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderAction {
     Get,
-    Pay,
+    /// With the shop's payment reference, when it confirms payment.
+    Pay(Option<PaymentRef>),
     Cancel,
 }
 
@@ -46,7 +47,7 @@ impl Activity {
     ) -> Result<Order, ActivityError> {
         match action {
             OrderAction::Get => self.orders.owned(n, user).cloned(),
-            OrderAction::Pay => self.pay(n, user),
+            OrderAction::Pay(payment_ref) => self.pay_with(n, user, payment_ref.as_ref()),
             OrderAction::Cancel => self.cancel(n, user, now),
         }
     }
@@ -133,6 +134,7 @@ impl Activity {
             version: 1,
             cancel_reason: None,
             ticket,
+            payment_ref: None,
         };
         let order = self.orders.open(order, &mut self.fx).clone();
         self.users.purchased(&order.user, order.quantity, n);
@@ -191,11 +193,21 @@ impl Activity {
 
     /// The owner (or an operator, `user = None`) pays a pending order.
     pub fn pay(&mut self, n: u64, user: Option<&UserId>) -> Result<Order, ActivityError> {
+        self.pay_with(n, user, None)
+    }
+
+    /// `pay`, keeping the shop's payment reference on the order.
+    pub fn pay_with(
+        &mut self,
+        n: u64,
+        user: Option<&UserId>,
+        payment_ref: Option<&PaymentRef>,
+    ) -> Result<Order, ActivityError> {
         let was_paid = self
             .orders
             .get(n)
             .is_some_and(|o| o.status == OrderStatus::Paid);
-        let order = self.orders.pay(n, user, &mut self.fx)?;
+        let order = self.orders.pay(n, user, payment_ref, &mut self.fx)?;
         if !was_paid && order.status == OrderStatus::Paid {
             self.report.paid();
         }

@@ -21,6 +21,8 @@
       c_available: 'available', c_orders: 'orders/s', c_backlog: 'outbox backlog',
       phase_scheduled: 'scheduled', phase_open: 'open', phase_paused: 'paused', phase_sold_out: 'sold out', phase_closed: 'closed',
       langButton: '中文', langLabel: 'Switch to Chinese', reportPage: 'report',
+      payTitle: 'Payments', payMode: 'Payment mode', payActivity: 'Activity',
+      mode_simulated: 'simulated (buyers pay themselves; development)', mode_external: 'external (confirmed by the shop)',
     },
     zh: {
       operator: '运营后台', keyTitle: '管理密钥', keyLabel: '管理 API 密钥', connect: '连接', forget: '清除',
@@ -41,6 +43,8 @@
       c_available: '可售', c_orders: '订单/秒', c_backlog: '待同步订单',
       phase_scheduled: '未开始', phase_open: '进行中', phase_paused: '已暂停', phase_sold_out: '已售罄', phase_closed: '已结束',
       langButton: 'English', langLabel: '切换到英文', reportPage: '复盘报告',
+      payTitle: '付款', payMode: '付款方式', payActivity: '活动',
+      mode_simulated: '模拟（买家自行付款；开发用）', mode_external: '外部（由商店确认）',
     },
   };
   let lang = localStorage.getItem('sluice:lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
@@ -60,7 +64,7 @@
     ['c_available', 'available', '#00838f'], ['c_orders', 'orders', '#c2185b'], ['c_backlog', 'backlog', '#5b6470']];
   const HISTORY = 120;
   let key = sessionStorage.getItem('sluice:adminKey') || '';
-  let es = null, esRetry = null;
+  let es = null, esRetry = null, payMode = null;
   const views = new Map(), hist = new Map(), prev = new Map();
 
   // ---------- HTTP ----------
@@ -87,7 +91,7 @@
     try {
       const r = await api('/api/admin/activities');
       sessionStorage.setItem('sluice:adminKey', key);
-      $('create').hidden = false; $('list-section').hidden = false;
+      $('create').hidden = false; $('list-section').hidden = false; $('payments').hidden = false;
       (r.activities || []).forEach(upsert);
       $('empty').hidden = views.size > 0;
       openEvents();
@@ -101,7 +105,7 @@
     key = ''; $('admin-key').value = '';
     if (es) es.close();
     es = null;
-    $('create').hidden = true; $('list-section').hidden = true;
+    $('create').hidden = true; $('list-section').hidden = true; $('payments').hidden = true;
     setLive('offline');
   }
   function setLive(state) {
@@ -110,26 +114,43 @@
   }
 
   // ---------- live events ----------
-  function openEvents() {
+  // The key never goes in a URL: each stream opens with a single-use ticket (POST,
+  // key in the header), so a dropped stream reopens with a new one.
+  async function openEvents() {
     if (es) es.close();
+    es = null;
     clearTimeout(esRetry);
-    es = new EventSource('/api/admin/events?api_key=' + encodeURIComponent(key));
+    let ticket;
+    try {
+      ticket = (await api('/api/admin/events/ticket', 'POST')).ticket;
+    } catch (e) {
+      if (e.status === 401 || e.status === 403) { flash($('key-error'), t('badKey') + ' ' + e.message); setLive('offline'); } else { setLive('reconnecting'); esRetry = setTimeout(openEvents, 3000); }
+      return;
+    }
+    es = new EventSource('/api/admin/events?ticket=' + encodeURIComponent(ticket));
     es.onmessage = (e) => {
       setLive('live');
       let m;
       try { m = JSON.parse(e.data); } catch (_) { return; }
       for (const v of m.activities || []) { sample(v, m.ts_ms || Date.now(), m.outbox_backlog || 0); upsert(v); }
       $('empty').hidden = views.size > 0;
+      if (m.payment_mode) { payMode = m.payment_mode; renderPayments(); }
     };
     es.onerror = () => {
       setLive('reconnecting');
-      if (es.readyState === EventSource.CLOSED) {
-        es = null;
-        api('/api/admin/activities').then(() => { esRetry = setTimeout(openEvents, 3000); }, (e) => {
-          if (e.status === 401) { flash($('key-error'), t('badKey')); setLive('offline'); } else esRetry = setTimeout(openEvents, 3000);
-        });
-      }
+      if (es) es.close();
+      es = null;
+      esRetry = setTimeout(openEvents, 3000);
     };
+  }
+  // ---------- payments ----------
+  function renderPayments() {
+    $('pay-mode').textContent = payMode ? t('mode_' + payMode) : '–';
+    const tbody = $('pay-rows');
+    tbody.textContent = '';
+    for (const v of views.values()) {
+      tbody.appendChild(el('tr', { 'data-activity': v.id }, [v.name, v.pending_orders, v.paid, v.cancelled].map((x) => el('td', { text: String(x != null ? x : '–') }))));
+    }
   }
   function sample(v, ts, backlog) {
     const p = prev.get(v.id);
@@ -164,6 +185,7 @@
     card.querySelector('.close').disabled = v.phase === 'closed';
     if (v.kind === 'appointment') renderSlotTable(card.querySelector('.slot-table tbody'), v.slots || []);
     drawChart(card.querySelector('canvas'), hist.get(v.id) || []);
+    renderPayments();
   }
   function renderSlotTable(tbody, slots) {
     tbody.textContent = '';

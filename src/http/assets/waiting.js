@@ -160,7 +160,10 @@
     show('pay-by-wrap', o.status === 'pending_payment');
     show('order-slot-wrap', !!o.slot_id);
     $('order-slot').textContent = o.slot_id || '';
-    show('pay', o.status === 'pending_payment');
+    // payment.mode = "external": the shop confirms payment, the buyer cannot.
+    const shopPays = document.documentElement.dataset.payment === 'external';
+    show('pay', o.status === 'pending_payment' && !shopPays);
+    show('shop-pays', o.status === 'pending_payment' && shopPays);
     show('cancel', o.status === 'pending_payment');
   }
   function renderConn() {
@@ -496,7 +499,7 @@
       if (S.ws) { const w = S.ws; S.ws = null; w.close(); }
       render();
       loadActivity();
-      $('pay').focus();
+      ($('pay').hidden ? $('cancel') : $('pay')).focus();
     } catch (e) {
       if (e.code === 'sold_out' && S.act && S.act.kind === 'appointment') { await loadActivity(); showError(e.message + ' ' + t('pickSlot')); $('slot').focus(); } else if (e.code === 'token_expired') { onFrame({ type: 'error', code: 'token_expired' }); showError(e.message); } else showError(e.message);
     } finally { $('buy').disabled = false; }

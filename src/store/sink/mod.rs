@@ -163,6 +163,7 @@ pub(crate) mod testutil {
             created_at: "2026-11-22T10:00:00Z".to_string(),
             pay_by: "2026-11-22T10:15:00Z".to_string(),
             version,
+            payment_ref: (status == "paid").then(|| format!("ref-{id}")),
         }
     }
 

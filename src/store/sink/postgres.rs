@@ -24,17 +24,21 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS orders (
     created_at timestamptz NOT NULL,
     pay_by timestamptz NOT NULL,
     version bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    payment_ref text NULL
 )";
+
+/// Additive migrations of tables made by older versions, run after `CREATE_TABLE`.
+const MIGRATE: &str = "ALTER TABLE orders ADD COLUMN IF NOT EXISTS payment_ref text NULL";
 
 /// The `WHERE` on the update makes equal or older versions a no-op (idempotent replays).
 const UPSERT: &str = "INSERT INTO orders
-    (id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version, updated_at)
+    (id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version, updated_at, payment_ref)
 SELECT id, activity_id, slot_id, user_id, quantity, amount_cents, status,
-       created_at::timestamptz, pay_by::timestamptz, version, now()
+       created_at::timestamptz, pay_by::timestamptz, version, now(), payment_ref
 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::int8[],
-            $7::text[], $8::text[], $9::text[], $10::int8[])
-    AS t(id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version)
+            $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[])
+    AS t(id, activity_id, slot_id, user_id, quantity, amount_cents, status, created_at, pay_by, version, payment_ref)
 ON CONFLICT (id) DO UPDATE SET
     activity_id = EXCLUDED.activity_id,
     slot_id = EXCLUDED.slot_id,
@@ -45,6 +49,7 @@ ON CONFLICT (id) DO UPDATE SET
     created_at = EXCLUDED.created_at,
     pay_by = EXCLUDED.pay_by,
     version = EXCLUDED.version,
+    payment_ref = EXCLUDED.payment_ref,
     updated_at = now()
 WHERE orders.version < EXCLUDED.version";
 
@@ -69,6 +74,7 @@ struct Columns {
     created_at: Vec<String>,
     pay_by: Vec<String>,
     version: Vec<i64>,
+    payment_ref: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -90,6 +96,7 @@ impl Columns {
                     )
                 })?);
             c.status.push(r.status.clone());
+            c.payment_ref.push(r.payment_ref.clone());
             c.created_at.push(r.created_at.clone());
             c.pay_by.push(r.pay_by.clone());
             c.version.push(
@@ -146,6 +153,12 @@ impl PostgresSink {
                 });
             }
         }
+        client.batch_execute(MIGRATE).await.with_context(|| {
+            format!(
+                "adding new columns to table orders in PostgreSQL sink at {}",
+                sink.target
+            )
+        })?;
         tracing::info!(target = %sink.target, "PostgreSQL order sink connected");
         Ok(sink)
     }
@@ -173,6 +186,7 @@ impl PostgresSink {
                             &cols.created_at,
                             &cols.pay_by,
                             &cols.version,
+                            &cols.payment_ref,
                         ],
                     )
                     .await?;
@@ -261,11 +275,19 @@ mod tests {
 
     impl TestDb {
         async fn new(test: &str) -> TestDb {
+            Self::with(test, "").await
+        }
+
+        /// A fresh schema where `setup` (SQL, with `{schema}` for its name) ran first.
+        async fn with(test: &str, setup: &str) -> TestDb {
             let base = require_env("SLUICE_TEST_PG_URL", NEEDS);
             let schema = unique_prefix(test).replace('-', "_");
             let admin = client(&base).await;
             admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .batch_execute(&format!(
+                    "CREATE SCHEMA {schema}; {}",
+                    setup.replace("{schema}", &schema)
+                ))
                 .await
                 .unwrap_or_else(|e| panic!("creating schema {schema}: {e:?}"));
             // tokio-postgres percent-decodes this into `-c search_path=<schema>`.
@@ -427,6 +449,42 @@ mod tests {
         ok(db.sink.write(&[order("x", 4, "cancelled")]).await);
         let rows = db.rows().await;
         assert_eq!((rows[0].1, rows[0].3.clone()), (4, None));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL"]
+    async fn a_table_made_by_an_older_version_gains_payment_ref() {
+        let _shared = PG_LOCK.read().await;
+        // The table as versions before payment_ref made it, with a row.
+        let old = "CREATE TABLE {schema}.orders (
+            id text PRIMARY KEY, activity_id text NOT NULL, slot_id text NULL,
+            user_id text NOT NULL, quantity int NOT NULL, amount_cents bigint NOT NULL,
+            status text NOT NULL, created_at timestamptz NOT NULL,
+            pay_by timestamptz NOT NULL, version bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now());
+          INSERT INTO {schema}.orders VALUES ('old', 'a', NULL, 'u', 1, 0, 'paid',
+            now(), now(), 2, now());";
+        let db = TestDb::with("t_migrate", old).await;
+        db.sink
+            .write(&[order("p", 2, "paid"), order("q", 1, "pending_payment")])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let refs: Vec<(String, Option<String>)> = client(&db.url)
+            .await
+            .query("SELECT id, payment_ref FROM orders ORDER BY id", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("old".to_owned(), None),
+                ("p".to_owned(), Some("ref-p".to_owned())),
+                ("q".to_owned(), None)
+            ]
+        );
     }
 
     #[tokio::test]

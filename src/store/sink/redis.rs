@@ -17,7 +17,8 @@ pub const HASH_PREFIX: &str = "sluice:order:";
 /// Applies a record only if it is newer than the stored one; the stream entry is added
 /// in the same atomic step, so a replay adds neither a hash change nor an entry.
 /// KEYS: hash, stream. ARGV: version, id, activity_id, has_slot ("1"/"0"), slot_id,
-/// user_id, quantity, amount_cents, status, created_at, pay_by. Returns 1 if applied.
+/// user_id, quantity, amount_cents, status, created_at, pay_by, payment_ref ("" for
+/// none). Returns 1 if applied.
 const UPSERT_LUA: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'version')
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then
@@ -31,6 +32,11 @@ if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], 'slot_id', ARGV[5])
 else
   redis.call('HDEL', KEYS[1], 'slot_id')
+end
+if ARGV[12] ~= '' then
+  redis.call('HSET', KEYS[1], 'payment_ref', ARGV[12])
+else
+  redis.call('HDEL', KEYS[1], 'payment_ref')
 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'version', ARGV[1], 'status', ARGV[9])
 return 1
@@ -92,7 +98,8 @@ impl RedisSink {
                 .arg(rec.amount_cents)
                 .arg(&rec.status)
                 .arg(&rec.created_at)
-                .arg(&rec.pay_by);
+                .arg(&rec.pay_by)
+                .arg(rec.payment_ref.as_deref().unwrap_or(""));
             pipe.invoke_script(&inv);
         }
         let mut conn = self.conn.clone();

@@ -47,7 +47,7 @@ fn order_call_as_the_handler_did(
             )),
             Some(o) => Ok(o.clone()),
         },
-        OrderAction::Pay => a.pay(n, user),
+        OrderAction::Pay(_) => a.pay(n, user),
         OrderAction::Cancel => a.cancel(n, user, now),
     }
 }
@@ -282,15 +282,25 @@ fn order_action_checks_ownership_as_the_handler_did() {
     let (o0, o1) = (orders[0], orders[1]);
     assert_eq!(orders, vec![o0, o1, o0, o1], "twins number orders alike");
     let users = [Some(u(0)), Some(u(1)), None];
-    let actions = [OrderAction::Get, OrderAction::Pay, OrderAction::Cancel];
+    let actions = [
+        OrderAction::Get,
+        OrderAction::Pay(None),
+        OrderAction::Cancel,
+    ];
     let mut seen = Vec::new();
     for n in [o0, o1, 999] {
-        for action in actions {
+        for action in &actions {
             for user in &users {
-                let a = order_call_as_the_handler_did(&mut old, n, action, user.as_ref(), T0 + 5)
-                    .map(blank_order);
+                let a = order_call_as_the_handler_did(
+                    &mut old,
+                    n,
+                    action.clone(),
+                    user.as_ref(),
+                    T0 + 5,
+                )
+                .map(blank_order);
                 let b = new
-                    .order_action(n, action, user.as_ref(), T0 + 5)
+                    .order_action(n, action.clone(), user.as_ref(), T0 + 5)
                     .map(blank_order);
                 assert_eq!(a, b, "order {n} {action:?} by {user:?}");
                 assert_eq!(blank(old.take_effects()), blank(new.take_effects()));
