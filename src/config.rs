@@ -23,6 +23,38 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub log: LogSettings,
     pub cluster: ClusterSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook delivery (docs/api.md, "Webhooks"): per receiver, in commit order, retried
+/// with exponential backoff and jitter until it answers 2xx.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// One delivery attempt may take this long before it counts as failed, ms.
+    pub timeout_ms: u64,
+    /// The first retry waits about this long, ms; each later one twice as long.
+    pub min_backoff_ms: u64,
+    /// No retry waits longer than this, ms.
+    pub max_backoff_ms: u64,
+    /// How often registrations are re-read (cluster mode: other nodes' changes) and
+    /// idle receivers look for events missed by a wake-up, ms.
+    pub refresh_ms: u64,
+    /// Events read per receiver and activity at a time.
+    pub batch: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5_000,
+            min_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            refresh_ms: 2_000,
+            batch: 100,
+        }
+    }
 }
 
 /// Cluster mode (docs/cluster.md): several processes share one Redis for leases,
@@ -274,6 +306,22 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.sink.batch_size) {
             return fail("sink.batch_size", "must be between 1 and 10000");
+        }
+        let w = &self.webhooks;
+        if !(10..=120_000).contains(&w.timeout_ms) {
+            return fail("webhooks.timeout_ms", "must be between 10 and 120000");
+        }
+        if w.min_backoff_ms == 0 || w.min_backoff_ms > w.max_backoff_ms {
+            return fail(
+                "webhooks.min_backoff_ms",
+                "must be positive and at most webhooks.max_backoff_ms",
+            );
+        }
+        if !(10..=600_000).contains(&w.refresh_ms) {
+            return fail("webhooks.refresh_ms", "must be between 10 and 600000");
+        }
+        if !(1..=10_000).contains(&w.batch) {
+            return fail("webhooks.batch", "must be between 1 and 10000");
         }
         if self.cluster.enabled {
             let c = &self.cluster;

@@ -19,8 +19,10 @@ use crate::http::limits::RateLimits;
 use crate::http::state::{key_digest, session_cap, AppState, WsLimits};
 use crate::http::{middleware, routes, ws_upgrade};
 use crate::store::accounts::{AccountStore, SledAccounts};
+use crate::store::webhooks::{EventSignal, SledWebhooks, WebhookStore};
 use crate::store::{CommitSettings, Store};
 use crate::tls::Certificates;
+use crate::webhooks::{HubDeps, Webhooks};
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
@@ -41,6 +43,7 @@ pub struct Application {
     state: web::Data<AppState>,
     flusher_stop: Arc<AtomicBool>,
     flusher: Option<tokio::task::JoinHandle<()>>,
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every app).
@@ -160,12 +163,48 @@ fn start_flusher(settings: &Settings, store: &Store, sink: Option<&Arc<SinkSlot>
     }
 }
 
+/// Webhook delivery: the hub handlers register receivers with, and its supervisor
+/// task (one worker per receiver, for the activities this process runs).
+struct WebhookDelivery {
+    hub: Arc<Webhooks>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_webhooks(
+    settings: &Settings,
+    registry: &Arc<Registry>,
+    registrations: Arc<dyn WebhookStore>,
+    signal: Arc<EventSignal>,
+    clock: &Arc<dyn Clock>,
+) -> WebhookDelivery {
+    let runs = Arc::clone(registry);
+    let hub = Webhooks::new(HubDeps {
+        store: registry.store().clone(),
+        registrations,
+        signal,
+        settings: settings.webhooks,
+        owned: Arc::new(move || {
+            runs.all()
+                .into_iter()
+                .map(|(id, _)| id.to_string())
+                .collect()
+        }),
+        clock: Arc::clone(clock),
+    });
+    let task = actix_web::rt::spawn(Arc::clone(&hub).run());
+    WebhookDelivery { hub, task }
+}
+
 /// The ports HTTP reaches activities and accounts through: this process alone, or in
 /// cluster mode the cluster's. The only place that asks which.
 async fn adapters(
     settings: &Settings,
     registry: Arc<Registry>,
-) -> anyhow::Result<(Arc<dyn Directory>, Arc<dyn AccountStore>)> {
+) -> anyhow::Result<(
+    Arc<dyn Directory>,
+    Arc<dyn AccountStore>,
+    Arc<dyn WebhookStore>,
+)> {
     let local = LocalDirectory {
         registry: Arc::clone(&registry),
         actor_timeout: Duration::from_millis(settings.server.actor_timeout_ms),
@@ -174,7 +213,10 @@ async fn adapters(
         let restored = registry.restore_all()?;
         tracing::info!(activities = restored, path = %settings.store.path.display(), "store opened");
         let accounts = Arc::new(SledAccounts::new(registry.store().clone()));
-        return Ok((Arc::new(local), accounts));
+        let hooks = Arc::new(SledWebhooks {
+            store: registry.store().clone(),
+        });
+        return Ok((Arc::new(local), accounts, hooks));
     }
     // In cluster mode activities are not restored from this node's store: the cluster
     // decides who owns what, and an owner rebuilds from the replica.
@@ -184,7 +226,12 @@ async fn adapters(
     std::mem::forget(relay_arbiter);
     cluster.start();
     let accounts = Arc::new(cluster.accounts());
-    Ok((Arc::new(ClusterDirectory { local, cluster }), accounts))
+    let hooks = Arc::new(cluster.webhooks());
+    Ok((
+        Arc::new(ClusterDirectory { local, cluster }),
+        accounts,
+        hooks,
+    ))
 }
 
 /// Binds `server.bind` and serves `state` on it (over TLS with `tls`): the app for
@@ -261,11 +308,13 @@ impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let store = open_store(&settings)?;
         let sink = order_sink(&settings).await;
+        let hooks = EventSignal::new();
         let deps = ActorDeps {
             store: store.clone(),
             clock: Arc::clone(&clock),
             tick: Duration::from_millis(settings.server.tick_ms),
             outbox: sink.is_some(),
+            hooks: Arc::clone(&hooks),
         };
         let arbiter = actix::Arbiter::new();
         let registry = Arc::new(Registry::new(
@@ -273,8 +322,10 @@ impl Application {
             TokenKey::new(settings.tokens.secret.as_bytes()),
             arbiter.handle(),
         ));
-        let (directory, account_store) = adapters(&settings, Arc::clone(&registry)).await?;
+        let (directory, account_store, registrations) =
+            adapters(&settings, Arc::clone(&registry)).await?;
         let flusher = start_flusher(&settings, &store, sink.as_ref());
+        let webhooks = start_webhooks(&settings, &registry, registrations, hooks, &clock);
 
         let state = web::Data::new(AppState {
             registry,
@@ -297,6 +348,7 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
             passwords: crate::http::passwords::Passwords::new(&settings.auth)?,
             account_store,
+            webhooks: webhooks.hub,
             // Random high bits: session ids must not collide across cluster nodes.
             session_ids: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
         });
@@ -328,6 +380,7 @@ impl Application {
             state,
             flusher_stop: flusher.stop,
             flusher: flusher.task,
+            webhooks: webhooks.task,
         })
     }
 
@@ -350,6 +403,9 @@ impl Application {
     /// Serves until stopped, then drains the outbox a last time and closes the store.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let res = self.server.await;
+        // Delivery resumes from the durable cursors at the next start.
+        self.webhooks.abort();
+        let _ = (&mut self.webhooks).await;
         self.flusher_stop.store(true, Ordering::Release);
         if let Some(f) = self.flusher.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), f).await;

@@ -6,7 +6,8 @@ use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
 use crate::http::{
-    activities, admin, auth, fairness, openapi, ops, orders, page_forms, pages, report, ws_route,
+    activities, admin, auth, fairness, openapi, ops, orders, page_forms, pages, report, webhooks,
+    ws_route,
 };
 use actix_web::web;
 
@@ -17,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
         .configure(auth::routes)
         .configure(report::routes)
         .configure(admin::routes)
+        .configure(webhooks::routes)
         .configure(fairness::routes)
         .configure(activities::routes)
         .configure(orders::routes)

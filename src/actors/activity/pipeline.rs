@@ -10,6 +10,8 @@
 use crate::actors::messages::{CallError, CallResult};
 use crate::domain::activity::{Activity, Outbound};
 use crate::domain::ids::ActivityId;
+use crate::store::codec::EventLog;
+use crate::store::webhooks::EventSignal;
 use crate::store::{codec, CommitFailure, CommitTarget};
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -105,6 +107,9 @@ pub struct Pipeline {
     id: ActivityId,
     /// Orders also go to the outbox (a sink is configured).
     outbox: bool,
+    /// The activity's webhook event numbering; `hooks` says which types to write.
+    events: EventLog,
+    hooks: Arc<EventSignal>,
     target: Arc<dyn CommitTarget>,
     gathering: Option<Gathering>,
     inflight: VecDeque<InFlight>,
@@ -117,15 +122,22 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// The pipeline, and the stream of commit outcomes the actor must handle.
+    /// `next_event` is the number of the activity's next webhook event.
     pub fn new(
         id: ActivityId,
         outbox: bool,
+        (hooks, next_event): (Arc<EventSignal>, u64),
         target: Arc<dyn CommitTarget>,
     ) -> (Pipeline, mpsc::UnboundedReceiver<Ack>) {
         let (acks, rx) = mpsc::unbounded_channel();
         let pipeline = Pipeline {
             id,
             outbox,
+            events: EventLog {
+                mask: 0,
+                next: next_event,
+            },
+            hooks,
             target,
             gathering: None,
             inflight: VecDeque::new(),
@@ -190,7 +202,16 @@ impl Pipeline {
             };
         }
         let record = fx.record_dirty.then(|| activity.record());
-        let ops = codec::encode(&self.id, record.as_ref(), &fx.mutations, self.outbox);
+        self.events.mask = self.hooks.mask();
+        let first_event = self.events.next;
+        let ops = codec::encode(
+            &self.id,
+            record.as_ref(),
+            &fx.mutations,
+            self.outbox,
+            &mut self.events,
+        );
+        let hooks = (self.events.next > first_event).then(|| Arc::clone(&self.hooks));
         let no = self.next_commit;
         self.next_commit += 1;
         self.inflight.push_back(InFlight {
@@ -205,6 +226,9 @@ impl Pipeline {
             Box::new(move |res| {
                 if let Some(r) = &replies {
                     answer(r, res.map_err(CallError::from));
+                }
+                if let (Some(h), Ok(())) = (hooks, res) {
+                    h.wrote();
                 }
                 let _ = acks.send((no, res));
             }),

@@ -5,6 +5,7 @@ use super::{ActivityError, Effects, Mutation};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::order::{CancelReason, Order, OrderStatus, Transition, TransitionError};
+use crate::domain::webhook::{EventData, EventType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn no_such_order() -> ActivityError {
@@ -101,6 +102,7 @@ impl OrderBook {
         self.pending += 1;
         self.by_hold.insert(order.hold, n);
         fx.mutations.push(Mutation::PutOrder(order.clone()));
+        fx.event(EventType::OrderCreated, EventData::Order(order.view()));
         self.orders.entry(n).or_insert(order)
     }
 
@@ -121,6 +123,7 @@ impl OrderBook {
                     self.pending -= 1;
                     self.paid_units += u64::from(q);
                     fx.mutations.push(Mutation::PutOrder(order.clone()));
+                    fx.event(EventType::OrderPaid, EventData::Order(order.view()));
                 }
                 Ok(order)
             }
@@ -146,6 +149,7 @@ impl OrderBook {
                 self.pending -= 1;
                 self.cancelled_units += u64::from(order.quantity);
                 fx.mutations.push(Mutation::PutOrder(order.clone()));
+                fx.event(EventType::OrderCancelled, EventData::Order(order.view()));
                 Ok((order, Transition::Changed))
             }
             Ok(Transition::Unchanged) => Ok((order.clone(), Transition::Unchanged)),
