@@ -17,8 +17,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     cfg.configure(ops::routes)
         .configure(auth::routes)
         .configure(report::routes)
-        .configure(admin::routes)
+        // Before `admin`: its `/api/admin` scope would answer `/api/admin/webhooks`.
         .configure(webhooks::routes)
+        .configure(admin::routes)
         .configure(fairness::routes)
         .configure(activities::routes)
         .configure(orders::routes)

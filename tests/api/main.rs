@@ -11,3 +11,4 @@ mod ops;
 mod report;
 mod sinks;
 mod waiting_room;
+mod webhooks;
