@@ -8,6 +8,7 @@ mod common;
 mod full_disk;
 mod journal_damage;
 mod tickets;
+mod webhooks;
 
 use common::*;
 use serde_json::{json, Value};
