@@ -29,7 +29,7 @@ pub struct Settings {
 
 /// Webhook delivery (docs/api.md, "Webhooks"): per receiver, in commit order, retried
 /// with exponential backoff and jitter until it answers 2xx.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSettings {
     /// One delivery attempt may take this long before it counts as failed, ms.
@@ -43,6 +43,8 @@ pub struct WebhookSettings {
     pub refresh_ms: u64,
     /// Events read per receiver and activity at a time.
     pub batch: usize,
+    /// PEM certificates `https://` receivers are verified against.
+    pub ca_file: PathBuf,
 }
 
 impl Default for WebhookSettings {
@@ -53,6 +55,7 @@ impl Default for WebhookSettings {
             max_backoff_ms: 60_000,
             refresh_ms: 2_000,
             batch: 100,
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
         }
     }
 }

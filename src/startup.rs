@@ -182,7 +182,7 @@ fn start_webhooks(
         store: registry.store().clone(),
         registrations,
         signal,
-        settings: settings.webhooks,
+        settings: settings.webhooks.clone(),
         owned: Arc::new(move || {
             runs.all()
                 .into_iter()
@@ -190,6 +190,11 @@ fn start_webhooks(
                 .collect()
         }),
         clock: Arc::clone(clock),
+        tls: crate::tls::client_config(&settings.webhooks.ca_file)
+            .map_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "webhooks.ca_file unusable; https:// receivers will fail");
+            })
+            .ok(),
     });
     let task = actix_web::rt::spawn(Arc::clone(&hub).run());
     WebhookDelivery { hub, task }

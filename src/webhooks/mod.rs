@@ -53,6 +53,8 @@ pub struct HubDeps {
     pub settings: WebhookSettings,
     pub owned: Owned,
     pub clock: Arc<dyn Clock>,
+    /// Trust for `https://` receivers (`None`: their deliveries fail).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct Webhooks {

@@ -15,10 +15,14 @@ use std::time::{Duration, Instant};
 
 /// Runs until aborted.
 pub async fn run(hub: Arc<Webhooks>, hook: Webhook) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_millis(hub.deps.settings.timeout_ms))
-        .disable_redirects()
-        .finish();
+    let timeout = Duration::from_millis(hub.deps.settings.timeout_ms);
+    let builder = awc::Client::builder().timeout(timeout).disable_redirects();
+    let client = match &hub.deps.tls {
+        Some(tls) => builder
+            .connector(awc::Connector::new().rustls_0_23(Arc::clone(tls)))
+            .finish(),
+        None => builder.finish(),
+    };
     let Some(key) = secret_key(&hook.secret) else {
         tracing::error!(webhook = %hook.id, "unreadable webhook secret; not delivering");
         return;

@@ -447,3 +447,57 @@ async fn the_reference_library_verifies_every_delivery() {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
 }
+
+/// The latest delivery attempt to the first receiver of `app`, once there is one.
+async fn latest_attempt(app: &Api, hook: &str) -> Value {
+    for _ in 0..400 {
+        let log = app
+            .admin("GET", &format!("/webhooks/{hook}/deliveries"), None)
+            .await;
+        if let Some(a) = log.body["deliveries"].get(0) {
+            return a.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no delivery attempt to {hook}");
+}
+
+/// An `https://` receiver (a sluice serving TLS with a self-signed certificate, which
+/// answers the POST `404`): reached when `webhooks.ca_file` trusts its certificate,
+/// refused before any request when it does not.
+#[actix_web::test]
+async fn https_receivers_are_verified_against_the_configured_certificates() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = self_signed(certs.path(), "receiver");
+    let receiver = spawn_with(false, |s| {
+        s.server.tls.cert_path = cert.display().to_string();
+        s.server.tls.key_path = key.display().to_string();
+    })
+    .await;
+    let url = format!("https://localhost:{}/hooks", receiver.port);
+    let trusting = spawn_with(false, |s| {
+        quick(s);
+        s.webhooks.ca_file = cert.clone();
+    })
+    .await;
+    let distrusting = spawn_with(false, quick).await;
+    for (app, reached) in [(&trusting, true), (&distrusting, false)] {
+        let hook = register(app, &url, &["order.created"]).await;
+        sale(app, "tls", 1).await;
+        buy(app, "tls", "ann").await.expect("buys");
+        let a = latest_attempt(app, hook["id"].as_str().expect("id")).await;
+        if reached {
+            assert_eq!(
+                a["status"], 404,
+                "the handshake held and the request went: {a}"
+            );
+        } else {
+            assert_eq!(a["status"], Value::Null, "{a}");
+            let e = a["error"].as_str().unwrap_or_default().to_lowercase();
+            assert!(
+                e.contains("certificate") || e.contains("issuer") || e.contains("tls"),
+                "{a}"
+            );
+        }
+    }
+}
