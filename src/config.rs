@@ -577,6 +577,26 @@ mod tests {
     }
 
     #[test]
+    fn webhook_delivery_settings_are_checked() {
+        let s = Settings::defaults();
+        assert_eq!(s.webhooks.timeout_ms, 5_000);
+        for (tweak, key) in [
+            (
+                (|s: &mut Settings| s.webhooks.min_backoff_ms = 70_000) as fn(&mut Settings),
+                "webhooks.min_backoff_ms",
+            ),
+            (|s| s.webhooks.timeout_ms = 0, "webhooks.timeout_ms"),
+            (|s| s.webhooks.batch = 0, "webhooks.batch"),
+            (|s| s.webhooks.refresh_ms = 1, "webhooks.refresh_ms"),
+        ] {
+            let mut s = Settings::defaults();
+            tweak(&mut s);
+            let err = s.validate().expect_err("refused");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn production_refuses_development_secrets() {
         let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
         apply_env(

@@ -84,10 +84,19 @@ impl Memtable {
     /// The greatest key under `prefix` written since the last checkpoint, deleted or not.
     pub fn last_under(&self, prefix: &[u8]) -> Option<Vec<u8>> {
         let t = self.read();
+        // The prefix's range ends before the prefix with its last byte raised.
+        let mut end = prefix.to_vec();
+        let upper = match end.last_mut() {
+            Some(b) if *b < u8::MAX => {
+                *b += 1;
+                Bound::Excluded(&end[..])
+            }
+            _ => Bound::Unbounded,
+        };
         let last = |w: &Writes| {
-            w.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .last()
+            w.range::<[u8], _>((Bound::Included(prefix), upper))
+                .next_back()
+                .filter(|(k, _)| k.starts_with(prefix))
                 .map(|(k, _)| k.clone())
         };
         let active = last(&t.active);
@@ -216,6 +225,12 @@ mod tests {
         assert_eq!(m.get(b"p/3"), Some(Some(b"active".to_vec())));
         assert_eq!(m.get(b"p/1"), None, "unknown here: sled decides");
 
+        assert_eq!(m.last_under(b"p/"), Some(b"p/5".to_vec()));
+        assert_eq!(
+            m.last_under(b"q/"),
+            None,
+            "sled's keys are not the memtable's"
+        );
         m.thaw();
         assert_eq!(m.get(b"p/2"), None);
         assert_eq!(m.get(b"p/5"), Some(Some(b"active".to_vec())));
