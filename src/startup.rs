@@ -4,11 +4,13 @@
 
 use crate::actors::activity::ActorDeps;
 use crate::actors::flusher::{OrderFlusher, SinkSlot};
+use crate::actors::messages::PruneEvents;
 use crate::actors::registry::Registry;
 use crate::cluster::directory::ClusterDirectory;
 use crate::cluster::Cluster;
 use crate::config::{Settings, SinkKind};
 use crate::domain::clock::Clock;
+use crate::domain::ids::ActivityId;
 use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
@@ -178,6 +180,7 @@ fn start_webhooks(
     clock: &Arc<dyn Clock>,
 ) -> WebhookDelivery {
     let runs = Arc::clone(registry);
+    let prunes = Arc::clone(registry);
     let hub = Webhooks::new(HubDeps {
         store: registry.store().clone(),
         registrations,
@@ -188,6 +191,14 @@ fn start_webhooks(
                 .into_iter()
                 .map(|(id, _)| id.to_string())
                 .collect()
+        }),
+        prune: Arc::new(move |activity, below| {
+            let actor = ActivityId::parse(activity)
+                .ok()
+                .and_then(|id| prunes.get(&id));
+            if let Some(actor) = actor {
+                actor.do_send(PruneEvents { below });
+            }
         }),
         clock: Arc::clone(clock),
         tls: crate::tls::client_config(&settings.webhooks.ca_file)

@@ -5,8 +5,9 @@
 //! `e/{activity}/{seq}`), so an event is durable exactly when its change is, and in
 //! cluster mode it is replicated with the activity and a new owner delivers what the
 //! old one had not. A cursor per receiver and activity says which event that receiver
-//! gets next; events every receiver has passed are pruned, all but the newest, whose
-//! number keeps the sequence going after a restart.
+//! gets next; events every receiver has passed are deleted by the activity itself
+//! (`PruneEvents`, so the replica drops them too), all but the newest, whose number
+//! keeps the sequence going after a restart.
 
 use super::layout::{cursor_key, event_key, events_of, parse_event_seq, webhook_key};
 use super::{KvOp, Store, StoreError};
@@ -128,9 +129,6 @@ impl EventSignal {
     }
 }
 
-/// Events deleted by one prune at most (the next prune takes the rest).
-const PRUNE_BATCH: usize = 10_000;
-
 impl Store {
     /// Commits `ops` and waits until they are durable.
     pub async fn write(&self, ops: Vec<KvOp>) -> Result<(), StoreError> {
@@ -139,9 +137,19 @@ impl Store {
             .map_err(|_| StoreError::Unavailable)?
     }
 
-    /// The number the activity's next event gets: one past the newest ever written
-    /// (pruning keeps the newest, and a deleted key still counts while it is in the
-    /// memtable).
+    /// The numbers of the activity's stored events: from the oldest to one past the
+    /// newest ever written (pruning keeps the newest, and a deleted key still counts
+    /// while it is in the memtable). Empty and from 0 for an activity without events.
+    pub fn event_range(&self, activity: &str) -> Result<std::ops::Range<u64>, StoreError> {
+        let end = self.next_event_seq(activity)?;
+        let start = self
+            .events_from(activity, 0, 1)?
+            .first()
+            .map_or(end, |(n, _)| *n);
+        Ok(start..end)
+    }
+
+    /// The number the activity's next event gets.
     pub fn next_event_seq(&self, activity: &str) -> Result<u64, StoreError> {
         let prefix = events_of(activity);
         let newest = self.with_db(|db| {
@@ -203,24 +211,5 @@ impl Store {
             return Ok(());
         }
         self.write(keys).await
-    }
-
-    /// Deletes the activity's events numbered below `below`, keeping the newest event.
-    /// Local only: in cluster mode the replica keeps them, and a new owner may send
-    /// some again (receivers de-duplicate by `webhook-id`).
-    pub async fn prune_events(&self, activity: &str, below: u64) -> Result<usize, StoreError> {
-        let newest = self.next_event_seq(activity)?.saturating_sub(1);
-        let below = below.min(newest);
-        let dead: Vec<KvOp> = self
-            .events_from(activity, 0, PRUNE_BATCH)?
-            .into_iter()
-            .take_while(|(n, _)| *n < below)
-            .map(|(n, _)| KvOp::Del(event_key(activity, n)))
-            .collect();
-        let n = dead.len();
-        if n > 0 {
-            self.write(dead).await?;
-        }
-        Ok(n)
     }
 }

@@ -27,6 +27,10 @@ use tokio::sync::Notify;
 /// The activities whose events this process delivers (those it runs).
 pub type Owned = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
+/// Tells an activity that every receiver has passed its events below a number (the
+/// activity deletes them in its own commit: `actors::messages::PruneEvents`).
+pub type Prune = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
 /// A registration as `GET /api/admin/webhooks` lists it, with this node's delivery
 /// health of it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -52,6 +56,7 @@ pub struct HubDeps {
     pub signal: Arc<EventSignal>,
     pub settings: WebhookSettings,
     pub owned: Owned,
+    pub prune: Prune,
     pub clock: Arc<dyn Clock>,
     /// Trust for `https://` receivers (`None`: their deliveries fail).
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -177,8 +182,9 @@ impl Webhooks {
         }
     }
 
-    /// The lowest cursor of every receiver on `activity`: events below it are done.
-    async fn prune(&self, activity: &str) {
+    /// Lets `activity` delete the events every receiver has passed (below the lowest
+    /// of their cursors there).
+    fn prune(&self, activity: &str) {
         let mut low = u64::MAX;
         for h in self.list() {
             match self.deps.store.cursor(&h.id, activity) {
@@ -186,11 +192,8 @@ impl Webhooks {
                 _ => return,
             }
         }
-        if low == u64::MAX {
-            return;
-        }
-        if let Err(e) = self.deps.store.prune_events(activity, low).await {
-            tracing::warn!(error = %e, activity_id = activity, "cannot prune delivered webhook events");
+        if low != u64::MAX {
+            (self.deps.prune)(activity, low);
         }
     }
 }

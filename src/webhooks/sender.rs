@@ -9,7 +9,7 @@ use crate::domain::webhook::{body_type, event_id, secret_key, signature, EventTy
 use crate::store::webhooks::Webhook;
 use actix_web::web::Bytes;
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub async fn run(hub: Arc<Webhooks>, hook: Webhook) {
         key,
         client,
         cursors: HashMap::new(),
+        pruned: HashMap::new(),
+        owed: HashSet::new(),
     };
     let hub = Arc::clone(&w.hub);
     loop {
@@ -55,6 +57,10 @@ struct Sender {
     client: awc::Client,
     /// The next event per activity, as far as this worker got.
     cursors: HashMap<String, u64>,
+    /// When this worker last asked each activity to prune (at most once a refresh,
+    /// while busy) and the activities owed a prune once it is idle.
+    pruned: HashMap<String, Instant>,
+    owed: HashSet<String>,
 }
 
 impl Sender {
@@ -74,13 +80,24 @@ impl Sender {
             }
         }
         self.hub.board.set_pending(&self.hook.id, pending);
+        if !moved {
+            for activity in std::mem::take(&mut self.owed) {
+                self.prune(&activity);
+            }
+        }
         moved
+    }
+
+    fn prune(&mut self, activity: &str) {
+        self.pruned.insert(activity.to_owned(), Instant::now());
+        self.hub.prune(activity);
     }
 
     /// Sends one batch of `activity`'s events: whether the cursor moved, and how many
     /// events remain after it.
     async fn drain(&mut self, activity: &str) -> Result<(bool, u64), crate::store::StoreError> {
-        let store = &self.hub.deps.store;
+        let hub = Arc::clone(&self.hub);
+        let store = &hub.deps.store;
         let from = match self.cursors.get(activity) {
             Some(c) => *c,
             None => store.cursor(&self.hook.id, activity)?.unwrap_or(0),
@@ -97,7 +114,13 @@ impl Sender {
         if moved {
             store.set_cursor(&self.hook.id, activity, next).await?;
             self.cursors.insert(activity.to_owned(), next);
-            self.hub.prune(activity).await;
+            let every = Duration::from_millis(self.hub.deps.settings.refresh_ms);
+            let last = self.pruned.get(activity);
+            if last.is_none_or(|t| t.elapsed() >= every) {
+                self.prune(activity);
+            } else {
+                self.owed.insert(activity.to_owned());
+            }
         }
         let end = store.next_event_seq(activity)?;
         Ok((moved, end.saturating_sub(next)))

@@ -316,6 +316,16 @@ async fn a_failing_receiver_is_retried_with_the_same_id_until_it_answers_2xx() {
     assert!(ok["failed_attempts"].as_u64().expect("count") >= 2, "{ok}");
     let pending = poll_pending_zero(&app).await;
     assert_eq!(pending, 0);
+    // Delivered everywhere: the activity deleted its events but the newest.
+    let mut stored = 0..0;
+    for _ in 0..400 {
+        stored = app.state.store.event_range("retry").expect("reads");
+        if stored.end - stored.start == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(stored, 1..2, "only the newest event is kept");
 
     let (status, metrics) = app.get_text("/metrics").await;
     assert_eq!(status, 200);

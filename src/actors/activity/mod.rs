@@ -13,7 +13,7 @@
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
 //! `OrderCall`, `OrdersOf`, `Admin`, `GetFairness`, `FairnessLog`,
 //! `GetReport`, `Tick`, `Drain`,
-//! `StepDown`.
+//! `StepDown`, `PruneEvents`.
 
 mod notices;
 mod pipeline;
@@ -74,13 +74,14 @@ impl ActivityActor {
     /// An actor for `activity` that commits to `target`.
     pub fn new(activity: Activity, deps: &ActorDeps, target: Arc<dyn CommitTarget>) -> Self {
         let id = activity.spec().id.clone();
-        let next_event = deps.store.next_event_seq(id.as_str()).unwrap_or_else(|e| {
+        let log = deps.store.event_range(id.as_str()).unwrap_or_else(|e| {
             // Unreadable here means unreadable for the commits too; numbering from
             // the clock keeps ids unique should it come back.
             tracing::error!(activity_id = %id, error = %e, "cannot read the webhook event log");
-            deps.clock.now_ms() << 16
+            let next = deps.clock.now_ms() << 16;
+            next..next
         });
-        let events = (Arc::clone(&deps.hooks), next_event);
+        let events = (Arc::clone(&deps.hooks), log);
         let (pipeline, acks) = Pipeline::new(id.clone(), deps.outbox, events, target);
         Self {
             id,
@@ -457,6 +458,15 @@ impl Handler<FlushCommit> for ActivityActor {
     type Result = ();
     fn handle(&mut self, _: FlushCommit, _: &mut Self::Context) {
         self.pipeline.flush(&mut self.activity);
+    }
+}
+
+impl Handler<PruneEvents> for ActivityActor {
+    type Result = ();
+    fn handle(&mut self, msg: PruneEvents, ctx: &mut Self::Context) {
+        if self.pipeline.prune_events(msg.below) {
+            self.gather(ctx);
+        }
     }
 }
 
