@@ -67,19 +67,15 @@ impl Sender {
     /// One batch per owned activity; whether any cursor moved.
     async fn round(&mut self) -> bool {
         let mut moved = false;
-        let mut pending = 0;
         for activity in (self.hub.deps.owned)() {
             match self.drain(&activity).await {
-                Ok((m, p)) => {
-                    moved |= m;
-                    pending += p;
-                }
+                Ok(m) => moved |= m,
                 Err(e) => {
                     tracing::warn!(webhook = %self.hook.id, activity_id = %activity, error = %e, "cannot read webhook events");
                 }
             }
         }
-        self.hub.board.set_pending(&self.hook.id, pending);
+        self.count_pending();
         if !moved {
             for activity in std::mem::take(&mut self.owed) {
                 self.prune(&activity);
@@ -93,9 +89,26 @@ impl Sender {
         self.hub.prune(activity);
     }
 
-    /// Sends one batch of `activity`'s events: whether the cursor moved, and how many
-    /// events remain after it.
-    async fn drain(&mut self, activity: &str) -> Result<(bool, u64), crate::store::StoreError> {
+    /// Publishes the events of the owned activities not yet passed (also while one
+    /// event is being retried, so an outage shows as a growing backlog).
+    fn count_pending(&self) {
+        let store = &self.hub.deps.store;
+        let pending: u64 = (self.hub.deps.owned)()
+            .iter()
+            .map(|a| {
+                let end = store.next_event_seq(a).unwrap_or(0);
+                let at = match self.cursors.get(a) {
+                    Some(c) => *c,
+                    None => store.cursor(&self.hook.id, a).ok().flatten().unwrap_or(0),
+                };
+                end.saturating_sub(at)
+            })
+            .sum();
+        self.hub.board.set_pending(&self.hook.id, pending);
+    }
+
+    /// Sends one batch of `activity`'s events; whether the cursor moved.
+    async fn drain(&mut self, activity: &str) -> Result<bool, crate::store::StoreError> {
         let hub = Arc::clone(&self.hub);
         let store = &hub.deps.store;
         let from = match self.cursors.get(activity) {
@@ -122,8 +135,7 @@ impl Sender {
                 self.owed.insert(activity.to_owned());
             }
         }
-        let end = store.next_event_seq(activity)?;
-        Ok((moved, end.saturating_sub(next)))
+        Ok(moved)
     }
 
     /// A type it subscribed to, stamped no earlier than the second it registered.
@@ -183,6 +195,7 @@ impl Sender {
             let Some(wait) = wait else {
                 return;
             };
+            self.count_pending();
             tokio::time::sleep(wait).await;
             attempt = attempt.saturating_add(1);
         }

@@ -300,10 +300,11 @@ async fn a_failing_receiver_is_retried_with_the_same_id_until_it_answers_2xx() {
     );
     assert!(last["next_retry"].as_str().is_some(), "{last}");
 
-    // Selling goes on while the receiver fails.
+    // Selling goes on while the receiver fails, and the backlog shows it.
     buy(&app, "retry", "bob")
         .await
         .expect("buys while the receiver fails");
+    assert_eq!(poll_pending(&app, 2).await, 2, "both orders wait");
     rx.answer(204);
     let got = rx
         .wait_for("both orders delivered", |g| {
@@ -314,7 +315,7 @@ async fn a_failing_receiver_is_retried_with_the_same_id_until_it_answers_2xx() {
     let ok = app.admin("GET", "/webhooks", None).await.body["webhooks"][0]["health"].clone();
     assert!(ok["last_success"].as_str().is_some(), "{ok}");
     assert!(ok["failed_attempts"].as_u64().expect("count") >= 2, "{ok}");
-    let pending = poll_pending_zero(&app).await;
+    let pending = poll_pending(&app, 0).await;
     assert_eq!(pending, 0);
     // Delivered everywhere: the activity deleted its events but the newest.
     let mut stored = 0..0;
@@ -339,15 +340,15 @@ async fn a_failing_receiver_is_retried_with_the_same_id_until_it_answers_2xx() {
     }
 }
 
-/// Waits (bounded) for the first receiver's backlog to drain; returns the backlog.
-async fn poll_pending_zero(app: &Api) -> u64 {
+/// Waits (bounded) until the first receiver's backlog is `want`; returns the backlog.
+async fn poll_pending(app: &Api, want: u64) -> u64 {
     let mut pending = u64::MAX;
     for _ in 0..400 {
         let l = app.admin("GET", "/webhooks", None).await;
         pending = l.body["webhooks"][0]["health"]["pending"]
             .as_u64()
             .unwrap_or(u64::MAX);
-        if pending == 0 {
+        if pending == want {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
