@@ -17,6 +17,13 @@ if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
     python3 -m pip install --quiet openapi-spec-validator
 fi
 
+# The Standard Webhooks reference library: a receiver in tests/api/webhooks.rs
+# verifies every delivery with it (an ignored test run below).
+step "standardwebhooks"
+if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+    python3 -m pip install --quiet standardwebhooks
+fi
+
 step "cargo fmt"
 cargo fmt --all -- --check
 

@@ -24,6 +24,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub cluster: ClusterSettings,
     pub payment: PaymentSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
 }
 
 /// Who confirms payment: the buyer's own call (`simulated`, development) or the
@@ -39,6 +41,39 @@ pub enum PaymentMode {
 #[serde(deny_unknown_fields)]
 pub struct PaymentSettings {
     pub mode: PaymentMode,
+}
+
+/// Webhook delivery (docs/api.md, "Webhooks"): per receiver, in commit order, retried
+/// with exponential backoff and jitter until it answers 2xx.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// One delivery attempt may take this long before it counts as failed, ms.
+    pub timeout_ms: u64,
+    /// The first retry waits about this long, ms; each later one twice as long.
+    pub min_backoff_ms: u64,
+    /// No retry waits longer than this, ms.
+    pub max_backoff_ms: u64,
+    /// How often registrations are re-read (cluster mode: other nodes' changes) and
+    /// idle receivers look for events missed by a wake-up, ms.
+    pub refresh_ms: u64,
+    /// Events read per receiver and activity at a time.
+    pub batch: usize,
+    /// PEM certificates `https://` receivers are verified against.
+    pub ca_file: PathBuf,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5_000,
+            min_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            refresh_ms: 2_000,
+            batch: 100,
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+        }
+    }
 }
 
 /// Cluster mode (docs/cluster.md): several processes share one Redis for leases,
@@ -319,6 +354,22 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.sink.batch_size) {
             return fail("sink.batch_size", "must be between 1 and 10000");
+        }
+        let w = &self.webhooks;
+        if !(10..=120_000).contains(&w.timeout_ms) {
+            return fail("webhooks.timeout_ms", "must be between 10 and 120000");
+        }
+        if w.min_backoff_ms == 0 || w.min_backoff_ms > w.max_backoff_ms {
+            return fail(
+                "webhooks.min_backoff_ms",
+                "must be positive and at most webhooks.max_backoff_ms",
+            );
+        }
+        if !(10..=600_000).contains(&w.refresh_ms) {
+            return fail("webhooks.refresh_ms", "must be between 10 and 600000");
+        }
+        if !(1..=10_000).contains(&w.batch) {
+            return fail("webhooks.batch", "must be between 1 and 10000");
         }
         if self.cluster.enabled {
             let c = &self.cluster;
@@ -642,6 +693,26 @@ mod tests {
             without_password("redis://10.0.0.9:6379"),
             "redis://10.0.0.9:6379"
         );
+    }
+
+    #[test]
+    fn webhook_delivery_settings_are_checked() {
+        let s = Settings::defaults();
+        assert_eq!(s.webhooks.timeout_ms, 5_000);
+        for (tweak, key) in [
+            (
+                (|s: &mut Settings| s.webhooks.min_backoff_ms = 70_000) as fn(&mut Settings),
+                "webhooks.min_backoff_ms",
+            ),
+            (|s| s.webhooks.timeout_ms = 0, "webhooks.timeout_ms"),
+            (|s| s.webhooks.batch = 0, "webhooks.batch"),
+            (|s| s.webhooks.refresh_ms = 1, "webhooks.refresh_ms"),
+        ] {
+            let mut s = Settings::defaults();
+            tweak(&mut s);
+            let err = s.validate().expect_err("refused");
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

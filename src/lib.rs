@@ -14,6 +14,9 @@
 //! - `http`: routes, identity, limits, WebSocket sessions; handlers reach
 //!   activities through the directory port (`http::directory::Directory`),
 //!   implemented locally by `LocalDirectory`.
+//! - `webhooks`: delivery of the webhook events activities commit (one worker per
+//!   receiver, durable cursors, backoff); registrations through the port
+//!   `store::webhooks::WebhookStore` (`SledWebhooks` locally).
 //! - `cluster`: cluster mode as adapters of those ports (replicated commits, the
 //!   relay link, the cluster directory, accounts in Redis). It imports the core;
 //!   the core never imports it.
@@ -35,3 +38,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod webhooks;

@@ -4,11 +4,13 @@
 
 use crate::actors::activity::ActorDeps;
 use crate::actors::flusher::{OrderFlusher, SinkSlot};
+use crate::actors::messages::PruneEvents;
 use crate::actors::registry::Registry;
 use crate::cluster::directory::ClusterDirectory;
 use crate::cluster::Cluster;
 use crate::config::{Settings, SinkKind};
 use crate::domain::clock::Clock;
+use crate::domain::ids::ActivityId;
 use crate::domain::jwt::JwtKey;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
@@ -22,8 +24,10 @@ use crate::http::state::{session_cap, AppState, WsLimits};
 use crate::http::{audit, middleware, routes, ws_upgrade};
 use crate::store::accounts::{AccountStore, SledAccounts};
 use crate::store::audit::AuditLog;
+use crate::store::webhooks::{EventSignal, SledWebhooks, WebhookStore};
 use crate::store::{CommitSettings, Store};
 use crate::tls::Certificates;
+use crate::webhooks::{HubDeps, Webhooks};
 use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
@@ -44,6 +48,7 @@ pub struct Application {
     state: web::Data<AppState>,
     flusher_stop: Arc<AtomicBool>,
     flusher: Option<tokio::task::JoinHandle<()>>,
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every app).
@@ -163,12 +168,62 @@ fn start_flusher(settings: &Settings, store: &Store, sink: Option<&Arc<SinkSlot>
     }
 }
 
+/// Webhook delivery: the hub handlers register receivers with, and its supervisor
+/// task (one worker per receiver, for the activities this process runs).
+struct WebhookDelivery {
+    hub: Arc<Webhooks>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_webhooks(
+    settings: &Settings,
+    registry: &Arc<Registry>,
+    registrations: Arc<dyn WebhookStore>,
+    signal: Arc<EventSignal>,
+    clock: &Arc<dyn Clock>,
+) -> WebhookDelivery {
+    let runs = Arc::clone(registry);
+    let prunes = Arc::clone(registry);
+    let hub = Webhooks::new(HubDeps {
+        store: registry.store().clone(),
+        registrations,
+        signal,
+        settings: settings.webhooks.clone(),
+        owned: Arc::new(move || {
+            runs.all()
+                .into_iter()
+                .map(|(id, _)| id.to_string())
+                .collect()
+        }),
+        prune: Arc::new(move |activity, below| {
+            let actor = ActivityId::parse(activity)
+                .ok()
+                .and_then(|id| prunes.get(&id));
+            if let Some(actor) = actor {
+                actor.do_send(PruneEvents { below });
+            }
+        }),
+        clock: Arc::clone(clock),
+        tls: crate::tls::client_config(&settings.webhooks.ca_file)
+            .map_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "webhooks.ca_file unusable; https:// receivers will fail");
+            })
+            .ok(),
+    });
+    let task = actix_web::rt::spawn(Arc::clone(&hub).run());
+    WebhookDelivery { hub, task }
+}
+
 /// The ports HTTP reaches activities and accounts through: this process alone, or in
 /// cluster mode the cluster's. The only place that asks which.
 async fn adapters(
     settings: &Settings,
     registry: Arc<Registry>,
-) -> anyhow::Result<(Arc<dyn Directory>, Arc<dyn AccountStore>)> {
+) -> anyhow::Result<(
+    Arc<dyn Directory>,
+    Arc<dyn AccountStore>,
+    Arc<dyn WebhookStore>,
+)> {
     let local = LocalDirectory {
         registry: Arc::clone(&registry),
         actor_timeout: Duration::from_millis(settings.server.actor_timeout_ms),
@@ -177,7 +232,10 @@ async fn adapters(
         let restored = registry.restore_all()?;
         tracing::info!(activities = restored, path = %settings.store.path.display(), "store opened");
         let accounts = Arc::new(SledAccounts::new(registry.store().clone()));
-        return Ok((Arc::new(local), accounts));
+        let hooks = Arc::new(SledWebhooks {
+            store: registry.store().clone(),
+        });
+        return Ok((Arc::new(local), accounts, hooks));
     }
     // In cluster mode activities are not restored from this node's store: the cluster
     // decides who owns what, and an owner rebuilds from the replica.
@@ -187,7 +245,12 @@ async fn adapters(
     std::mem::forget(relay_arbiter);
     cluster.start();
     let accounts = Arc::new(cluster.accounts());
-    Ok((Arc::new(ClusterDirectory { local, cluster }), accounts))
+    let hooks = Arc::new(cluster.webhooks());
+    Ok((
+        Arc::new(ClusterDirectory { local, cluster }),
+        accounts,
+        hooks,
+    ))
 }
 
 /// Binds `server.bind` and serves `state` on it (over TLS with `tls`): the app for
@@ -265,11 +328,13 @@ impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let store = open_store(&settings)?;
         let sink = order_sink(&settings).await;
+        let hooks = EventSignal::new();
         let deps = ActorDeps {
             store: store.clone(),
             clock: Arc::clone(&clock),
             tick: Duration::from_millis(settings.server.tick_ms),
             outbox: sink.is_some(),
+            hooks: Arc::clone(&hooks),
         };
         let arbiter = actix::Arbiter::new();
         let registry = Arc::new(Registry::new(
@@ -277,8 +342,10 @@ impl Application {
             TokenKey::new(settings.tokens.secret.as_bytes()),
             arbiter.handle(),
         ));
-        let (directory, account_store) = adapters(&settings, Arc::clone(&registry)).await?;
+        let (directory, account_store, registrations) =
+            adapters(&settings, Arc::clone(&registry)).await?;
         let flusher = start_flusher(&settings, &store, sink.as_ref());
+        let webhooks = start_webhooks(&settings, &registry, registrations, hooks, &clock);
 
         let audit = AuditLog::open(store.clone())?;
         let state = web::Data::new(AppState {
@@ -305,6 +372,7 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
             passwords: crate::http::passwords::Passwords::new(&settings.auth)?,
             account_store,
+            webhooks: webhooks.hub,
             // Random high bits: session ids must not collide across cluster nodes.
             session_ids: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
         });
@@ -336,6 +404,7 @@ impl Application {
             state,
             flusher_stop: flusher.stop,
             flusher: flusher.task,
+            webhooks: webhooks.task,
         })
     }
 
@@ -358,6 +427,9 @@ impl Application {
     /// Serves until stopped, then drains the outbox a last time and closes the store.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let res = self.server.await;
+        // Delivery resumes from the durable cursors at the next start.
+        self.webhooks.abort();
+        let _ = (&mut self.webhooks).await;
         self.flusher_stop.store(true, Ordering::Release);
         if let Some(f) = self.flusher.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), f).await;

@@ -102,3 +102,24 @@ pub async fn reload_on_sighup(certs: Arc<Certificates>) {
         }
     }
 }
+
+/// A client configuration trusting the PEM certificates in `ca_file` (the system's
+/// bundle by default): webhook deliveries to `https://` receivers.
+pub fn client_config(ca_file: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file)
+        .with_context(|| format!("reading {}", ca_file.display()))?
+    {
+        // A bundle may hold certificates this verifier cannot use; the rest still count.
+        let _ = roots.add(cert.with_context(|| format!("parsing {}", ca_file.display()))?);
+    }
+    if roots.is_empty() {
+        anyhow::bail!("{} holds no usable certificate", ca_file.display());
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}

@@ -189,3 +189,12 @@ pub struct Drain;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StepDown;
+
+/// Every webhook receiver has passed the activity's events numbered below `below`:
+/// delete them (all but the newest) in the activity's next commit, so in cluster mode
+/// the replica drops them too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PruneEvents {
+    pub below: u64,
+}

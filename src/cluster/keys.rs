@@ -16,6 +16,8 @@ use crate::domain::ids::ActivityId;
 pub const NODES: &str = "sluice:nodes";
 pub const ACTIVITIES: &str = "sluice:activities";
 pub const ACCOUNTS: &str = "sluice:accounts";
+/// Webhook registrations: id -> JSON (`store::webhooks::Webhook`).
+pub const WEBHOOKS: &str = "sluice:webhooks";
 
 pub fn node(id: &str) -> String {
     format!("sluice:node:{id}")

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod relay;
 pub mod replicate;
 pub mod session_link;
+pub mod webhooks;
 
 mod leases;
 mod membership;
@@ -145,6 +146,14 @@ impl Cluster {
     /// The account store of the cluster (its Redis).
     pub fn accounts(&self) -> accounts::RedisAccounts {
         accounts::RedisAccounts {
+            conn: self.conn.clone(),
+        }
+    }
+
+    /// The webhook registrations of the cluster (its Redis): every node delivers to
+    /// every receiver, for the activities it owns.
+    pub fn webhooks(&self) -> webhooks::RedisWebhooks {
+        webhooks::RedisWebhooks {
             conn: self.conn.clone(),
         }
     }

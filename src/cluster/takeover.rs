@@ -110,7 +110,12 @@ pub async fn rebuild(
     target: Arc<dyn CommitTarget>,
 ) -> Result<bool, StoreError> {
     let store = registry.store();
-    let mut ops = vec![KvOp::DelPrefix(layout::activity_key(id, ""))];
+    // Its webhook events too: a commit this node made but the replica refused
+    // (diverged) must not be delivered as if it had happened.
+    let mut ops = vec![
+        KvOp::DelPrefix(layout::activity_key(id, "")),
+        KvOp::DelPrefix(layout::events_of(id.as_str())),
+    ];
     ops.extend(kvs.into_iter().map(|(k, v)| KvOp::Put(k, v)));
     let ack = store.commit(ops)?;
     ack.await.map_err(|_| StoreError::Unavailable)??;

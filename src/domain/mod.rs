@@ -12,3 +12,4 @@ pub mod pow;
 pub mod spec;
 pub mod token;
 pub mod waiting_room;
+pub mod webhook;

@@ -34,6 +34,7 @@ pub mod request_metrics;
 pub mod routes;
 pub mod schemas;
 pub mod state;
+pub mod webhooks;
 pub mod ws_route;
 pub mod ws_session;
 pub mod ws_upgrade;

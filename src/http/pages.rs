@@ -8,6 +8,7 @@ use actix_web::HttpResponse;
 const WAITING_JS: &str = include_str!("assets/waiting.js");
 const ADMIN_HTML: &str = include_str!("assets/admin.html");
 const ADMIN_JS: &str = include_str!("assets/admin.js");
+const ADMIN_WEBHOOKS_JS: &str = include_str!("assets/admin_webhooks.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -38,6 +39,7 @@ async fn asset(file: Path<String>) -> HttpResponse {
     match file.as_str() {
         "waiting.js" => page("text/javascript; charset=utf-8", WAITING_JS),
         "admin.js" => page("text/javascript; charset=utf-8", ADMIN_JS),
+        "admin_webhooks.js" => page("text/javascript; charset=utf-8", ADMIN_WEBHOOKS_JS),
         "style.css" => page("text/css; charset=utf-8", STYLE_CSS),
         _ => crate::error::ApiError::not_found("no such asset").into_response(),
     }

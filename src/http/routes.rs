@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::http::directory::Directory;
 use crate::http::{
     activities, admin, admin_orders, audit, auth, openapi, ops, orders, page_forms, pages, report,
-    ws_route,
+    webhooks, ws_route,
 };
 use actix_web::web;
 
@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
         // Before admin's `/api/admin` scope, which would take their paths.
         .configure(admin_orders::routes)
         .configure(audit::routes)
+        .configure(webhooks::routes)
         .configure(admin::routes)
         .configure(ws_route::routes)
         .configure(openapi::routes)

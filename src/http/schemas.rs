@@ -122,3 +122,28 @@ pub struct ShuffleAudit {
     /// User ids in their resulting admission order.
     order: Vec<String>,
 }
+
+/// `201` of `POST /api/admin/webhooks`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookCreated {
+    id: String,
+    url: String,
+    events: Vec<String>,
+    /// `whsec_` + base64 of the signing key; shown only here.
+    secret: String,
+}
+
+/// `200` of `GET /api/admin/webhooks`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookList {
+    webhooks: Vec<crate::webhooks::WebhookView>,
+}
+
+/// `200` of `GET /api/admin/webhooks/{id}/deliveries`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeliveryList {
+    deliveries: Vec<crate::webhooks::Attempt>,
+}

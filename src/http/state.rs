@@ -42,6 +42,7 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     pub passwords: crate::http::passwords::Passwords,
     pub account_store: Arc<dyn AccountStore>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub session_ids: AtomicU64,
 }
 

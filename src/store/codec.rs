@@ -1,6 +1,6 @@
 //! Turns an activity's typed mutations into key/value operations on the layout.
 
-use super::layout::{activity_key, numbered};
+use super::layout::{activity_key, event_key, numbered};
 use crate::domain::activity::{ActivityRecord, Mutation};
 use crate::domain::ids::ActivityId;
 
@@ -17,17 +17,27 @@ pub enum KvOp {
     Outbox(Vec<u8>),
 }
 
+/// The webhook events an activity writes: only the types some receiver wants
+/// (`mask`, `EventType::bit`), numbered from `next` in commit order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventLog {
+    pub mask: u8,
+    pub next: u64,
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store types serialize")
 }
 
 /// Encodes mutations (and the activity record, when it changed). With `outbox`, every
-/// order write also queues the order for the sink in the same commit.
+/// order write also queues the order for the sink in the same commit. Webhook events
+/// that `events` selects are written in the same commit too (the transactional outbox).
 pub fn encode(
     id: &ActivityId,
     record: Option<&ActivityRecord>,
     mutations: &[Mutation],
     outbox: bool,
+    events: &mut EventLog,
 ) -> Vec<KvOp> {
     let mut ops = Vec::with_capacity(mutations.len() + 1);
     for m in mutations {
@@ -56,6 +66,11 @@ pub fn encode(
             Mutation::PutMinute { minute, bucket } => {
                 ops.push(KvOp::Put(numbered(id, 'm', *minute), json(bucket)))
             }
+            Mutation::Event(e) if events.mask & e.kind.bit() != 0 => {
+                ops.push(KvOp::Put(event_key(id.as_str(), events.next), e.body()));
+                events.next += 1;
+            }
+            Mutation::Event(_) => {}
         }
     }
     if let Some(r) = record {

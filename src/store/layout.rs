@@ -19,6 +19,9 @@
 //! | `o/{seq:016x}`               | `OrderRecord` waiting for the sink     |
 //! | `u/{username}`               | account (username, user id, password hash) |
 //! | `audit/{MAX - seq:016x}`     | `AuditRecord`: one admin call (newest first) |
+//! | `e/{activity}/{seq:016x}`    | a webhook event's body, waiting for delivery (replicated with the activity) |
+//! | `w/r/{webhook}`              | a webhook registration (single node; cluster mode keeps them in Redis) |
+//! | `w/c/{webhook}/{activity}`   | the next event of the activity that webhook gets |
 //!
 //! Hex numbers are fixed width so lexicographic order is numeric order.
 
@@ -30,6 +33,7 @@ pub const ACTIVITY_PREFIX: &[u8] = b"a/";
 pub const OUTBOX_PREFIX: &[u8] = b"o/";
 pub const ACCOUNT_PREFIX: &[u8] = b"u/";
 pub const AUDIT_PREFIX: &[u8] = b"audit/";
+pub const WEBHOOK_PREFIX: &[u8] = b"w/r/";
 
 pub fn activity_key(a: &ActivityId, rest: &str) -> Vec<u8> {
     format!("a/{a}/{rest}").into_bytes()
@@ -41,6 +45,28 @@ pub fn numbered(a: &ActivityId, kind: char, n: u64) -> Vec<u8> {
 
 pub fn outbox_key(seq: u64) -> Vec<u8> {
     format!("o/{seq:016x}").into_bytes()
+}
+
+/// The prefix of an activity's webhook events.
+pub fn events_of(a: &str) -> Vec<u8> {
+    format!("e/{a}/").into_bytes()
+}
+
+pub fn event_key(a: &str, seq: u64) -> Vec<u8> {
+    format!("e/{a}/{seq:016x}").into_bytes()
+}
+
+pub fn parse_event_seq(key: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(key).ok()?;
+    u64::from_str_radix(s.rsplit_once('/')?.1, 16).ok()
+}
+
+pub fn webhook_key(id: &str) -> Vec<u8> {
+    format!("w/r/{id}").into_bytes()
+}
+
+pub fn cursor_key(webhook: &str, a: &str) -> Vec<u8> {
+    format!("w/c/{webhook}/{a}").into_bytes()
 }
 
 pub fn account_key(username: &str) -> Vec<u8> {
@@ -103,5 +129,6 @@ mod tests {
         );
         assert_eq!(parse_activity_key(b"a/x/p/zz"), None);
         assert_eq!(parse_outbox_seq(&outbox_key(7)), Some(7));
+        assert_eq!(parse_event_seq(&event_key("drop-1", 300)), Some(300));
     }
 }

@@ -81,14 +81,51 @@ impl Memtable {
             .cloned()
     }
 
+    /// The greatest key under `prefix` written since the last checkpoint, deleted or not.
+    pub fn last_under(&self, prefix: &[u8]) -> Option<Vec<u8>> {
+        let t = self.read();
+        // The prefix's range ends before the prefix with its last byte raised.
+        let mut end = prefix.to_vec();
+        let upper = match end.last_mut() {
+            Some(b) if *b < u8::MAX => {
+                *b += 1;
+                Bound::Excluded(&end[..])
+            }
+            _ => Bound::Unbounded,
+        };
+        let last = |w: &Writes| {
+            w.range::<[u8], _>((Bound::Included(prefix), upper))
+                .next_back()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, _)| k.clone())
+        };
+        let active = last(&t.active);
+        let frozen = t.frozen.as_deref().and_then(last);
+        active.max(frozen)
+    }
+
     /// Keys and values under `prefix` in key order, at most `limit`: the memtable's
     /// writes over sled's contents.
     pub fn scan(&self, db: &sled::Db, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
+        self.scan_from(db, prefix, prefix, limit)
+    }
+
+    /// As `scan`, from the first key at or after `from` (which starts with `prefix`).
+    pub fn scan_from(
+        &self,
+        db: &sled::Db,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
         let t = self.read();
         let empty = Writes::new();
         let frozen = t.frozen.as_deref().unwrap_or(&empty);
-        let mut layers = [under(&t.active, prefix), under(frozen, prefix)];
-        let mut disk = db.scan_prefix(prefix).peekable();
+        let mut layers = [under(&t.active, prefix, from), under(frozen, prefix, from)];
+        let mut disk = db
+            .range(from..)
+            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .peekable();
         let mut out = Vec::new();
         while out.len() < limit {
             if let Some(Err(_)) = disk.peek() {
@@ -130,9 +167,9 @@ impl Memtable {
 
 type Layer<'a> = Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>>;
 
-fn under<'a>(w: &'a Writes, prefix: &'a [u8]) -> Layer<'a> {
+fn under<'a>(w: &'a Writes, prefix: &'a [u8], from: &'a [u8]) -> Layer<'a> {
     let it: Box<dyn Iterator<Item = _>> = Box::new(
-        w.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+        w.range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix)),
     );
     it.peekable()
@@ -188,6 +225,12 @@ mod tests {
         assert_eq!(m.get(b"p/3"), Some(Some(b"active".to_vec())));
         assert_eq!(m.get(b"p/1"), None, "unknown here: sled decides");
 
+        assert_eq!(m.last_under(b"p/"), Some(b"p/5".to_vec()));
+        assert_eq!(
+            m.last_under(b"q/"),
+            None,
+            "sled's keys are not the memtable's"
+        );
         m.thaw();
         assert_eq!(m.get(b"p/2"), None);
         assert_eq!(m.get(b"p/5"), Some(Some(b"active".to_vec())));

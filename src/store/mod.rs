@@ -24,6 +24,7 @@ mod memtable;
 pub mod recovery;
 pub mod sink;
 pub mod target;
+pub mod webhooks;
 mod writer;
 
 pub use codec::KvOp;

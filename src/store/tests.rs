@@ -217,3 +217,38 @@ async fn repeated_fsync_failures_refuse_every_commit_until_a_new_segment_syncs()
     }
     store.shutdown();
 }
+
+#[tokio::test]
+async fn webhook_events_are_read_from_a_cursor_and_keep_their_numbering() {
+    use layout::event_key;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    assert_eq!(store.next_event_seq("a").expect("reads"), 0);
+    let put = |n: u64| KvOp::Put(event_key("a", n), vec![n as u8]);
+    commit(&store, (0..5).map(put).collect()).await;
+    commit(&store, vec![KvOp::Put(event_key("b", 9), vec![9])]).await;
+    assert_eq!(store.next_event_seq("a").expect("reads"), 5);
+    let from_two: Vec<u64> = store
+        .events_from("a", 2, 2)
+        .expect("reads")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(from_two, [2, 3], "from the cursor, at most the batch");
+
+    store.set_cursor("wh_1", "a", 3).await.expect("writes");
+    assert_eq!(store.cursor("wh_1", "a").expect("reads"), Some(3));
+    // Everything delivered and deleted but the newest: the numbering goes on.
+    commit(
+        &store,
+        (0..4).map(|n| KvOp::Del(event_key("a", n))).collect(),
+    )
+    .await;
+    assert_eq!(store.event_range("a").expect("reads"), 4..5);
+    store.shutdown();
+    let store = open(dir.path());
+    assert_eq!(store.next_event_seq("a").expect("reads"), 5);
+    assert_eq!(store.next_event_seq("b").expect("reads"), 10);
+    store.drop_cursors("wh_1").await.expect("writes");
+    assert_eq!(store.cursor("wh_1", "a").expect("reads"), None);
+}

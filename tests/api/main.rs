@@ -12,3 +12,4 @@ mod report;
 mod shop;
 mod sinks;
 mod waiting_room;
+mod webhooks;

@@ -397,7 +397,10 @@ async function axeEveryState() {
   await axe(e, 'error (no such activity)');
   await shot(e, 'g3-axe-error');
 
-  // the dashboard, before and after the key
+  // the dashboard, before and after the key; with a webhook receiver that is down
+  const hookUrl = `http://127.0.0.1:9/hooks-${RUN}`;
+  const hook = await http('POST', '/api/admin/webhooks', { bearer: ADMIN_KEY, body: { url: hookUrl, events: ['order.created'] } });
+  assert.equal(hook.status, 201, hook.text);
   const d = await newPage('axe-admin');
   await d.setViewportSize({ width: 1280, height: 900 });
   await d.goto(BASE + '/admin');
@@ -405,7 +408,10 @@ async function axeEveryState() {
   await d.fill('#admin-key', ADMIN_KEY);
   await d.click('#key-save');
   await d.locator('#act-' + id).waitFor({ state: 'visible' });
+  await d.locator('#webhooks-table').waitFor({ state: 'visible' });
+  assert.match(await d.locator('#webhooks-body').textContent(), new RegExp(hookUrl));
   await axe(d, 'dashboard, connected');
+  await http('DELETE', '/api/admin/webhooks/' + hook.json.id, { bearer: ADMIN_KEY });
 }
 
 async function keyboardOnly() {

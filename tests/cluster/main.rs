@@ -432,6 +432,18 @@ async fn buy_http(via: &Node, id: &str, user: &str) -> String {
     r.body["order"]["id"].as_str().expect("order id").to_owned()
 }
 
+/// Waits until `node` lists `count` webhook registrations.
+async fn sees_webhooks(node: &Node, count: usize) {
+    for _ in 0..400 {
+        let l = node.admin("GET", "/webhooks", None).await;
+        if l.body["webhooks"].as_array().map(Vec::len) == Some(count) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("node {} does not list {count} webhooks", node.id);
+}
+
 #[actix_web::test]
 #[ignore = "needs redis-server: run scripts/test.sh"]
 async fn the_shop_pays_through_any_node_and_the_audit_gathers_every_node() {
@@ -526,4 +538,91 @@ async fn the_shop_pays_through_any_node_and_the_audit_gathers_every_node() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(seen, paid.body, "the payment survived its owner");
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn webhooks_registered_anywhere_are_delivered_by_the_owner_and_after_its_death() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let mut nodes = three_nodes([&url, &url, &url]).await;
+    let rx = Receiver::start().await;
+    let id = id_owned_by("hooks", "n1");
+    let r = nodes[1]
+        .admin(
+            "POST",
+            "/webhooks",
+            Some(json!({"url": rx.url(), "events": ["order.created", "order.paid"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for n in &nodes {
+        sees_webhooks(n, 1).await;
+    }
+    nodes[1]
+        .create_sale(
+            &id,
+            10,
+            json!({"max_active": 100, "rate_per_sec": 1000, "token_ttl_secs": 600}),
+        )
+        .await;
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+
+    let mut want = std::collections::BTreeSet::new();
+    let mut first = None;
+    for user in ["a", "b"] {
+        let o = buy(&nodes[2], &id, user).await.expect("buys through n3");
+        want.insert((o["id"].as_str().expect("id").to_owned(), "order.created"));
+        first.get_or_insert(o);
+    }
+    rx.wait_for("the owner's first deliveries", |g| g.len() >= 2)
+        .await;
+
+    nodes[0].kill9();
+    let (new_owner, _) = nodes[1].owner(&id, &["n2", "n3"]).await;
+    settled(&[&nodes[1], &nodes[2]], &id, &new_owner).await;
+    for user in ["c", "d"] {
+        let o = loop {
+            match buy(&nodes[1], &id, user).await {
+                Ok(o) => break o,
+                // The activity moving between nodes answers 503; retried.
+                Err(503) => tokio::time::sleep(Duration::from_millis(25)).await,
+                Err(s) => panic!("{user}: {s}"),
+            }
+        };
+        want.insert((o["id"].as_str().expect("id").to_owned(), "order.created"));
+    }
+    let paid = first.expect("an order");
+    let oid = paid["id"].as_str().expect("id");
+    let r = nodes[2]
+        .as_user("a", "POST", &format!("/api/orders/{oid}/pay"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    want.insert((oid.to_owned(), "order.paid"));
+
+    let got = rx
+        .wait_for("every order event, after the takeover too", |g| {
+            let have: std::collections::BTreeSet<(String, String)> = g
+                .iter()
+                .map(|d| {
+                    (
+                        d.json()["data"]["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        d.kind(),
+                    )
+                })
+                .collect();
+            want.iter()
+                .all(|(o, t)| have.contains(&(o.clone(), (*t).to_owned())))
+        })
+        .await;
+    // At least once across the takeover; one webhook-id per event.
+    let mut ids = std::collections::HashMap::new();
+    for d in &got {
+        let w = (d.json()["data"]["id"].clone(), d.kind());
+        assert_eq!(ids.entry(d.id.clone()).or_insert(w.clone()), &w, "{}", d.id);
+    }
+    assert_eq!(ids.len(), want.len(), "one id per event: {ids:?}");
 }

@@ -15,9 +15,10 @@ mod app;
 mod front;
 mod node;
 mod process;
+mod receiver;
 mod ws_user;
 
-pub use api::{check_invariant, Api, Resp, ADMIN_KEY};
+pub use api::{buy, check_invariant, Api, Resp, ADMIN_KEY};
 pub use app::{spawn_app, spawn_app_manual_clock, spawn_with, test_settings, TestApp};
 pub use front::{
     crowd_ip, der_of, haproxy, nginx, self_signed, served_certificate, trusting, ProxyProcess,
@@ -25,4 +26,5 @@ pub use front::{
 };
 pub use node::{Node, LEASE_MS, RENEW_MS};
 pub use process::{free_port, Process};
+pub use receiver::{Delivery, Receiver};
 pub use ws_user::{Frame, WsUser};

@@ -8,6 +8,7 @@ mod common;
 mod full_disk;
 mod journal_damage;
 mod tickets;
+mod webhooks;
 
 use common::*;
 use serde_json::{json, Value};
@@ -20,43 +21,6 @@ pub async fn create_sale(app: &Api, id: &str, stock: u64) {
                           "reconnect_grace_secs": 3600}}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-}
-
-/// `user` joins over HTTP and buys; the acknowledged order (a `201`), or the status
-/// of the step that was refused.
-pub async fn buy(app: &Api, id: &str, user: &str) -> Result<Value, u16> {
-    let j = app.join_http(id, user).await;
-    if j.status != 201 && j.status != 200 {
-        return Err(j.status);
-    }
-    let token = match j.body["token"].as_str() {
-        Some(t) => t.to_owned(),
-        None => admitted(app, id, user, &j.body["ticket"]).await?,
-    };
-    let p = app.purchase(id, user, &token, None).await;
-    match p.status {
-        201 | 200 => Ok(p.body["order"].clone()),
-        s => Err(s),
-    }
-}
-
-/// Polls a waiting ticket until its token is issued (bounded).
-async fn admitted(app: &Api, id: &str, user: &str, ticket: &Value) -> Result<String, u16> {
-    let ticket = ticket.as_str().expect("a ticket");
-    let path = format!("/api/activities/{id}/tickets/{ticket}");
-    for _ in 0..500 {
-        let r = app
-            .request("GET", &path, Some(&app.user_token(user)), None)
-            .await;
-        if r.status != 200 {
-            return Err(r.status);
-        }
-        if let Some(t) = r.body["token"].as_str() {
-            return Ok(t.to_owned());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("{user} was not admitted within 10 s");
 }
 
 /// Every order in `orders` exists with its id and user, and the stock adds up.

@@ -13,7 +13,7 @@
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
 //! `OrderCall`, `OrdersOf`, `Admin`, `GetFairness`, `FairnessLog`,
 //! `GetReport`, `Tick`, `Drain`,
-//! `StepDown`.
+//! `StepDown`, `PruneEvents`.
 
 mod notices;
 mod pipeline;
@@ -28,6 +28,7 @@ use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, P
 use crate::domain::clock::{Clock, Millis};
 use crate::domain::ids::{ActivityId, UserId};
 use crate::domain::order::Order;
+use crate::store::webhooks::EventSignal;
 use crate::store::{CommitFailure, CommitTarget};
 use actix::prelude::*;
 use notices::Notices;
@@ -51,6 +52,8 @@ pub struct ActorDeps {
     pub tick: Duration,
     /// Orders also go to the outbox (a sink is configured).
     pub outbox: bool,
+    /// Which webhook events activities write, and the wake-up of their delivery.
+    pub hooks: Arc<EventSignal>,
 }
 
 pub struct ActivityActor {
@@ -71,7 +74,15 @@ impl ActivityActor {
     /// An actor for `activity` that commits to `target`.
     pub fn new(activity: Activity, deps: &ActorDeps, target: Arc<dyn CommitTarget>) -> Self {
         let id = activity.spec().id.clone();
-        let (pipeline, acks) = Pipeline::new(id.clone(), deps.outbox, target);
+        let log = deps.store.event_range(id.as_str()).unwrap_or_else(|e| {
+            // Unreadable here means unreadable for the commits too; numbering from
+            // the clock keeps ids unique should it come back.
+            tracing::error!(activity_id = %id, error = %e, "cannot read the webhook event log");
+            let next = deps.clock.now_ms() << 16;
+            next..next
+        });
+        let events = (Arc::clone(&deps.hooks), log);
+        let (pipeline, acks) = Pipeline::new(id.clone(), deps.outbox, events, target);
         Self {
             id,
             activity,
@@ -195,7 +206,13 @@ impl ActivityActor {
     ) -> CallResult<T> {
         let now = self.now();
         let activity = &mut self.activity;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(activity, now))) {
+        // `end_call` stamps the call's webhook events and notes a change of phase.
+        let run = || {
+            let r = f(activity, now);
+            activity.end_call(now);
+            r
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
             Ok(r) => r.map_err(CallError::from),
             Err(_) => {
                 tracing::error!(activity_id = %self.id, "internal error while handling a request");
@@ -441,6 +458,15 @@ impl Handler<FlushCommit> for ActivityActor {
     type Result = ();
     fn handle(&mut self, _: FlushCommit, _: &mut Self::Context) {
         self.pipeline.flush(&mut self.activity);
+    }
+}
+
+impl Handler<PruneEvents> for ActivityActor {
+    type Result = ();
+    fn handle(&mut self, msg: PruneEvents, ctx: &mut Self::Context) {
+        if self.pipeline.prune_events(msg.below) {
+            self.gather(ctx);
+        }
     }
 }
 

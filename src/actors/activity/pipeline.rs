@@ -10,15 +10,22 @@
 use crate::actors::messages::{CallError, CallResult};
 use crate::domain::activity::{Activity, Outbound};
 use crate::domain::ids::ActivityId;
+use crate::store::codec::{EventLog, KvOp};
+use crate::store::layout::event_key;
+use crate::store::webhooks::EventSignal;
 use crate::store::{codec, CommitFailure, CommitTarget};
 use actix::prelude::*;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// A gathered commit goes to the target early once this many calls joined it, so a
 /// mailbox that never runs dry still commits.
 const MAX_GATHERED: usize = 1024;
+
+/// Events one prune deletes at most (the next prune takes the rest).
+const MAX_PRUNED: u64 = 10_000;
 
 /// A caller's answer, sent once its commit is durable (or failed).
 type ReplyFn = Box<dyn FnOnce(Result<(), CallError>) + Send>;
@@ -105,6 +112,13 @@ pub struct Pipeline {
     id: ActivityId,
     /// Orders also go to the outbox (a sink is configured).
     outbox: bool,
+    /// The activity's webhook event numbering; `hooks` says which types to write.
+    events: EventLog,
+    hooks: Arc<EventSignal>,
+    /// Events below this number are deleted (or being deleted).
+    pruned: u64,
+    /// Writes of the next commit that no decision made (deleted events).
+    extra: Vec<KvOp>,
     target: Arc<dyn CommitTarget>,
     gathering: Option<Gathering>,
     inflight: VecDeque<InFlight>,
@@ -117,15 +131,25 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// The pipeline, and the stream of commit outcomes the actor must handle.
+    /// `log` is the numbers of the activity's stored webhook events (its end is the
+    /// next event's).
     pub fn new(
         id: ActivityId,
         outbox: bool,
+        (hooks, log): (Arc<EventSignal>, Range<u64>),
         target: Arc<dyn CommitTarget>,
     ) -> (Pipeline, mpsc::UnboundedReceiver<Ack>) {
         let (acks, rx) = mpsc::unbounded_channel();
         let pipeline = Pipeline {
             id,
             outbox,
+            events: EventLog {
+                mask: 0,
+                next: log.end,
+            },
+            hooks,
+            pruned: log.start,
+            extra: Vec::new(),
             target,
             gathering: None,
             inflight: VecDeque::new(),
@@ -151,6 +175,19 @@ impl Pipeline {
         let g = self.gathering.get_or_insert_with(Gathering::default);
         g.calls += 1;
         (Arc::clone(&g.replies), opened)
+    }
+
+    /// Queues the deletion of events below `below` for the next commit, keeping the
+    /// newest (its number carries the sequence over a restart); whether there is any.
+    pub fn prune_events(&mut self, below: u64) -> bool {
+        let end = below
+            .min(self.events.next.saturating_sub(1))
+            .min(self.pruned + MAX_PRUNED);
+        let id = self.id.as_str();
+        self.extra
+            .extend((self.pruned..end).map(|n| KvOp::Del(event_key(id, n))));
+        self.pruned = self.pruned.max(end);
+        !self.extra.is_empty()
     }
 
     pub fn is_gathering(&self) -> bool {
@@ -180,7 +217,7 @@ impl Pipeline {
             None
         };
         let fx = activity.take_effects();
-        if g.is_none() && fx.mutations.is_empty() && !fx.record_dirty {
+        if g.is_none() && fx.mutations.is_empty() && !fx.record_dirty && self.extra.is_empty() {
             return match self.inflight.back_mut() {
                 Some(last) => {
                     last.pushes.extend(fx.pushes);
@@ -190,7 +227,17 @@ impl Pipeline {
             };
         }
         let record = fx.record_dirty.then(|| activity.record());
-        let ops = codec::encode(&self.id, record.as_ref(), &fx.mutations, self.outbox);
+        self.events.mask = self.hooks.mask();
+        let first_event = self.events.next;
+        let mut ops = codec::encode(
+            &self.id,
+            record.as_ref(),
+            &fx.mutations,
+            self.outbox,
+            &mut self.events,
+        );
+        ops.append(&mut self.extra);
+        let hooks = (self.events.next > first_event).then(|| Arc::clone(&self.hooks));
         let no = self.next_commit;
         self.next_commit += 1;
         self.inflight.push_back(InFlight {
@@ -205,6 +252,9 @@ impl Pipeline {
             Box::new(move |res| {
                 if let Some(r) = &replies {
                     answer(r, res.map_err(CallError::from));
+                }
+                if let (Some(h), Ok(())) = (hooks, res) {
+                    h.wrote();
                 }
                 let _ = acks.send((no, res));
             }),

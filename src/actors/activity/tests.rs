@@ -31,6 +31,7 @@ fn start_actor(activity: Activity, store: &Store, clock: &ManualClock) -> Addr<A
         clock: Arc::new(clock.clone()),
         tick: Duration::from_secs(86_400),
         outbox: false,
+        hooks: crate::store::webhooks::EventSignal::new(),
     };
     let target: Arc<dyn crate::store::CommitTarget> = Arc::new(store.clone());
     ActivityActor::new(activity, &deps, target).start()

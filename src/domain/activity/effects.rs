@@ -6,6 +6,7 @@ use super::report::{MinuteRecord, ReportRecord};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
 use crate::domain::order::Order;
+use crate::domain::webhook::{Event, EventData, EventType};
 use serde::{Deserialize, Serialize};
 
 /// A place as persisted (connection state is not: after a restart every place starts
@@ -75,6 +76,8 @@ pub enum Mutation {
         minute: u64,
         bucket: MinuteRecord,
     },
+    /// A webhook event, committed with the change that caused it.
+    Event(Event),
 }
 
 /// A message for one user's session.
@@ -130,11 +133,19 @@ pub struct Effects {
     pub pushes: Vec<Outbound>,
     /// The activity record (spec, flags, counters) changed and must be rewritten.
     pub record_dirty: bool,
+    /// Webhook events of the call in progress, stamped with its `now` when it ends
+    /// (`Activity::end_call`) and then recorded as `Mutation::Event`.
+    pub(super) events: Vec<(EventType, EventData)>,
 }
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
         self.mutations.is_empty() && self.pushes.is_empty() && !self.record_dirty
+    }
+
+    /// Emits a webhook event of the call in progress.
+    pub(super) fn event(&mut self, kind: EventType, data: EventData) {
+        self.events.push((kind, data));
     }
 
     /// Queues `push` for `user`'s session.

@@ -6,9 +6,10 @@ use super::holds::Grant;
 use super::queue::Spot;
 use super::users::{End, Stage};
 use super::{admitted_push, Activity, Push};
-use crate::domain::clock::Millis;
+use crate::domain::clock::{rfc3339, Millis};
 use crate::domain::ids::UserId;
 use crate::domain::order::CancelReason;
+use crate::domain::webhook::{EventData, EventType};
 
 impl Activity {
     /// One step of time: everything due at `now` happens, in a fixed order.
@@ -186,6 +187,14 @@ impl Activity {
                 &mut self.fx,
             );
             self.users.set_stage(&hold.user, Stage::Admitted(hold.id));
+            self.fx.event(
+                EventType::PlaceAdmitted,
+                EventData::Admitted {
+                    activity_id: self.spec.id.to_string(),
+                    user_id: hold.user.to_string(),
+                    expires_at: rfc3339(hold.expires_at),
+                },
+            );
             let push = admitted_push(&self.key, &self.spec, hold, now);
             self.fx.tell(&hold.user, push);
             admitted += 1;

@@ -38,6 +38,7 @@ use super::clock::Millis;
 use super::ledger::Ledger;
 use super::spec::{ActivitySpec, SlotSpec};
 use super::token::{TokenClaims, TokenKey};
+use super::webhook::{Event, EventData, EventType};
 use fairness::Fairness;
 use gate::Gate;
 use holds::Holds;
@@ -61,6 +62,9 @@ pub struct Activity {
     /// Signs purchase tokens and checks join proofs of work.
     key: TokenKey,
     fx: Effects,
+    /// The phase as of the last `end_call` (none before the first): a change emits
+    /// `activity.phase_changed`.
+    phase_seen: Option<Phase>,
 }
 
 impl Activity {
@@ -92,6 +96,7 @@ impl Activity {
             report: Report::default(),
             key,
             fx: Effects::default(),
+            phase_seen: None,
         };
         if opened {
             a.report.opened(now);
@@ -107,6 +112,29 @@ impl Activity {
     /// Something decided since `take_effects` must be written.
     pub fn has_writes(&self) -> bool {
         !self.fx.mutations.is_empty() || self.fx.record_dirty
+    }
+
+    /// Ends a call made at `now`: its webhook events are stamped and recorded, and a
+    /// change of phase (by the call, or by time) becomes an event too.
+    pub fn end_call(&mut self, now: Millis) {
+        let phase = self.phase(now);
+        if self.phase_seen.is_some_and(|seen| seen != phase) {
+            self.fx.event(
+                EventType::PhaseChanged,
+                EventData::Phase {
+                    activity_id: self.spec.id.to_string(),
+                    phase: phase.as_str().to_owned(),
+                },
+            );
+        }
+        self.phase_seen = Some(phase);
+        for (kind, data) in std::mem::take(&mut self.fx.events) {
+            self.fx.mutations.push(Mutation::Event(Event {
+                kind,
+                at: now,
+                data,
+            }));
+        }
     }
 
     /// Everything decided since the last call, for the actor to persist and deliver.

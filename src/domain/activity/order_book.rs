@@ -7,6 +7,7 @@ use crate::domain::ids::UserId;
 use crate::domain::order::{
     CancelReason, Order, OrderStatus, PaymentRef, Transition, TransitionError,
 };
+use crate::domain::webhook::{EventData, EventType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn no_such_order() -> ActivityError {
@@ -103,6 +104,7 @@ impl OrderBook {
         self.pending += 1;
         self.by_hold.insert(order.hold, n);
         fx.mutations.push(Mutation::PutOrder(order.clone()));
+        fx.event(EventType::OrderCreated, EventData::Order(order.view()));
         self.orders.entry(n).or_insert(order)
     }
 
@@ -124,6 +126,7 @@ impl OrderBook {
                     self.pending -= 1;
                     self.paid_units += u64::from(q);
                     fx.mutations.push(Mutation::PutOrder(order.clone()));
+                    fx.event(EventType::OrderPaid, EventData::Order(order.view()));
                 }
                 Ok(order)
             }
@@ -149,6 +152,7 @@ impl OrderBook {
                 self.pending -= 1;
                 self.cancelled_units += u64::from(order.quantity);
                 fx.mutations.push(Mutation::PutOrder(order.clone()));
+                fx.event(EventType::OrderCancelled, EventData::Order(order.view()));
                 Ok((order, Transition::Changed))
             }
             Ok(Transition::Unchanged) => Ok((order.clone(), Transition::Unchanged)),

@@ -19,6 +19,18 @@ pub enum Phase {
     Closed,
 }
 
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Scheduled => "scheduled",
+            Phase::Open => "open",
+            Phase::Paused => "paused",
+            Phase::SoldOut => "sold_out",
+            Phase::Closed => "closed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SlotView {
     pub id: String,

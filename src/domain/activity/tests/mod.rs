@@ -3,6 +3,7 @@
 //! `entry_points`.
 
 mod entry_points;
+mod events;
 mod fairness;
 
 use super::orders::PurchaseRequest;

@@ -1,0 +1,288 @@
+//! Webhook events: the five types, their `data`, the delivered body, and the
+//! Standard Webhooks signature over it. Pure: events are facts the activity emits
+//! with the change that caused them; `webhooks/` delivers them.
+
+use super::clock::{rfc3339, Millis};
+use super::order::OrderView;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "order.created")]
+    OrderCreated,
+    #[serde(rename = "order.paid")]
+    OrderPaid,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+    #[serde(rename = "activity.phase_changed")]
+    PhaseChanged,
+    #[serde(rename = "place.admitted")]
+    PlaceAdmitted,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::OrderCreated,
+        EventType::OrderPaid,
+        EventType::OrderCancelled,
+        EventType::PhaseChanged,
+        EventType::PlaceAdmitted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "order.created",
+            EventType::OrderPaid => "order.paid",
+            EventType::OrderCancelled => "order.cancelled",
+            EventType::PhaseChanged => "activity.phase_changed",
+            EventType::PlaceAdmitted => "place.admitted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// One bit per type: the set of types some receiver wants fits a `u8`.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The types in `mask`.
+    pub fn in_mask(mask: u8) -> impl Iterator<Item = EventType> {
+        Self::ALL.into_iter().filter(move |t| mask & t.bit() != 0)
+    }
+}
+
+/// An event's `data`, as the contract shapes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EventData {
+    Order(OrderView),
+    Phase {
+        activity_id: String,
+        phase: String,
+    },
+    Admitted {
+        activity_id: String,
+        user_id: String,
+        expires_at: String,
+    },
+}
+
+/// One event as emitted: its type, when, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventType,
+    pub at: Millis,
+    pub data: EventData,
+}
+
+/// The delivered body, `{"type", "timestamp", "data"}`.
+#[derive(Serialize, Deserialize)]
+pub struct EventBody {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub timestamp: String,
+    pub data: EventData,
+}
+
+impl Event {
+    /// The body exactly as it is stored and signed (the same bytes on every try).
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&EventBody {
+            kind: self.kind,
+            timestamp: rfc3339(self.at),
+            data: self.data.clone(),
+        })
+        .expect("event bodies serialize")
+    }
+}
+
+/// The event type of a stored body, without decoding its data.
+pub fn body_type(body: &[u8]) -> Option<EventType> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(rename = "type")]
+        kind: EventType,
+    }
+    serde_json::from_slice::<Head>(body).ok().map(|h| h.kind)
+}
+
+/// The stable `webhook-id` of an activity's `seq`-th event: the same on every try and
+/// on whichever node delivers it.
+pub fn event_id(activity: &str, seq: u64) -> String {
+    format!("msg_{activity}_{seq}")
+}
+
+/// A receiver's signing secret as shown to the operator: `whsec_` + base64 of the key.
+pub fn secret_text(key: &[u8]) -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
+/// The key bytes of a `whsec_` secret.
+pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_")?)
+        .ok()
+}
+
+/// `webhook-signature`: `v1,` + base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}").
+pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Longest receiver URL accepted.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// Checks a receiver URL: absolute `http` or `https`, a host, an optional numeric
+/// port, no credentials, no fragment, nothing unprintable. Private and loopback
+/// addresses are allowed (the shop's backend usually sits beside sluice).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.is_empty() || url.len() > MAX_URL_LEN {
+        return Err(format!("url must be 1-{MAX_URL_LEN} characters"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("url must not contain spaces or control characters".into());
+    }
+    let lower = url.to_ascii_lowercase();
+    let rest = ["http://", "https://"]
+        .iter()
+        .find_map(|s| lower.starts_with(s).then(|| &url[s.len()..]))
+        .ok_or("url must be an absolute http:// or https:// URL")?;
+    if rest.contains('#') {
+        return Err("url must not have a fragment".into());
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("url must not carry credentials".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or("url has an unclosed [IPv6] host")?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("url has an invalid IPv6 host".into());
+            }
+            match after {
+                "" => (h, None),
+                _ => (
+                    h,
+                    Some(after.strip_prefix(':').ok_or("url has an invalid port")?),
+                ),
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && (authority.starts_with('[')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'));
+    if !host_ok {
+        return Err("url must name a host".into());
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err("url has an invalid port".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receiver_urls_are_checked() {
+        for ok in [
+            "http://127.0.0.1:9000/hooks",
+            "https://shop.example/api/sluice?x=1",
+            "http://[::1]:8080/",
+            "HTTP://backend.internal",
+            "http://10.0.0.5/h",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "ftp://shop.example/",
+            "/relative/path",
+            "http://",
+            "http:///path",
+            "http://user:pw@shop.example/",
+            "http://shop.example/#frag",
+            "http://shop.example:99999/",
+            "http://shop.example:0/",
+            "http://shop example/",
+            "http://[::1/",
+            "http://[zz]/",
+            "javascript:alert(1)",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_url(&format!("http://a/{}", "x".repeat(MAX_URL_LEN))).is_err());
+    }
+
+    #[test]
+    fn types_round_trip_and_masks_select() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("order.shipped"), None);
+        let mask = EventType::OrderPaid.bit() | EventType::PlaceAdmitted.bit();
+        assert_eq!(
+            EventType::in_mask(mask).collect::<Vec<_>>(),
+            [EventType::OrderPaid, EventType::PlaceAdmitted]
+        );
+    }
+
+    #[test]
+    fn the_signature_is_the_standard_webhooks_example() {
+        // The example of the Standard Webhooks specification (spec/standard-webhooks.md).
+        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("base64");
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        assert_eq!(secret_key(&secret_text(&key)).as_deref(), Some(&key[..]));
+    }
+
+    #[test]
+    fn bodies_carry_the_type_timestamp_and_data() {
+        let e = Event {
+            kind: EventType::PhaseChanged,
+            at: 1_700_000_000_000,
+            data: EventData::Phase {
+                activity_id: "drop".into(),
+                phase: "sold_out".into(),
+            },
+        };
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).expect("json");
+        assert_eq!(v["type"], "activity.phase_changed");
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["data"]["phase"], "sold_out");
+        assert_eq!(body_type(&e.body()), Some(EventType::PhaseChanged));
+    }
+}
