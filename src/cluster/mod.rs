@@ -20,6 +20,7 @@ pub mod directory;
 pub mod forward;
 pub mod internal;
 pub mod keys;
+pub mod primary;
 pub mod relay;
 pub mod replicate;
 pub mod session_link;
@@ -39,7 +40,7 @@ use crate::config::Settings;
 use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use anyhow::Context as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use primary::Primary;
 use redis::{AsyncCommands, Script};
 use relay::Relay;
 use replicate::Replicator;
@@ -52,8 +53,14 @@ pub struct Cluster {
     pub advertise: String,
     lease_ms: u64,
     renew_ms: u64,
-    conn: ConnectionManager,
+    /// The Redis primary (fixed, or followed through Sentinel).
+    primary: Arc<Primary>,
     replicator: Replicator,
+    replica_acks: u32,
+    ack_timeout_ms: u64,
+    /// The highest fencing token seen per activity: a new lease's token starts above
+    /// it, even on a promoted replica that never saw it (`keys::ACQUIRE`).
+    high_fence: Mutex<HashMap<ActivityId, u64>>,
     pub registry: Arc<Registry>,
     view: RwLock<ClusterView>,
     owned: Mutex<HashMap<ActivityId, Owned>>,
@@ -75,17 +82,8 @@ impl Cluster {
         relay_arbiter: actix::ArbiterHandle,
     ) -> anyhow::Result<Arc<Cluster>> {
         let c = &settings.cluster;
-        let target = crate::store::sink::redact_url(&c.redis_url);
-        let client = redis::Client::open(c.redis_url.as_str())
-            .with_context(|| format!("invalid cluster.redis_url {target}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(c.renew_ms))
-            .set_connection_timeout(Some(Duration::from_millis(c.renew_ms)))
-            .set_response_timeout(Some(Duration::from_millis(c.renew_ms)));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .with_context(|| format!("cannot connect to the cluster's Redis at {target}"))?;
+        let primary = Arc::new(Primary::connect(c).await?);
+        let target = primary.addr();
         let advertise = settings.advertise();
         let key = settings.admin.api_key.clone();
         let cluster = Arc::new(Cluster {
@@ -93,8 +91,15 @@ impl Cluster {
             advertise: advertise.clone(),
             lease_ms: c.lease_ms,
             renew_ms: c.renew_ms,
-            replicator: Replicator::start(conn.clone()),
-            conn,
+            replicator: Replicator::start(
+                Arc::clone(&primary),
+                c.replica_acks,
+                c.replica_ack_timeout_ms,
+            ),
+            primary,
+            replica_acks: c.replica_acks,
+            ack_timeout_ms: c.replica_ack_timeout_ms,
+            high_fence: Mutex::new(HashMap::new()),
             registry,
             view: RwLock::new(ClusterView::default()),
             owned: Mutex::new(HashMap::new()),
@@ -145,7 +150,9 @@ impl Cluster {
     /// The account store of the cluster (its Redis).
     pub fn accounts(&self) -> accounts::RedisAccounts {
         accounts::RedisAccounts {
-            conn: self.conn.clone(),
+            primary: Arc::clone(&self.primary),
+            replica_acks: self.replica_acks,
+            ack_timeout_ms: self.ack_timeout_ms,
         }
     }
 
@@ -158,12 +165,17 @@ impl Cluster {
     /// cannot be renewed in time), read the view, claim free activities this node is
     /// preferred for, and re-join relayed sessions whose activity moved.
     async fn round(self: &Arc<Self>) {
+        // A promotion first: everything below then talks to the new primary, where
+        // renewals and fenced writes re-validate every lease (docs/cluster.md).
+        self.primary.follow().await;
+        self.primary.observe().await;
         if let Err(e) = self.heartbeat().await {
             tracing::warn!(error = %e, "cluster heartbeat failed");
         }
         self.renew_all().await;
         match self.read_view().await {
             Ok(view) => {
+                self.note_fences(&view);
                 *self.view.write().unwrap_or_else(|e| e.into_inner()) = view.clone();
                 self.claim_free(&view);
                 // Read again after claiming, so this node's own takeovers count too.
@@ -184,7 +196,7 @@ impl Cluster {
         for (id, holder) in owned {
             self.release_lease(&id, &holder).await;
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         let _: redis::RedisResult<i64> = conn.del(keys::node(&self.node_id)).await;
     }
 }
