@@ -1,5 +1,6 @@
-//! Cluster mode (docs/cluster.md): many sluice processes share one Redis; each
-//! activity has exactly one owner at a time, sessions may connect to any node.
+//! Cluster mode (docs/cluster.md): many sluice processes share one Redis (or a
+//! primary found through Sentinel); each activity has exactly one owner at a time,
+//! sessions may connect to any node.
 //!
 //! The core (actors, HTTP) is written as if there were one process; this module
 //! plugs into its ports and nothing in the core imports it:
@@ -10,8 +11,9 @@
 //! - `accounts`: the `AccountStore` in Redis;
 //! - `internal`: the node-to-node endpoints.
 //!
-//! `Cluster` itself: `membership` (live nodes, the view), `leases` (ownership with
-//! fencing tokens), `placement` (where an activity lives, creating one), `takeover`
+//! `Cluster` itself: `primary` (the Redis primary, fixed or followed through
+//! Sentinel), `membership` (live nodes, the view), `leases` (ownership with fencing
+//! tokens), `placement` (where an activity lives, creating one), `takeover`
 //! (claiming free activities, rebuilding from the replica), `status`.
 
 pub mod accounts;

@@ -7,6 +7,7 @@
 mod common;
 mod harness;
 mod redis_failover;
+mod relayed_join;
 mod sentinels;
 mod takeover_credit;
 

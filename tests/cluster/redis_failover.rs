@@ -21,13 +21,13 @@ async fn sentinel_nodes(group: &Sentinels) -> Vec<Node> {
 
 /// Buys with `token` through `via`, retrying while the cluster answers `unavailable`
 /// (the activity moving to a new primary / owner); the order id.
-pub async fn buy_through_failover(via: &Node, id: &str, user: &str, token: &str) -> String {
+pub async fn buy_through_failover(via: &Api, id: &str, user: &str, token: &str) -> String {
     for _ in 0..600 {
         let r = via.purchase(id, user, token, None).await;
         match r.status {
             201 | 200 => return r.body["order"]["id"].as_str().expect("order id").to_owned(),
             503 => tokio::time::sleep(Duration::from_millis(50)).await,
-            _ => panic!("{user} through {}: {} {}", via.id, r.status, r.body),
+            _ => panic!("{user} through port {}: {} {}", via.port, r.status, r.body),
         }
     }
     panic!("{user} could not buy through the failover");
