@@ -127,15 +127,22 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Runs reconciliation every `renew_ms` until the process stops.
+    /// Runs reconciliation every `renew_ms` until the process stops, and, as its own
+    /// task (slow sentinels must not delay renewals), asks the sentinels for the
+    /// primary as often: after a promotion the next renewals and fenced writes go to
+    /// the new primary, which re-validates every lease (docs/cluster.md).
     pub fn start(self: &Arc<Self>) {
+        let period = Duration::from_millis(self.renew_ms);
         let me = Arc::clone(self);
-        actix_web::rt::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(me.renew_ms));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                me.round().await;
+        spawn_every(period, move || {
+            let me = Arc::clone(&me);
+            async move { me.round().await }
+        });
+        let primary = Arc::clone(&self.primary);
+        spawn_every(period, move || {
+            let primary = Arc::clone(&primary);
+            async move {
+                primary.follow().await;
             }
         });
     }
@@ -167,10 +174,6 @@ impl Cluster {
     /// cannot be renewed in time), read the view, claim free activities this node is
     /// preferred for, and re-join relayed sessions whose activity moved.
     async fn round(self: &Arc<Self>) {
-        // A promotion first: everything below then talks to the new primary, where
-        // renewals and fenced writes re-validate every lease (docs/cluster.md).
-        self.primary.follow().await;
-        self.primary.observe().await;
         if let Err(e) = self.heartbeat().await {
             tracing::warn!(error = %e, "cluster heartbeat failed");
         }
@@ -185,6 +188,8 @@ impl Cluster {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the cluster view"),
         }
+        // Last: a slow answer must not hold up the renewals.
+        self.primary.observe().await;
         metrics::gauge!("sluice_cluster_owned_activities").set(self.owned().len() as f64);
         metrics::gauge!("sluice_cluster_relayed_sessions")
             .set(self.relay.relayed_sessions() as f64);
@@ -201,6 +206,22 @@ impl Cluster {
         let mut conn = self.primary.conn();
         let _: redis::RedisResult<i64> = conn.del(keys::node(&self.node_id)).await;
     }
+}
+
+/// Runs `step` every `period` (a slow step delays the next) until the process stops.
+fn spawn_every<F, Fut>(period: Duration, mut step: F)
+where
+    F: FnMut() -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            step().await;
+        }
+    });
 }
 
 fn redis_down(e: redis::RedisError) -> ApiError {
