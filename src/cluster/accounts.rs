@@ -39,7 +39,7 @@ impl AccountStore for RedisAccounts {
         record: Vec<u8>,
     ) -> BoxFuture<'a, Result<bool, AccountsUnavailable>> {
         // The replicator's connection: its `WAIT` must not hold up lease renewals.
-        let (mut conn, _) = self.primary.writes();
+        let mut conn = self.primary.writes();
         let (acks, timeout) = (self.replica_acks, self.ack_timeout_ms);
         Box::pin(async move {
             let added: bool = conn

@@ -14,7 +14,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Client, ConnectionAddr};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -69,8 +68,6 @@ pub struct Primary {
     /// How long one discovery through the sentinels may take.
     ask_timeout: Duration,
     current: RwLock<Current>,
-    /// Bumped on every switch: a connection taken before it belongs to the old primary.
-    generation: AtomicU64,
     last_failover: Mutex<Option<Failover>>,
     /// The last `ROLE` answer of the primary.
     observed: Mutex<Observed>,
@@ -118,7 +115,6 @@ impl Primary {
             writes_config,
             ask_timeout: renew,
             current: RwLock::new(current),
-            generation: AtomicU64::new(0),
             last_failover: Mutex::new(None),
             observed: Mutex::new(Observed::default()),
         })
@@ -133,14 +129,9 @@ impl Primary {
         self.current().control.clone()
     }
 
-    /// The replicator's connection, and the generation it belongs to.
-    pub fn writes(&self) -> (ConnectionManager, u64) {
-        let c = self.current();
-        (c.writes.clone(), self.generation.load(Ordering::Acquire))
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// The connection for replicated writes and their `WAIT`.
+    pub fn writes(&self) -> ConnectionManager {
+        self.current().writes.clone()
     }
 
     /// `host:port` of the primary in use.
@@ -229,7 +220,6 @@ impl Primary {
             }
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);

@@ -205,7 +205,7 @@ async fn run(
             }
         }
         // Per pipeline: after a failover the next one goes to the new primary.
-        let (mut conn, _) = primary.writes();
+        let mut conn = primary.writes();
         let results = send(&mut conn, &script, &jobs, acks).await;
         let down = results
             .iter()
