@@ -1,4 +1,4 @@
-//! A Redis primary, one replica and three sentinels (`redis-server --sentinel`),
+//! A Redis primary, one (or more) replicas and three sentinels (`redis-server --sentinel`),
 //! each on a free port with its own temp dir, for the Redis failover tests. The
 //! sentinels judge a primary down after 1 s, so a promotion takes a few seconds.
 
@@ -11,7 +11,7 @@ pub const MASTER: &str = "sluice";
 pub struct Sentinels {
     /// The primary the group starts with (a replica after a promotion, if alive).
     pub primary: Redis,
-    pub replica: Redis,
+    pub replicas: Vec<Redis>,
     sentinels: Vec<Redis>,
 }
 
@@ -33,23 +33,25 @@ async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Option<
 }
 
 impl Sentinels {
-    pub async fn start() -> Sentinels {
+    pub async fn start(replicas: usize) -> Sentinels {
         let primary = Redis::start().await;
         let p = primary.port.to_string();
-        let replica = Redis::launch(None, &["--replicaof", "127.0.0.1", &p]).await;
-        let s = Sentinels {
+        let mut s = Sentinels {
             primary,
-            replica,
+            replicas: Vec::new(),
             sentinels: Vec::new(),
         };
-        s.until_replicating(s.replica.port).await;
+        for _ in 0..replicas {
+            let r = Redis::launch(None, &["--replicaof", "127.0.0.1", &p]).await;
+            s.until_replicating(r.port).await;
+            s.replicas.push(r);
+        }
         let conf = format!(
             "sentinel monitor {MASTER} 127.0.0.1 {p} 2\n\
              sentinel down-after-milliseconds {MASTER} 1000\n\
              sentinel failover-timeout {MASTER} 4000\n\
              sentinel parallel-syncs {MASTER} 1\n"
         );
-        let mut s = s;
         for _ in 0..3 {
             s.sentinels.push(Redis::launch(Some(&conf), &[]).await);
         }
@@ -117,7 +119,7 @@ impl Sentinels {
         panic!("redis-server on {port} is not replicating");
     }
 
-    /// Every sentinel knows the replica and the two other sentinels: a failover
+    /// Every sentinel knows the replicas and the two other sentinels: a failover
     /// can be agreed on from now.
     async fn until_ready(&self) {
         let mut ask = redis::cmd("SENTINEL");
@@ -128,7 +130,8 @@ impl Sentinels {
                 let fields: Option<HashMap<String, String>> = query(s.port, &ask).await;
                 ready = fields.is_some_and(|f| {
                     let n = |k: &str| f.get(k).and_then(|v| v.parse::<u32>().ok());
-                    n("num-slaves") >= Some(1) && n("num-other-sentinels") >= Some(2)
+                    n("num-slaves") >= Some(self.replicas.len() as u32)
+                        && n("num-other-sentinels") >= Some(2)
                 });
                 if ready {
                     break;
