@@ -87,6 +87,37 @@ pub struct ClusterSettings {
     pub advertise: String,
     pub lease_ms: u64,
     pub renew_ms: u64,
+    /// Replicas that must confirm a replicated write (`WAIT`) before it counts.
+    #[serde(default)]
+    pub replica_acks: u32,
+    #[serde(default = "default_replica_ack_timeout_ms")]
+    pub replica_ack_timeout_ms: u64,
+    #[serde(default)]
+    pub sentinel: SentinelSettings,
+}
+
+fn default_replica_ack_timeout_ms() -> u64 {
+    500
+}
+
+/// The cluster's Redis found through Redis Sentinel (instead of `redis_url`).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSettings {
+    /// `host:port` of each sentinel; empty = Sentinel not used.
+    pub addresses: Vec<String>,
+    pub master_name: String,
+    pub sentinel_username: String,
+    pub sentinel_password: String,
+    /// Credentials of the primary and replicas.
+    pub username: String,
+    pub password: String,
+}
+
+impl SentinelSettings {
+    pub fn enabled(&self) -> bool {
+        !self.addresses.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,7 +256,7 @@ pub struct SinkSettings {
     pub url: String,
     pub batch_size: usize,
 }
-redacted_debug!(SinkSettings, ClusterSettings);
+redacted_debug!(SinkSettings, ClusterSettings, SentinelSettings);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -384,8 +415,32 @@ impl Settings {
                     "must match [a-z0-9-]{1,64} when cluster.enabled",
                 );
             }
-            if c.redis_url.is_empty() {
-                return fail("cluster.redis_url", "is required when cluster.enabled");
+            if c.redis_url.is_empty() == c.sentinel.addresses.is_empty() {
+                return fail(
+                    "cluster.redis_url",
+                    "or cluster.sentinel.addresses (exactly one) is required when cluster.enabled",
+                );
+            }
+            if c.sentinel.enabled() {
+                let bad = c.sentinel.addresses.iter().find(|a| {
+                    a.rsplit_once(':')
+                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                });
+                if let Some(a) = bad {
+                    return fail(
+                        "cluster.sentinel.addresses",
+                        &format!("must be host:port entries, not {a:?}"),
+                    );
+                }
+                if c.sentinel.master_name.is_empty() {
+                    return fail("cluster.sentinel.master_name", "must not be empty");
+                }
+            }
+            if c.replica_acks > 0 && !(10..=60_000).contains(&c.replica_ack_timeout_ms) {
+                return fail(
+                    "cluster.replica_ack_timeout_ms",
+                    "must be between 10 and 60000 when cluster.replica_acks is set",
+                );
             }
             if !c.advertise.is_empty() && !c.advertise.starts_with("http://") {
                 return fail(
@@ -500,7 +555,13 @@ impl Settings {
 }
 
 /// Keys whose values are secrets, and keys holding URLs whose password is one.
-const SECRETS: [&str; 3] = ["auth.jwt_secret", "admin.api_key", "tokens.secret"];
+const SECRETS: [&str; 5] = [
+    "auth.jwt_secret",
+    "admin.api_key",
+    "tokens.secret",
+    "cluster.sentinel.sentinel_password",
+    "cluster.sentinel.password",
+];
 /// Lists of tables whose `key` field is a secret.
 const KEY_LISTS: [&str; 1] = ["admin.keys"];
 const URLS: [&str; 2] = ["sink.url", "cluster.redis_url"];
@@ -832,5 +893,50 @@ mod tests {
         s.cluster.redis_url = "redis://127.0.0.1".into();
         let e = s.validate().expect_err("cluster needs it").to_string();
         assert!(e.contains("admin.api_key"), "{e}");
+    }
+
+    fn cluster_with(vars: &[(&str, &str)]) -> (anyhow::Result<Settings>, String) {
+        let mut v: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        let mut all = vec![
+            ("SLUICE__CLUSTER__ENABLED".to_owned(), "true".to_owned()),
+            ("SLUICE__CLUSTER__NODE_ID".to_owned(), "n1".to_owned()),
+        ];
+        all.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        apply_env(&mut v, all.into_iter()).expect("known keys");
+        let printed = toml::to_string(&redacted(v.clone())).expect("toml");
+        (Settings::from_value(v), printed)
+    }
+
+    #[test]
+    fn the_cluster_redis_is_a_url_or_sentinels_never_both_and_their_passwords_stay_secret() {
+        let sentinels = (
+            "SLUICE__CLUSTER__SENTINEL__ADDRESSES",
+            "10.0.0.1:26379, s2:26379",
+        );
+        let (s, printed) = cluster_with(&[
+            sentinels,
+            ("SLUICE__CLUSTER__SENTINEL__PASSWORD", "hunter2"),
+            ("SLUICE__CLUSTER__SENTINEL__SENTINEL_PASSWORD", "swordfish"),
+            ("SLUICE__CLUSTER__REPLICA_ACKS", "1"),
+        ]);
+        let s = s.expect("valid");
+        assert_eq!(s.cluster.sentinel.addresses, ["10.0.0.1:26379", "s2:26379"]);
+        assert_eq!(s.cluster.replica_acks, 1);
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("swordfish"),
+            "{printed}"
+        );
+        let both = cluster_with(&[sentinels, ("SLUICE__CLUSTER__REDIS_URL", "redis://r:6379")]);
+        let neither = cluster_with(&[]);
+        for (res, _) in [both, neither] {
+            let err = res.expect_err("exactly one");
+            assert!(err.to_string().contains("cluster.redis_url"), "{err}");
+        }
+        let (bad, _) = cluster_with(&[("SLUICE__CLUSTER__SENTINEL__ADDRESSES", "nohost")]);
+        let err = bad.expect_err("host:port");
+        assert!(
+            err.to_string().contains("cluster.sentinel.addresses"),
+            "{err}"
+        );
     }
 }

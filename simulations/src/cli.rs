@@ -323,7 +323,17 @@ pub struct ClusterArgs {
     /// Use this Redis (not stopped at the end) instead of a throwaway redis-server.
     #[arg(long)]
     pub redis_url: Option<String>,
-    /// The redis-server binary started when --redis-url is not given.
+    /// Find the cluster's Redis through these sentinels (host:port,...) instead:
+    /// a Sentinel group someone else runs (docs/cluster.md), never stopped.
+    #[arg(long, value_name = "HOST:PORT,...", conflicts_with = "redis_url")]
+    pub sentinel: Option<String>,
+    /// The primary's name the sentinels monitor (with --sentinel).
+    #[arg(long, default_value = "sluice")]
+    pub sentinel_master: String,
+    /// cluster.replica_acks of every node (with --sentinel: replicas that confirm each write).
+    #[arg(long, default_value_t = 1)]
+    pub replica_acks: u32,
+    /// The redis-server binary started when neither --redis-url nor --sentinel is given.
     #[arg(long, value_name = "PATH", default_value = "redis-server")]
     pub redis_server: PathBuf,
     /// cluster.lease_ms of every node (default: the server's own, 3000).

@@ -8,6 +8,7 @@
 //! | `sluice:activities` | hash | activity id -> `1`, every activity of the cluster |
 //! | `sluice:fence:{activity}` | counter | the last fencing token handed out |
 //! | `sluice:lease:{activity}` | string, PX `lease_ms` | `{node}|{fence}`, the owner |
+//! | `sluice:alive:{activity}` | string | ms time of the owner's last renewal while serving |
 //! | `sluice:state:{activity}` | hash | sled key -> value: the activity's committed state |
 //! | `sluice:accounts` | hash | username -> account (user id, password hash) |
 
@@ -31,6 +32,10 @@ pub fn fence(a: &ActivityId) -> String {
     format!("sluice:fence:{a}")
 }
 
+pub fn alive(a: &ActivityId) -> String {
+    format!("sluice:alive:{a}")
+}
+
 pub fn state(a: &ActivityId) -> String {
     format!("sluice:state:{a}")
 }
@@ -46,18 +51,29 @@ pub fn parse_holder(v: &str) -> Option<(&str, u64)> {
     Some((node, fence.parse().ok()?))
 }
 
-/// Takes a free lease with the next fencing token. KEYS: lease, fence. ARGV: node,
-/// lease ms. Returns the fence, or 0 if the lease is held.
+/// Takes a free lease with the next fencing token, at least ARGV[3] (the highest
+/// token the caller has seen, plus one: a replica promoted after losing the last
+/// `INCR` must not hand a token out twice). KEYS: lease, fence, alive. ARGV: node,
+/// lease ms, floor. Returns [the fence, or 0 if the lease is held; when the activity
+/// was last served (nil if never), read in the same step as the lease is taken].
 pub const ACQUIRE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, false} end
 local f = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[3])
+if f < floor then
+  f = floor
+  redis.call('SET', KEYS[2], f)
+end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. f, 'PX', ARGV[2])
-return f
+return {f, redis.call('GET', KEYS[3])}
 ";
 
-/// Extends a lease still held. KEYS: lease. ARGV: holder, lease ms. Returns 1 or 0.
+/// Extends a lease still held and, if ARGV[3] is not empty, records it as the time
+/// the owner was last serving (a successor credits tokens from then). KEYS: lease,
+/// alive. ARGV: holder, lease ms, now ms or ''. Returns 1 or 0.
 pub const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) end
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0

@@ -58,16 +58,45 @@ impl Cluster {
         holder
     }
 
-    /// Takes a free lease; the fencing token, or 0 if someone holds it.
-    pub(super) async fn acquire(&self, id: &ActivityId) -> redis::RedisResult<u64> {
-        let mut conn = self.conn.clone();
-        self.acquire
+    /// Takes a free lease; the fencing token (0 if someone holds the lease), and
+    /// when the activity was last served (ms), for the failover credit. The token is
+    /// above every one this node has seen for the activity, so it never repeats one
+    /// after a promoted replica lost the last `INCR`.
+    pub(super) async fn acquire(&self, id: &ActivityId) -> redis::RedisResult<(u64, Option<u64>)> {
+        let mut conn = self.primary.conn();
+        let floor = self.high_fence(id) + 1;
+        let (fence, served): (u64, Option<u64>) = self
+            .acquire
             .key(keys::lease(id))
             .key(keys::fence(id))
+            .key(keys::alive(id))
             .arg(&self.node_id)
             .arg(self.lease_ms)
+            .arg(floor)
             .invoke_async(&mut conn)
-            .await
+            .await?;
+        self.saw_fence(id, fence);
+        Ok((fence, served))
+    }
+
+    fn high_fence(&self, id: &ActivityId) -> u64 {
+        let seen = self.high_fence.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(id).copied().unwrap_or(0)
+    }
+
+    pub(super) fn saw_fence(&self, id: &ActivityId, fence: u64) {
+        let mut seen = self.high_fence.lock().unwrap_or_else(|e| e.into_inner());
+        let high = seen.entry(id.clone()).or_insert(0);
+        *high = (*high).max(fence);
+    }
+
+    /// Remembers the tokens of a view just read.
+    pub(super) fn note_fences(&self, view: &super::ClusterView) {
+        for (id, owner) in &view.activities {
+            if let Some((_, fence)) = owner {
+                self.saw_fence(id, *fence);
+            }
+        }
     }
 
     pub(super) async fn renew_all(&self) {
@@ -85,12 +114,21 @@ impl Cluster {
                 continue;
             }
             let sent = Instant::now();
-            let mut conn = self.conn.clone();
+            let mut conn = self.primary.conn();
+            // Only a running actor whose commits land counts as serving: a rebuild,
+            // or commits failing for want of the store, are part of the outage.
+            let serving = if running && self.replicator.healthy() {
+                self.registry.now().to_string()
+            } else {
+                String::new()
+            };
             let res: redis::RedisResult<i64> = self
                 .renew
                 .key(keys::lease(&id))
+                .key(keys::alive(&id))
                 .arg(&holder)
                 .arg(self.lease_ms)
+                .arg(serving)
                 .invoke_async(&mut conn)
                 .await;
             match res {
@@ -126,7 +164,7 @@ impl Cluster {
 
     /// Gives a lease up if this holder still has it (best effort: it expires anyway).
     pub(super) async fn release_lease(&self, id: &ActivityId, holder: &str) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         let res: redis::RedisResult<i64> = self
             .release
             .key(keys::lease(id))

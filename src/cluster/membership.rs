@@ -45,7 +45,7 @@ impl Cluster {
     }
 
     pub(super) async fn heartbeat(&self) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         redis::pipe()
             .set_options(
                 keys::node(&self.node_id),
@@ -60,7 +60,7 @@ impl Cluster {
     }
 
     pub(super) async fn read_view(&self) -> redis::RedisResult<ClusterView> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         let ids: Vec<String> = conn.smembers(keys::NODES).await?;
         let mut nodes = BTreeMap::new();
         if !ids.is_empty() {

@@ -1,5 +1,6 @@
-//! Cluster mode (docs/cluster.md): many sluice processes share one Redis; each
-//! activity has exactly one owner at a time, sessions may connect to any node.
+//! Cluster mode (docs/cluster.md): many sluice processes share one Redis (or a
+//! primary found through Sentinel); each activity has exactly one owner at a time,
+//! sessions may connect to any node.
 //!
 //! The core (actors, HTTP) is written as if there were one process; this module
 //! plugs into its ports and nothing in the core imports it:
@@ -10,8 +11,9 @@
 //! - `accounts`: the `AccountStore` in Redis;
 //! - `internal`: the node-to-node endpoints.
 //!
-//! `Cluster` itself: `membership` (live nodes, the view), `leases` (ownership with
-//! fencing tokens), `placement` (where an activity lives, creating one), `takeover`
+//! `Cluster` itself: `primary` (the Redis primary, fixed or followed through
+//! Sentinel), `membership` (live nodes, the view), `leases` (ownership with fencing
+//! tokens), `placement` (where an activity lives, creating one), `takeover`
 //! (claiming free activities, rebuilding from the replica), `status`.
 
 pub mod accounts;
@@ -20,6 +22,7 @@ pub mod directory;
 pub mod forward;
 pub mod internal;
 pub mod keys;
+pub mod primary;
 pub mod relay;
 pub mod replicate;
 pub mod session_link;
@@ -40,7 +43,7 @@ use crate::config::Settings;
 use crate::domain::ids::ActivityId;
 use crate::error::{ApiError, ErrorCode};
 use anyhow::Context as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use primary::Primary;
 use redis::{AsyncCommands, Script};
 use relay::Relay;
 use replicate::Replicator;
@@ -53,8 +56,14 @@ pub struct Cluster {
     pub advertise: String,
     lease_ms: u64,
     renew_ms: u64,
-    conn: ConnectionManager,
+    /// The Redis primary (fixed, or followed through Sentinel).
+    primary: Arc<Primary>,
     replicator: Replicator,
+    replica_acks: u32,
+    ack_timeout_ms: u64,
+    /// The highest fencing token seen per activity: a new lease's token starts above
+    /// it, even on a promoted replica that never saw it (`keys::ACQUIRE`).
+    high_fence: Mutex<HashMap<ActivityId, u64>>,
     pub registry: Arc<Registry>,
     view: RwLock<ClusterView>,
     owned: Mutex<HashMap<ActivityId, Owned>>,
@@ -76,17 +85,8 @@ impl Cluster {
         relay_arbiter: actix::ArbiterHandle,
     ) -> anyhow::Result<Arc<Cluster>> {
         let c = &settings.cluster;
-        let target = crate::store::sink::redact_url(&c.redis_url);
-        let client = redis::Client::open(c.redis_url.as_str())
-            .with_context(|| format!("invalid cluster.redis_url {target}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(c.renew_ms))
-            .set_connection_timeout(Some(Duration::from_millis(c.renew_ms)))
-            .set_response_timeout(Some(Duration::from_millis(c.renew_ms)));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .with_context(|| format!("cannot connect to the cluster's Redis at {target}"))?;
+        let primary = Arc::new(Primary::connect(c).await?);
+        let target = primary.addr();
         let advertise = settings.advertise();
         let key = settings.admin.api_key.clone();
         let cluster = Arc::new(Cluster {
@@ -94,8 +94,15 @@ impl Cluster {
             advertise: advertise.clone(),
             lease_ms: c.lease_ms,
             renew_ms: c.renew_ms,
-            replicator: Replicator::start(conn.clone()),
-            conn,
+            replicator: Replicator::start(
+                Arc::clone(&primary),
+                c.replica_acks,
+                c.replica_ack_timeout_ms,
+            ),
+            primary,
+            replica_acks: c.replica_acks,
+            ack_timeout_ms: c.replica_ack_timeout_ms,
+            high_fence: Mutex::new(HashMap::new()),
             registry,
             view: RwLock::new(ClusterView::default()),
             owned: Mutex::new(HashMap::new()),
@@ -121,15 +128,22 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Runs reconciliation every `renew_ms` until the process stops.
+    /// Runs reconciliation every `renew_ms` until the process stops, and, as its own
+    /// task (slow sentinels must not delay renewals), asks the sentinels for the
+    /// primary as often: after a promotion the next renewals and fenced writes go to
+    /// the new primary, which re-validates every lease (docs/cluster.md).
     pub fn start(self: &Arc<Self>) {
+        let period = Duration::from_millis(self.renew_ms);
         let me = Arc::clone(self);
-        actix_web::rt::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(me.renew_ms));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                me.round().await;
+        spawn_every(period, move || {
+            let me = Arc::clone(&me);
+            async move { me.round().await }
+        });
+        let primary = Arc::clone(&self.primary);
+        spawn_every(period, move || {
+            let primary = Arc::clone(&primary);
+            async move {
+                primary.follow().await;
             }
         });
     }
@@ -146,7 +160,9 @@ impl Cluster {
     /// The account store of the cluster (its Redis).
     pub fn accounts(&self) -> accounts::RedisAccounts {
         accounts::RedisAccounts {
-            conn: self.conn.clone(),
+            primary: Arc::clone(&self.primary),
+            replica_acks: self.replica_acks,
+            ack_timeout_ms: self.ack_timeout_ms,
         }
     }
 
@@ -154,7 +170,9 @@ impl Cluster {
     /// every receiver, for the activities it owns.
     pub fn webhooks(&self) -> webhooks::RedisWebhooks {
         webhooks::RedisWebhooks {
-            conn: self.conn.clone(),
+            primary: Arc::clone(&self.primary),
+            replica_acks: self.replica_acks,
+            ack_timeout_ms: self.ack_timeout_ms,
         }
     }
 
@@ -173,6 +191,7 @@ impl Cluster {
         self.renew_all().await;
         match self.read_view().await {
             Ok(view) => {
+                self.note_fences(&view);
                 *self.view.write().unwrap_or_else(|e| e.into_inner()) = view.clone();
                 self.claim_free(&view);
                 // Read again after claiming, so this node's own takeovers count too.
@@ -180,6 +199,8 @@ impl Cluster {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the cluster view"),
         }
+        // Last: a slow answer must not hold up the renewals.
+        self.primary.observe().await;
         metrics::gauge!("sluice_cluster_owned_activities").set(self.owned().len() as f64);
         metrics::gauge!("sluice_cluster_relayed_sessions")
             .set(self.relay.relayed_sessions() as f64);
@@ -193,9 +214,25 @@ impl Cluster {
         for (id, holder) in owned {
             self.release_lease(&id, &holder).await;
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         let _: redis::RedisResult<i64> = conn.del(keys::node(&self.node_id)).await;
     }
+}
+
+/// Runs `step` every `period` (a slow step delays the next) until the process stops.
+fn spawn_every<F, Fut>(period: Duration, mut step: F)
+where
+    F: FnMut() -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            step().await;
+        }
+    });
 }
 
 fn redis_down(e: redis::RedisError) -> ApiError {

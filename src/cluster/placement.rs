@@ -61,23 +61,30 @@ impl Cluster {
         slots: Vec<SlotSpec>,
     ) -> Result<ActivityView, ApiError> {
         let id = spec.id.clone();
-        let mut conn = self.conn.clone();
-        let added: bool = conn
-            .hset_nx(keys::ACTIVITIES, id.as_str(), 1)
-            .await
-            .map_err(redis_down)?;
-        if !added {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("activity {id} already exists"),
-            ));
-        }
-        let fence = self.acquire(&id).await.map_err(redis_down)?;
+        let exists = || ApiError::new(ErrorCode::Conflict, format!("activity {id} already exists"));
+        // The lease first: once the id is registered, every node's round looks for
+        // activities without a lease to claim, and would find this one.
+        let (fence, _) = self.acquire(&id).await.map_err(redis_down)?;
+        let mut conn = self.primary.conn();
         if fence == 0 {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "the activity is being created elsewhere; retry",
-            ));
+            let known: bool = conn
+                .hexists(keys::ACTIVITIES, id.as_str())
+                .await
+                .map_err(redis_down)?;
+            return Err(if known {
+                exists()
+            } else {
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the activity is being created elsewhere; retry",
+                )
+            });
+        }
+        let holder = keys::holder(&self.node_id, fence);
+        let added: Result<bool, _> = conn.hset_nx(keys::ACTIVITIES, id.as_str(), 1).await;
+        if !matches!(added, Ok(true)) {
+            self.release_lease(&id, &holder).await;
+            return Err(added.map_err(redis_down).err().unwrap_or_else(exists));
         }
         let holder = self.hold(&id, fence, false);
         let res = self
@@ -92,7 +99,7 @@ impl Cluster {
     /// created through another node since the last round), so the first clients of a
     /// new activity are not told it does not exist.
     pub async fn lookup(&self, id: &ActivityId) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         let known: redis::RedisResult<bool> = conn.hexists(keys::ACTIVITIES, id.as_str()).await;
         if !matches!(known, Ok(true)) {
             return;

@@ -42,6 +42,9 @@ const MAX_LINK_PENDING: usize = 500_000;
 /// as its socket is open: telling it to reconnect would only add to the storm.
 const REJOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// How often a waiting relayed join checks whether its activity moved.
+const OWNER_CHECK: Duration = Duration::from_millis(250);
+
 /// Requests stay bounded, so one never outlives its timeout and turns into a burst
 /// of `unavailable` answers (and client retries) for work the owner is still doing:
 /// the rest of a backlog goes in the next request, right after.
@@ -346,7 +349,7 @@ impl Relay {
         link
     }
 
-    async fn call(&self, base: &str, op: SessionOp) -> Result<(), ApiError> {
+    fn enqueue(&self, base: &str, op: SessionOp) -> oneshot::Receiver<OpResult> {
         let link = self.ops_link(base);
         let (tx, rx) = oneshot::channel();
         link.pending
@@ -354,10 +357,48 @@ impl Relay {
             .unwrap_or_else(|e| e.into_inner())
             .push((op, tx));
         link.wake.notify_one();
-        match rx.await {
-            Ok(r) => r.into_result(),
-            Err(_) => Err(ApiError::new(ErrorCode::Unavailable, "the relay stopped")),
+        rx
+    }
+
+    async fn call(&self, base: &str, op: SessionOp) -> Result<(), ApiError> {
+        answer(self.enqueue(base, op).await)
+    }
+
+    /// A relayed join waits for its owner's answer however long the owner's queue
+    /// is (no session timeout: a busy owner is not a failed one; refusing it only
+    /// sent the client to the back of the same queue). It gives up when the
+    /// activity has a newer owner, or when the owner cannot be reached (the request
+    /// fails, or outlives its own timeout).
+    async fn join_while_owner(
+        &self,
+        activity: &ActivityId,
+        owner: &OwnerRef,
+        op: SessionOp,
+    ) -> Result<(), ApiError> {
+        let mut rx = self.enqueue(&owner.base, op);
+        let mut every = tokio::time::interval(OWNER_CHECK);
+        loop {
+            tokio::select! {
+                r = &mut rx => return answer(r),
+                _ = every.tick() => {
+                    if self.moved_past(activity, owner.fence) {
+                        return Err(ApiError::new(
+                            ErrorCode::Unavailable,
+                            "the activity moved to another node; reconnect shortly",
+                        ));
+                    }
+                }
+            }
         }
+    }
+
+    /// True once this node knows of an owner newer than `fence`.
+    fn moved_past(&self, activity: &ActivityId, fence: u64) -> bool {
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(activity)
+            .is_some_and(|o| o.fence > fence)
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RemoteSession>> {
@@ -377,7 +418,7 @@ impl Relay {
         pow: Option<PowSolution>,
         queue: Arc<SessionQueue>,
     ) -> Result<(), ApiError> {
-        let base = owner.base.clone();
+        let to = owner.clone();
         self.owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -407,7 +448,7 @@ impl Relay {
             session: Some(session),
         };
         // (A dropped join may still land at the owner: the guard detaches it there.)
-        let res = self.call(&base, op).await;
+        let res = self.join_while_owner(activity, &to, op).await;
         if res.is_ok() {
             guard.session = None;
         }
@@ -535,6 +576,13 @@ impl Relay {
                 });
             });
         }
+    }
+}
+
+fn answer(r: Result<OpResult, oneshot::error::RecvError>) -> Result<(), ApiError> {
+    match r {
+        Ok(r) => r.into_result(),
+        Err(_) => Err(ApiError::new(ErrorCode::Unavailable, "the relay stopped")),
     }
 }
 

@@ -9,12 +9,13 @@
 //! commits Redis applied.
 
 use super::keys;
+use super::primary::Primary;
 use crate::domain::ids::ActivityId;
 use crate::store::codec::KvOp;
 use crate::store::{CommitFailure, CommitTarget, OnDurable, Store};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -43,14 +44,36 @@ const MAX_PIPELINE: usize = 512;
 #[derive(Clone)]
 pub struct Replicator {
     tx: mpsc::UnboundedSender<Job>,
+    /// False while the last pipeline could not be written (or confirmed): owners
+    /// are then not serving, whatever their actors believe.
+    healthy: Arc<AtomicBool>,
+}
+
+/// How many replicas must have a pipeline before its commits count, and how long
+/// to wait for them (Redis `WAIT`); 0 replicas: no wait.
+#[derive(Clone, Copy)]
+struct Acks {
+    replicas: u32,
+    timeout_ms: u64,
 }
 
 impl Replicator {
-    /// Starts the sending task on the current runtime.
-    pub fn start(conn: ConnectionManager) -> Replicator {
+    /// Starts the sending task on the current runtime. It writes to whichever
+    /// primary `primary` names at each pipeline.
+    pub fn start(primary: Arc<Primary>, replica_acks: u32, ack_timeout_ms: u64) -> Replicator {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, rx));
-        Replicator { tx }
+        let acks = Acks {
+            replicas: replica_acks,
+            timeout_ms: ack_timeout_ms,
+        };
+        let healthy = Arc::new(AtomicBool::new(true));
+        tokio::spawn(run(primary, acks, rx, Arc::clone(&healthy)));
+        Replicator { tx, healthy }
+    }
+
+    /// True unless the last pipeline failed for want of the store.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
     }
 
     /// Queues one commit; the receiver hears whether the replica took it.
@@ -166,7 +189,12 @@ impl CommitTarget for ReplicatedCommits {
     }
 }
 
-async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(
+    primary: Arc<Primary>,
+    acks: Acks,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    healthy: Arc<AtomicBool>,
+) {
     let script = Script::new(keys::APPLY);
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -176,7 +204,13 @@ async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) 
                 Err(_) => break,
             }
         }
-        let results = send(&mut conn, &script, &jobs).await;
+        // Per pipeline: after a failover the next one goes to the new primary.
+        let mut conn = primary.writes();
+        let results = send(&mut conn, &script, &jobs, acks).await;
+        let down = results
+            .iter()
+            .any(|r| matches!(r, Err(ReplicaError::Unavailable(_))));
+        healthy.store(!down, Ordering::Release);
         for (job, res) in jobs.into_iter().zip(results) {
             if let Err(e) = &res {
                 tracing::warn!(activity_id = %job.activity, error = %e, "replication failed");
@@ -186,12 +220,16 @@ async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) 
     }
 }
 
-/// One pipeline; on NOSCRIPT (a restarted Redis) the script is loaded and the
-/// pipeline sent once more (the script is idempotent: absolute puts and deletes).
+/// One pipeline; on NOSCRIPT (a restarted Redis, a promoted replica) the script is
+/// loaded and the pipeline sent once more (the script is idempotent: absolute puts
+/// and deletes). With `acks`, the pipeline ends with `WAIT`: if fewer replicas than
+/// required confirm in time, no commit of it counts (a promoted replica could lack
+/// them), so each fails as `Unavailable`.
 async fn send(
     conn: &mut ConnectionManager,
     script: &Script,
     jobs: &[Job],
+    acks: Acks,
 ) -> Vec<Result<(), ReplicaError>> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
@@ -208,15 +246,14 @@ async fn send(
         }
         pipe.invoke_script(&inv);
     }
+    if acks.replicas > 0 {
+        pipe.cmd("WAIT").arg(acks.replicas).arg(acks.timeout_ms);
+    }
     for attempt in 0..2 {
-        let values: Vec<Value> = match pipe.query_async(conn).await {
+        let mut values: Vec<Value> = match pipe.query_async(conn).await {
             Ok(v) => v,
             Err(e) => {
-                let msg = e.to_string();
-                return jobs
-                    .iter()
-                    .map(|_| Err(ReplicaError::Unavailable(msg.clone())))
-                    .collect();
+                return all_fail(jobs, &e.to_string());
             }
         };
         let noscript = values
@@ -224,13 +261,22 @@ async fn send(
             .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
         if noscript && attempt == 0 {
             if let Err(e) = script.prepare_invoke().load_async(conn).await {
-                let msg = e.to_string();
-                return jobs
-                    .iter()
-                    .map(|_| Err(ReplicaError::Unavailable(msg.clone())))
-                    .collect();
+                return all_fail(jobs, &e.to_string());
             }
             continue;
+        }
+        if acks.replicas > 0 {
+            let confirmed = match values.pop() {
+                Some(Value::Int(n)) => n,
+                _ => -1,
+            };
+            if confirmed < i64::from(acks.replicas) {
+                let why = format!(
+                    "{confirmed} of {} replicas confirmed the writes in time",
+                    acks.replicas
+                );
+                return all_fail(jobs, &why);
+            }
         }
         return values
             .into_iter()
@@ -241,11 +287,11 @@ async fn send(
             })
             .collect();
     }
+    all_fail(jobs, "the script could not be loaded")
+}
+
+fn all_fail(jobs: &[Job], why: &str) -> Vec<Result<(), ReplicaError>> {
     jobs.iter()
-        .map(|_| {
-            Err(ReplicaError::Unavailable(
-                "the script could not be loaded".into(),
-            ))
-        })
+        .map(|_| Err(ReplicaError::Unavailable(why.to_owned())))
         .collect()
 }

@@ -8,6 +8,7 @@ use crate::domain::pow::PowSolution;
 use crate::http::directory::{JoinFailure, SessionLink};
 use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct RemoteLink {
     pub activity: ActivityId,
@@ -36,6 +37,12 @@ impl SessionLink for RemoteLink {
                 .await
                 .map_err(JoinFailure::Refused)
         })
+    }
+
+    /// The relay bounds the wait: as long as the owner answers and keeps the
+    /// activity (`Relay::join`), not `server.actor_timeout_ms`.
+    fn join_timeout(&self, _local: Duration) -> Option<Duration> {
+        None
     }
 
     fn detach(&self, session: u64, _: &UserId) {

@@ -53,6 +53,7 @@ impl Cluster {
             "activities": activities,
             "owned_here": owned,
             "relayed_sessions": self.relay.relayed_sessions(),
+            "redis": self.primary.status(),
             "view_age_ms": view.read_at.map(|t| t.elapsed().as_millis() as u64),
         })
     }

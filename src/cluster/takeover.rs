@@ -37,7 +37,7 @@ impl Cluster {
     /// Takes a free activity over: lease first, then the replica.
     pub(super) async fn adopt(&self, id: &ActivityId) -> anyhow::Result<()> {
         let started = Instant::now();
-        let fence = self.acquire(id).await?;
+        let (fence, since) = self.acquire(id).await?;
         if fence == 0 {
             return Ok(());
         }
@@ -45,7 +45,7 @@ impl Cluster {
         let loaded = match self.read_replica(id).await {
             Ok(kvs) => {
                 let target = self.commits_for(id, holder.clone());
-                rebuild(&self.registry, id, kvs, target)
+                rebuild(&self.registry, id, kvs, target, since)
                     .await
                     .map_err(anyhow::Error::from)
             }
@@ -79,7 +79,7 @@ impl Cluster {
         &self,
         id: &ActivityId,
     ) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         let mut all = std::collections::BTreeMap::new();
         let mut cursor = 0u64;
         loop {
@@ -101,13 +101,16 @@ impl Cluster {
 
 /// Replaces this node's copy of the activity with the replica (`kvs`: its sled keys
 /// and values) in one commit, queues every order for the sink again (idempotent
-/// there: the previous owner may have died before flushing), and starts the actor
-/// committing to `target`. `Ok(false)`: the replica holds no record.
+/// there: the previous owner may have died before flushing), credits outstanding
+/// tokens with the time since the activity was last served (`since`), and starts
+/// the actor committing to `target` (its first commit persists the credit).
+/// `Ok(false)`: the replica holds no record.
 pub async fn rebuild(
     registry: &Registry,
     id: &ActivityId,
     kvs: Vec<(Vec<u8>, Vec<u8>)>,
     target: Arc<dyn CommitTarget>,
+    since: Option<u64>,
 ) -> Result<bool, StoreError> {
     let store = registry.store();
     // Its webhook events too: a commit this node made but the replica refused
@@ -134,13 +137,18 @@ pub async fn rebuild(
             ack.await.map_err(|_| StoreError::Unavailable)??;
         }
     }
-    let activity = Activity::restore(
+    let now = registry.now();
+    let mut activity = Activity::restore(
         loaded.record,
         loaded.data,
         registry.key().clone(),
-        registry.now(),
+        now,
         crate::actors::registry::draw_seed(),
     );
+    if let Some(since) = since {
+        let credited = activity.credit_outage(since, now);
+        tracing::info!(activity_id = %id, outage_ms = now.saturating_sub(since), credited, "tokens credited with the failover's time");
+    }
     registry.start(activity, target);
     Ok(true)
 }

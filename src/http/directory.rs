@@ -127,6 +127,12 @@ pub trait SessionLink {
         pow: Option<PowSolution>,
     ) -> LocalBoxFuture<'static, Result<(), JoinFailure>>;
 
+    /// How long the session waits for `join`, given the local actor timeout. `None`:
+    /// the link bounds the wait itself (a relayed join waits while its owner works).
+    fn join_timeout(&self, local: Duration) -> Option<Duration> {
+        Some(local)
+    }
+
     /// The session ended (its place waits for a reconnect).
     fn detach(&self, session: u64, user: &UserId);
 

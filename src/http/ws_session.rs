@@ -155,7 +155,15 @@ impl Session {
             ticket,
             pow,
         );
-        let res = match timeout(self.spec.state.actor_timeout, joined).await {
+        let limit = self
+            .spec
+            .activity
+            .join_timeout(self.spec.state.actor_timeout);
+        let answer = match limit {
+            Some(limit) => timeout(limit, joined).await,
+            None => Ok(joined.await),
+        };
+        let res = match answer {
             Ok(Ok(())) => Ok(()),
             Ok(Err(JoinFailure::Refused(e))) => Err((e, false)),
             Ok(Err(JoinFailure::Busy)) | Err(_) => Err((busy(), true)),

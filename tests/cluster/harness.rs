@@ -16,16 +16,30 @@ pub struct Redis {
 }
 
 impl Redis {
+    pub async fn start() -> Redis {
+        Self::launch(None, &[]).await
+    }
+
+    /// A `redis-server` with `args`; with `sentinel_conf`, a sentinel running that
+    /// configuration (written to its temp dir, which Sentinel rewrites as it learns).
     // The child is waited for in `drop`.
     #[allow(clippy::zombie_processes)]
-    pub async fn start() -> Redis {
+    pub async fn launch(sentinel_conf: Option<&str>, args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some(conf) = sentinel_conf {
+            let file = dir.path().join("sentinel.conf");
+            std::fs::write(&file, conf).expect("writes sentinel.conf");
+            cmd.arg(&file).arg("--sentinel");
+        } else {
+            cmd.args(["--save", "", "--appendonly", "no"]);
+        }
+        let child = cmd
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -45,6 +59,48 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A fresh, empty `redis-server` on the same port (a replaced machine), in place
+    /// of this killed one.
+    // The child is waited for in `drop`.
+    #[allow(clippy::zombie_processes)]
+    pub async fn replace(&mut self) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server starts");
+        self.kill9();
+        self.child = child;
+        self._dir = dir;
+        for _ in 0..200 {
+            if ping(self.port).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not come back on {port}");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGSTOP / SIGCONT: a primary that freezes (or is cut off) and comes back.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} redis-server on {}", self.port);
     }
 }
 

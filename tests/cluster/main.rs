@@ -6,6 +6,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod redis_failover;
+mod relayed_join;
+mod sentinels;
+mod takeover_credit;
 
 use common::*;
 use harness::*;
@@ -209,8 +213,14 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
     }
 
     // Every acknowledged order exists, through either survivor.
-    for (i, order) in acknowledged.iter().enumerate() {
-        let got = nodes[1 + i % 2]
+    all_orders_present(&[&nodes[1], &nodes[2]], &id, &acknowledged).await;
+}
+
+/// Every order in `orders` is found through `via` (in turn), and they are all the
+/// activity sold: no unit sold twice, none acknowledged and lost.
+async fn all_orders_present(via: &[&Node], id: &str, orders: &[String]) {
+    for (i, order) in orders.iter().enumerate() {
+        let got = via[i % via.len()]
             .request(
                 "GET",
                 &format!("/api/orders/{order}"),
@@ -220,8 +230,8 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
             .await;
         assert_eq!(got.status, 200, "order {order}: {}", got.body);
     }
-    let v = nodes[2].assert_invariant_when_available(&id).await;
-    assert_eq!(v["sold"].as_u64(), Some(acknowledged.len() as u64), "{v}");
+    let v = via[0].assert_invariant_when_available(id).await;
+    assert_eq!(v["sold"].as_u64(), Some(orders.len() as u64), "{v}");
 }
 
 #[actix_web::test]
@@ -338,7 +348,12 @@ async fn replicated_writes_need_the_current_fencing_token() {
         .set(keys::lease(&id), keys::holder("n1", 1))
         .await
         .expect("set");
-    let r = Replicator::start(conn.clone());
+    let mut settings = sluice::config::Settings::defaults().cluster;
+    settings.redis_url = redis.url();
+    let primary = sluice::cluster::primary::Primary::connect(&settings)
+        .await
+        .expect("connects");
+    let r = Replicator::start(std::sync::Arc::new(primary), 0, 500);
     let put = |v: &str| vec![KvOp::Put(b"a/fenced/rec".to_vec(), v.as_bytes().to_vec())];
     assert_eq!(
         r.apply(&id, &keys::holder("n1", 1), &put("one"))
@@ -450,6 +465,7 @@ async fn the_shop_pays_through_any_node_and_the_audit_gathers_every_node() {
     let redis = Redis::start().await;
     let url = redis.url();
     let shop = [
+        ("SLUICE__CLUSTER__REDIS_URL", url.clone()),
         ("SLUICE__PAYMENT__MODE", "external".to_owned()),
         (
             "SLUICE__ADMIN__KEYS",
@@ -458,7 +474,7 @@ async fn the_shop_pays_through_any_node_and_the_audit_gathers_every_node() {
     ];
     let mut nodes = Vec::new();
     for i in 1..=3 {
-        nodes.push(Node::start_with(&format!("n{i}"), &url, &shop).await);
+        nodes.push(Node::start_with(&format!("n{i}"), &shop).await);
     }
     let id = id_owned_by("shop", "n1");
     nodes[0]

@@ -28,19 +28,19 @@ impl std::ops::DerefMut for Node {
 impl Node {
     /// Node `id` of the cluster coordinated through the Redis at `redis_url`.
     pub async fn start(id: &str, redis_url: &str) -> Node {
-        Self::start_with(id, redis_url, &[]).await
+        Self::start_with(id, &[("SLUICE__CLUSTER__REDIS_URL", redis_url.to_owned())]).await
     }
 
-    /// `start`, with more `SLUICE__...` settings (the same on every node).
-    pub async fn start_with(id: &str, redis_url: &str, extra: &[(&str, String)]) -> Node {
+    /// Node `id` with its Redis given by `settings` (a URL, or Sentinel's), and any
+    /// other `SLUICE__...` settings (the same on every node).
+    pub async fn start_with(id: &str, settings: &[(&str, String)]) -> Node {
         let mut cluster = vec![
             ("SLUICE__CLUSTER__ENABLED", "true".to_owned()),
             ("SLUICE__CLUSTER__NODE_ID", id.to_owned()),
-            ("SLUICE__CLUSTER__REDIS_URL", redis_url.to_owned()),
             ("SLUICE__CLUSTER__LEASE_MS", LEASE_MS.to_string()),
             ("SLUICE__CLUSTER__RENEW_MS", RENEW_MS.to_string()),
         ];
-        cluster.extend(extra.iter().cloned());
+        cluster.extend_from_slice(settings);
         Node {
             id: id.to_owned(),
             process: Process::start(&format!("node {id}"), &cluster).await,

@@ -92,6 +92,26 @@ impl Holds {
         None
     }
 
+    /// Failover credit: every hold still outstanding at `since` (its expiry after it)
+    /// expires `credit` ms later, persisted. Returns how many moved.
+    pub(super) fn extend_outstanding(
+        &mut self,
+        since: Millis,
+        credit: u64,
+        fx: &mut Effects,
+    ) -> usize {
+        let moved: Vec<(Millis, u64)> = self.expiry.range((since + 1, 0)..).copied().collect();
+        for (at, id) in &moved {
+            self.expiry.remove(&(*at, *id));
+            if let Some(h) = self.by_id.get_mut(id) {
+                h.expires_at = at + credit;
+                self.expiry.insert((h.expires_at, *id));
+                fx.mutations.push(Mutation::PutHold(h.clone()));
+            }
+        }
+        moved.len()
+    }
+
     /// Ids of every hold, for closing.
     pub(super) fn ids(&self) -> Vec<u64> {
         self.by_id.keys().copied().collect()
@@ -147,5 +167,25 @@ mod tests {
         assert_eq!(holds.take_expired(300, &mut fx).map(|h| h.id), Some(early));
         assert_eq!(holds.take_expired(300, &mut fx).map(|h| h.id), Some(late));
         assert_eq!((holds.len(), holds.next_id()), (0, 4));
+    }
+
+    #[test]
+    fn a_failover_credit_moves_only_holds_outstanding_when_the_owner_went_silent() {
+        let (mut holds, mut fx) = (Holds::default(), Effects::default());
+        let before = holds.grant(grant(0, 100), &mut fx).id;
+        let during = holds.grant(grant(0, 300), &mut fx).id;
+        let after = holds.grant(grant(0, 900), &mut fx).id;
+        fx = Effects::default();
+        assert_eq!(holds.extend_outstanding(200, 500, &mut fx), 2);
+        assert_eq!(fx.mutations.len(), 2);
+        let expiry = |id| holds.get(id).map(|h| h.expires_at);
+        assert_eq!(
+            (expiry(before), expiry(during), expiry(after)),
+            (Some(100), Some(800), Some(1400))
+        );
+        // Expiry order follows the new times: `during` outlives its old deadline.
+        assert_eq!(holds.take_expired(799, &mut fx).map(|h| h.id), Some(before));
+        assert_eq!(holds.take_expired(799, &mut fx), None);
+        assert_eq!(holds.take_expired(800, &mut fx).map(|h| h.id), Some(during));
     }
 }

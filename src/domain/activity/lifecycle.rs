@@ -12,6 +12,19 @@ use crate::domain::order::CancelReason;
 use crate::domain::webhook::{EventData, EventType};
 
 impl Activity {
+    /// After a takeover: the activity could not be served from `since` (when its
+    /// previous owner was last heard from) until `now`, so every token still
+    /// outstanding at `since` gets that time back (persisted with the next commit; a
+    /// resumed session's `admitted` carries the new expiry). Nobody meets
+    /// `token_expired` because of a failover. Returns how many holds moved.
+    pub fn credit_outage(&mut self, since: Millis, now: Millis) -> usize {
+        if since >= now {
+            return 0;
+        }
+        self.holds
+            .extend_outstanding(since, now - since, &mut self.fx)
+    }
+
     /// One step of time: everything due at `now` happens, in a fixed order.
     pub fn tick(&mut self, now: Millis) {
         if !self.gate.was_closed() && self.spec.closes_at.is_some_and(|c| c <= now) {

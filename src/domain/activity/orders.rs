@@ -74,7 +74,15 @@ impl Activity {
                 created: false,
             });
         }
-        if req.claims.expires_at_ms <= now {
+        // The hold's expiry is the one that counts: a failover credit (`credit_outage`)
+        // extends it past the deadline signed into a token issued before.
+        let expires_at = self
+            .holds
+            .get(req.claims.hold)
+            .map_or(req.claims.expires_at_ms, |h| {
+                h.expires_at.max(req.claims.expires_at_ms)
+            });
+        if expires_at <= now {
             return Err(ActivityError::TokenExpired);
         }
         if self.is_closed(now) {

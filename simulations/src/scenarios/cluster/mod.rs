@@ -39,7 +39,7 @@ pub async fn run(args: ClusterArgs) -> Result<bool, String> {
             &args.as_flash_sale(),
             json!({
                 "nodes": args.nodes, "lease_ms": args.lease_ms, "kill_after_sold": args.kill_after(),
-                "redis_url_given": args.redis_url.is_some(), "failover_timeout_secs": args.failover_timeout_secs,
+                "redis_url_given": args.redis_url.is_some(), "sentinel": args.sentinel, "failover_timeout_secs": args.failover_timeout_secs,
             }),
         ),
     );

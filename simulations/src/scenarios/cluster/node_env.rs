@@ -1,5 +1,5 @@
 //! The environment of a cluster node: what all nodes share (cluster mode,
-//! Redis, secrets, lifted per-IP limits) and what is its own (id, address).
+//! Redis or its sentinels, secrets, lifted per-IP limits) and what is its own (id, address).
 
 use crate::cli::ClusterArgs;
 
@@ -8,11 +8,24 @@ use crate::cli::ClusterArgs;
 pub fn common(args: &ClusterArgs, redis_url: &str) -> Result<Vec<(String, String)>, String> {
     let mut env = vec![
         kv("SLUICE__CLUSTER__ENABLED", "true"),
-        kv("SLUICE__CLUSTER__REDIS_URL", redis_url),
         // Every node must accept the same admin key and identities.
         kv("SLUICE__ADMIN__API_KEY", &args.admin_key),
         kv("SLUICE__AUTH__JWT_SECRET", &args.jwt_secret),
     ];
+    match &args.sentinel {
+        Some(addresses) => env.extend([
+            kv("SLUICE__CLUSTER__SENTINEL__ADDRESSES", addresses),
+            kv(
+                "SLUICE__CLUSTER__SENTINEL__MASTER_NAME",
+                &args.sentinel_master,
+            ),
+            kv(
+                "SLUICE__CLUSTER__REPLICA_ACKS",
+                &args.replica_acks.to_string(),
+            ),
+        ]),
+        None => env.push(kv("SLUICE__CLUSTER__REDIS_URL", redis_url)),
+    }
     if let Some(ms) = args.lease_ms {
         env.push(kv("SLUICE__CLUSTER__LEASE_MS", &ms.to_string()));
     }

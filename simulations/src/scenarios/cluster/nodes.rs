@@ -62,7 +62,11 @@ impl Nodes {
             (crate::client::now_ms() / 1000.0) as u64
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let redis = match &args.redis_url {
+        let given = args.redis_url.clone().or_else(|| {
+            let s = args.sentinel.as_ref()?;
+            Some(format!("sentinel://{s}/{}", args.sentinel_master))
+        });
+        let redis = match &given {
             Some(url) => Redis::given(url),
             None => match Redis::start(&args.redis_server, &dir.join("redis")).await {
                 Ok(r) => r,
