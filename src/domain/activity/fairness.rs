@@ -124,6 +124,11 @@ impl Fairness {
         }
     }
 
+    /// Commits to `seed` unless a seed exists already (moving the opening keeps it).
+    pub(super) fn commit(&mut self, seed: [u8; 32]) {
+        self.seed.get_or_insert(seed);
+    }
+
     pub(super) fn seed(&self) -> Option<&[u8; 32]> {
         self.seed.as_ref()
     }
