@@ -131,42 +131,6 @@ pub async fn verify_into(report: &mut Report, http: &HttpClient, id: &str) {
     );
 }
 
-/// The server's post-event report figures (wait percentiles, give-ups, time to
-/// sell out), next to the simulator's own measurements in the report.
-pub async fn server_report_into(report: &mut Report, http: &HttpClient, key: &str, id: &str) {
-    let path = format!("/api/admin/activities/{id}/report");
-    let body = match http.request("GET", &path, Some(key), None).await {
-        Ok(r) if r.status == 200 => r.json(),
-        Ok(r) => {
-            report
-                .run_errors
-                .push(format!("GET {path}: {} {}", r.status, r.body_text()));
-            None
-        }
-        Err(e) => {
-            report.run_errors.push(format!("GET {path}: {e}"));
-            None
-        }
-    };
-    let Some(b) = body else { return };
-    let show = |v: &Value| match v {
-        Value::Null => "-".to_owned(),
-        v => v.to_string(),
-    };
-    for (name, v) in [
-        ("joins", &b["joins"]),
-        ("peak waiting", &b["peak_waiting"]),
-        ("admitted", &b["admitted"]),
-        ("abandoned", &b["abandoned"]),
-        ("wait p50 (s)", &b["wait_secs"]["p50"]),
-        ("wait p99 (s)", &b["wait_secs"]["p99"]),
-        ("wait max (s)", &b["wait_secs"]["max"]),
-        ("sold out after (s)", &b["sold_out_after_secs"]),
-    ] {
-        report.figure("server report", name, show(v));
-    }
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -15,6 +15,7 @@ pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
         sale::run_reported(&mut target, &args, "flash-sale", &Twist::None, &mut report).await?;
     crate::fairness::verify_into(&mut report, &target.http, &run.activity_id).await;
     let key = target.admin.key.clone();
-    crate::fairness::server_report_into(&mut report, &target.http, &key, &run.activity_id).await;
+    let (http, id) = (&target.http, &run.activity_id);
+    crate::server_report::compare_into(&mut report, http, &key, id, &run.records, None).await;
     sale::finish_reported(target, report, &args, &run, json!({ "metrics": m })).await
 }

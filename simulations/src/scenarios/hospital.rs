@@ -170,7 +170,9 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
     report.data = json!({ "metrics": m, "shuffle": shuffle, "samples": samples });
     crate::fairness::verify_into(&mut report, &target.http, &id).await;
     let key = target.admin.key.clone();
-    crate::fairness::server_report_into(&mut report, &target.http, &key, &id).await;
+    let opens_at_ms = crate::timefmt::unix_ms(&opens_at);
+    crate::server_report::compare_into(&mut report, &target.http, &key, &id, &records, opens_at_ms)
+        .await;
     target.shutdown(&mut report).await;
     common::finish(
         report,
