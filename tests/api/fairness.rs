@@ -254,6 +254,21 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     let f_bad = save("wrong.json", &wrong);
     let (verdict, ok) = verify(files(&f_bad, &l_ok)).await;
     assert!(!ok && verdict.contains("commitment"), "{verdict}");
+
+    // Hiding the commitment does not turn a pre-queue into an unchecked line.
+    let f_none = save("none.json", r#"{"commitment":null,"seed":null}"#);
+    let (verdict, ok) = verify(files(&f_none, &l_ok)).await;
+    assert!(
+        !ok && verdict.contains("pre-queue without a commitment"),
+        "{verdict}"
+    );
+    let later_only: String = log
+        .lines()
+        .filter(|l| l.contains(r#""prequeue":false"#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (verdict, ok) = verify(files(&f_none, &save("later.ndjson", &later_only))).await;
+    assert!(ok && verdict.contains("open from creation"), "{verdict}");
 }
 
 #[actix_web::test]
