@@ -106,7 +106,7 @@ fn blank(fx: Effects) -> String {
                 Mutation::PutHold(h)
             }
             Mutation::PutLine { seq, mut line } => {
-                line.receipt.clear();
+                line.receipt = crate::domain::activity::fairness::Receipt::of(&key(), "");
                 Mutation::PutLine { seq, line }
             }
             Mutation::PutOrder(o) => Mutation::PutOrder(blank_order(o)),
