@@ -6,7 +6,13 @@
 #   - HTTP joins (the bench client's join phase while pre-issuing tokens);
 #   - the seed designs' Redis + Lua stock deduction (EVALSHA: check bought, check
 #     stock, DECRBY, mark user) under redis-benchmark with 50 clients, no pipelining,
-#     in memory only (the required anchor) and again with appendfsync always.
+#     in memory only (the required anchor) and again with appendfsync always;
+#   - the peer (benches/peer.rs): the seed design's whole purchase path on the same
+#     stack (actix-web, the same JWT check, one EVALSHA that checks the limit and the
+#     stock, decrements, marks the user and XADDs the order), driven by the same wrk
+#     script and tokens as sluice's purchase, against its own throwaway Redis in
+#     memory and then one with appendfsync always.
+# PEER_ONLY=1 runs only sluice's purchase at the default window and the peer.
 # Writes target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,14 +20,16 @@ USERS=${USERS:-400000}   # tokens pre-issued per purchase run (more than 5 s can
 # Another build of the server to measure (e.g. an older commit's), same clients.
 server_bin=${SLUICE_BIN:-target/release/sluice}
 SECS=${SECS:-5}
+PEER_ONLY=${PEER_ONLY:-0}
 mkdir -p target/bench
 
 # shellcheck source=scripts/services.sh
 source scripts/services.sh >/dev/null
 command -v wrk >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q
-cargo bench --bench throughput --no-run -q 2>/dev/null
+cargo bench --bench throughput --bench peer --no-run -q 2>/dev/null
 bench_bin=$(ls -t target/release/deps/throughput-* | grep -v '\.d$' | head -n 1)
+peer_bin=$(ls -t target/release/deps/peer-* | grep -v '\.d$' | head -n 1)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server_pid=""
@@ -40,10 +48,13 @@ stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; rm -
 
 default_window=$(awk -F' *= *' '/^commit_window_us/ {print $2}' config/default.toml)
 
-start_server "$default_window"
-echo "bench.sh: no-op endpoint, wrk -t2 -c64 -d${SECS}s" >&2
-noop=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
-stop_server
+noop=0
+if [[ "$PEER_ONLY" != 1 ]]; then
+    start_server "$default_window"
+    echo "bench.sh: no-op endpoint, wrk -t2 -c64 -d${SECS}s" >&2
+    noop=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
+    stop_server
+fi
 
 purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec"
     start_server "$1"
@@ -61,13 +72,44 @@ purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec"
     [[ "$sold" -ge "$created" ]] || { echo "bench.sh: sold $sold < acknowledged $created" >&2; exit 1; }
     echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out") $joins"
 }
-echo "bench.sh: durable purchases, wrk, window 0 and ${default_window} us" >&2
-read -r p0 p0_p99 _ < <(purchase 0)
+p0=0; p0_p99=0; evalsha=0; evalsha_fsync=0
+if [[ "$PEER_ONLY" != 1 ]]; then
+    echo "bench.sh: durable purchases, wrk, window 0 and ${default_window} us" >&2
+    read -r p0 p0_p99 _ < <(purchase 0)
+fi
 read -r pd pd_p99 joins < <(purchase "$default_window")
+
+# The peer, on the tokens of the last purchase run (their JWTs are its users). Each
+# run is a subshell (`< <(peer_run)`) whose EXIT trap stops its Redis and peer and
+# removes its directory, also when it fails.
+peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_ms"
+    local rport pport out created orders
+    rport=$(free_port); dir=$(mktemp -d); rpid=""; ppid=""
+    trap 'kill $ppid $rpid 2>/dev/null || true; wait $ppid $rpid 2>/dev/null || true; rm -rf "$dir"' EXIT
+    redis-server --port "$rport" --bind 127.0.0.1 --dir "$dir" --save '' "$@" >"$dir/redis.log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 100); do redis-cli -p "$rport" PING >/dev/null 2>&1 && break; sleep 0.1; done
+    pport=$(free_port)
+    "$peer_bin" --bind "127.0.0.1:$pport" --redis "redis://127.0.0.1:$rport/" --workers 2 >"$dir/peer.log" 2>&1 &
+    ppid=$!
+    for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$pport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fsS "http://127.0.0.1:$pport/healthz" >/dev/null || { echo "bench.sh: peer did not start: $(cat "$dir/peer.log")" >&2; exit 1; }
+    out=$(wrk -t2 -c64 -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$pport" -- target/bench/tokens.txt 2 | tail -n 1)
+    echo "bench.sh: peer, redis $*: $out" >&2
+    created=$(sed -n 's/.*created=\([0-9]*\).*/\1/p' <<<"$out")
+    orders=$(redis-cli -p "$rport" XLEN peer:orders)
+    [[ "$orders" -ge "$created" && "$created" -gt 0 ]] || { echo "bench.sh: peer streamed $orders orders, acknowledged $created" >&2; exit 1; }
+    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")"
+}
+echo "bench.sh: the peer (benches/peer.rs), Redis in memory, then appendfsync always" >&2
+read -r peer_mem peer_mem_p99 < <(peer_run --appendonly no)
+read -r peer_fsync peer_fsync_p99 < <(peer_run --appendonly yes --appendfsync always)
+[[ -n "$peer_mem" && -n "$peer_fsync" ]] || { echo "bench.sh: a peer run failed" >&2; exit 1; }
 rm -f target/bench/tokens.txt
 
-redis_port=${SLUICE_TEST_REDIS_URL##*:}
-rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
+if [[ "$PEER_ONLY" != 1 ]]; then
+    redis_port=${SLUICE_TEST_REDIS_URL##*:}
+    rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
 lua='local bought = redis.call("SISMEMBER", KEYS[2], ARGV[1])
 if bought == 1 then return -1 end
 local stock = tonumber(redis.call("GET", KEYS[1]) or "0")
@@ -75,28 +117,31 @@ if stock <= 0 then return 0 end
 redis.call("DECRBY", KEYS[1], 1)
 redis.call("SADD", KEYS[2], ARGV[1])
 return 1'
-rcli FLUSHALL >/dev/null
-rcli SET stock 100000000 >/dev/null
-sha=$(rcli SCRIPT LOAD "$lua")
-echo "bench.sh: Redis EVALSHA stock deduction, redis-benchmark -c 50" >&2
-evalsha_run() {
-    redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -n "$1" -r 100000000 --csv \
-        EVALSHA "$sha" 2 stock bought __rand_int__ | tail -n 1 | cut -d, -f2 | tr -d '"'
-}
-evalsha=$(evalsha_run 300000)
-# The same script with each write fsynced before its reply (appendfsync always), as
-# sluice acknowledges a purchase only once it is durable: an anchor with equal
-# durability, printed beside the required (memory-only) one.
-rcli CONFIG SET appendonly yes >/dev/null
-rcli CONFIG SET appendfsync always >/dev/null
-echo "bench.sh: the same with appendonly yes, appendfsync always" >&2
-evalsha_fsync=$(evalsha_run 100000)
-rcli CONFIG SET appendonly no >/dev/null
+    rcli FLUSHALL >/dev/null
+    rcli SET stock 100000000 >/dev/null
+    sha=$(rcli SCRIPT LOAD "$lua")
+    echo "bench.sh: Redis EVALSHA stock deduction, redis-benchmark -c 50" >&2
+    evalsha_run() {
+        redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -n "$1" -r 100000000 --csv \
+            EVALSHA "$sha" 2 stock bought __rand_int__ | tail -n 1 | cut -d, -f2 | tr -d '"'
+    }
+    evalsha=$(evalsha_run 300000)
+    # The same script with each write fsynced before its reply (appendfsync always), as
+    # sluice acknowledges a purchase only once it is durable: an anchor with equal
+    # durability, printed beside the required (memory-only) one.
+    rcli CONFIG SET appendonly yes >/dev/null
+    rcli CONFIG SET appendfsync always >/dev/null
+    echo "bench.sh: the same with appendonly yes, appendfsync always" >&2
+    evalsha_fsync=$(evalsha_run 100000)
+    rcli CONFIG SET appendonly no >/dev/null
+fi
 
-python3 - "$noop" "$p0" "$p0_p99" "$pd" "$pd_p99" "$joins" "$evalsha" "$evalsha_fsync" "$default_window" <<'PY'
+python3 - "$noop" "$p0" "$p0_p99" "$pd" "$pd_p99" "$joins" "$evalsha" "$evalsha_fsync" "$default_window" \
+    "$peer_mem" "$peer_mem_p99" "$peer_fsync" "$peer_fsync_p99" <<'PY'
 import json, sys
 noop, p0, p0_p99, pd, pd_p99, joins, evalsha, evalsha_fsync = map(float, sys.argv[1:9])
 w = sys.argv[9]
+peer_mem, peer_mem_p99, peer_fsync, peer_fsync_p99 = map(float, sys.argv[10:14])
 rows = [
     ("no-op endpoint /healthz (wrk)", noop, ""),
     ("HTTP join, durable (bench client)", joins, ""),
@@ -104,16 +149,28 @@ rows = [
     (f"durable purchase, window {w} us default (wrk)", pd, f"p99 {pd_p99:.1f} ms"),
     ("Redis EVALSHA stock deduction, 50 clients", evalsha, "in memory only"),
     ("Redis EVALSHA, appendfsync always", evalsha_fsync, "durable before the reply"),
+    ("peer: JWT + EVALSHA/XADD, Redis in memory (wrk)", peer_mem, f"p99 {peer_mem_p99:.1f} ms"),
+    ("peer: the same, appendfsync always (wrk)", peer_fsync, f"p99 {peer_fsync_p99:.1f} ms"),
 ]
 print()
 for name, v, note in rows:
-    print(f"{name:48} {v:>10.0f}/s  {note}")
+    if v:  # PEER_ONLY=1 leaves the other rows out
+        print(f"{name:48} {v:>10.0f}/s  {note}")
 print()
-print(f"durable purchase / no-op      (target >= 0.7): {pd / noop:.2f}")
-print(f"durable purchase / EVALSHA    (target >= 1.0): {pd / evalsha:.2f}")
-print(f"durable purchase / EVALSHA with appendfsync always: {pd / evalsha_fsync:.2f}")
-print(f"group commit speed-up (window {w} us vs 0):    {pd / p0:.1f}x")
+def ratio(name, num, den):
+    if den:
+        print(f"{name:52} {num / den:.2f}")
+ratio("durable purchase / no-op (target >= 0.7):", pd, noop)
+ratio("durable purchase / EVALSHA (target >= 1.0):", pd, evalsha)
+ratio("durable purchase / EVALSHA, appendfsync always:", pd, evalsha_fsync)
+ratio("durable purchase / peer, Redis in memory (>= 1.0):", pd, peer_mem)
+ratio("durable purchase / peer, appendfsync always (>= 1.0):", pd, peer_fsync)
+if p0:
+    print(f"group commit speed-up (window {w} us vs 0):    {pd / p0:.1f}x")
 json.dump({"noop_rps": noop, "join_rps": joins, "purchase_window0_rps": p0, "purchase_window0_p99_ms": p0_p99,
            "purchase_default_rps": pd, "purchase_default_p99_ms": pd_p99, "default_window_us": int(w),
-           "redis_evalsha_rps": evalsha, "redis_evalsha_fsync_always_rps": evalsha_fsync}, open("target/bench/results.json", "w"), indent=2)
+           "redis_evalsha_rps": evalsha, "redis_evalsha_fsync_always_rps": evalsha_fsync,
+           "peer_memory_rps": peer_mem, "peer_memory_p99_ms": peer_mem_p99,
+           "peer_fsync_always_rps": peer_fsync, "peer_fsync_always_p99_ms": peer_fsync_p99},
+          open("target/bench/results.json", "w"), indent=2)
 PY

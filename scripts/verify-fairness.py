@@ -9,7 +9,8 @@ The first form downloads GET /api/activities/{id}/fairness and .../fairness/log;
 the second reads copies saved earlier (so anyone can check them later, offline).
 
 Checks, from the seed and the log only (see docs/fairness.md):
-  1. the seed matches the commitment published before opening (SHA-256);
+  1. the seed matches the commitment published before opening (SHA-256); an
+     activity open from creation has none, and then may have no pre-queue;
   2. every receipt appears once;
   3. the pre-queue comes first, then later joiners (join order after opening);
   4. the pre-queue is in order of HMAC-SHA256(key = seed, message = receipt);
@@ -60,17 +61,21 @@ def verify(fairness_text, log_text):
     """Returns (ok, message)."""
     fairness = json.loads(fairness_text)
     commitment, seed_hex = fairness.get("commitment"), fairness.get("seed")
-    if not commitment:
-        return False, "no commitment was published for this activity"
-    if not seed_hex:
-        return False, "the seed is not revealed yet (the activity has not opened)"
-    seed = bytes.fromhex(seed_hex)
-    if len(seed) != 32:
-        return False, "the seed is not 32 bytes"
-    if hashlib.sha256(seed).hexdigest() != commitment.lower():
-        return False, "the seed does not match the commitment"
-
     lines = [json.loads(l) for l in log_text.splitlines() if l.strip()]
+    # An activity open from creation had no pre-queue, so nothing to commit to: only
+    # its line order can be checked (and a pre-queue line there is a failure).
+    seed = None
+    if commitment:
+        if not seed_hex:
+            return False, "the seed is not revealed yet (the activity has not opened)"
+        seed = bytes.fromhex(seed_hex)
+        if len(seed) != 32:
+            return False, "the seed is not 32 bytes"
+        if hashlib.sha256(seed).hexdigest() != commitment.lower():
+            return False, "the seed does not match the commitment"
+    elif any(l["prequeue"] for l in lines):
+        return False, "a pre-queue without a commitment"
+
     seen = set()
     for i, line in enumerate(lines, 1):
         if line["receipt"] in seen:
@@ -106,9 +111,10 @@ def verify(fairness_text, log_text):
         last = t
 
     admitted = sum(1 for l in lines if l.get("admitted_at"))
+    checked = ("seed matches commitment, pre-queue in HMAC order, " if seed is not None
+               else "no commitment and no pre-queue (open from creation), ")
     return True, (f"{len(lines)} places ({pre} pre-queued, {admitted} admitted): "
-                  "seed matches commitment, pre-queue in HMAC order, "
-                  "admissions in line order")
+                  f"{checked}admissions in line order")
 
 
 def main(argv):

@@ -1,6 +1,6 @@
 //! The fairness check the scenarios end with: the same checks as
 //! `scripts/verify-fairness.py`, written again here (not the server's code) over
-//! the public `fairness` and `fairness/log` endpoints.
+//! the public `fairness` and `fairness/log` endpoints, and the script itself.
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -104,8 +104,36 @@ pub fn check(fairness: &Value, log: &str) -> Result<String, String> {
 }
 
 /// Downloads the activity's fairness data, checks it and records the verdict as a
-/// check of the report (and its line as a figure).
-pub async fn verify_into(report: &mut Report, http: &HttpClient, id: &str) {
+/// check of the report (and its line as a figure); then runs the published verifier,
+/// `scripts/verify-fairness.py`, against the server at `url` the same way.
+pub async fn verify_into(report: &mut Report, http: &HttpClient, url: &str, id: &str) {
+    check_into(report, http, id).await;
+    script_into(report, url, id).await;
+}
+
+/// The verdict of `scripts/verify-fairness.py URL ID` (Python standard library only),
+/// as a check: it exits 0 only on `PASS`.
+async fn script_into(report: &mut Report, url: &str, id: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/verify-fairness.py");
+    let out = tokio::process::Command::new("python3")
+        .args([script, url, id])
+        .output()
+        .await;
+    let (passed, line) = match out {
+        Ok(o) => {
+            let mut line = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            if line.is_empty() {
+                line = String::from_utf8_lossy(&o.stderr).trim().to_owned();
+            }
+            (o.status.success(), line)
+        }
+        Err(e) => (false, format!("python3 {script}: {e}")),
+    };
+    report.figure("fairness", "scripts/verify-fairness.py", &line);
+    report.check("scripts/verify-fairness.py passes", passed, line);
+}
+
+async fn check_into(report: &mut Report, http: &HttpClient, id: &str) {
     let verdict = async {
         let f = http
             .get(&format!("/api/activities/{id}/fairness"), None)
@@ -129,42 +157,6 @@ pub async fn verify_into(report: &mut Report, http: &HttpClient, id: &str) {
         passed,
         line,
     );
-}
-
-/// The server's post-event report figures (wait percentiles, give-ups, time to
-/// sell out), next to the simulator's own measurements in the report.
-pub async fn server_report_into(report: &mut Report, http: &HttpClient, key: &str, id: &str) {
-    let path = format!("/api/admin/activities/{id}/report");
-    let body = match http.request("GET", &path, Some(key), None).await {
-        Ok(r) if r.status == 200 => r.json(),
-        Ok(r) => {
-            report
-                .run_errors
-                .push(format!("GET {path}: {} {}", r.status, r.body_text()));
-            None
-        }
-        Err(e) => {
-            report.run_errors.push(format!("GET {path}: {e}"));
-            None
-        }
-    };
-    let Some(b) = body else { return };
-    let show = |v: &Value| match v {
-        Value::Null => "-".to_owned(),
-        v => v.to_string(),
-    };
-    for (name, v) in [
-        ("joins", &b["joins"]),
-        ("peak waiting", &b["peak_waiting"]),
-        ("admitted", &b["admitted"]),
-        ("abandoned", &b["abandoned"]),
-        ("wait p50 (s)", &b["wait_secs"]["p50"]),
-        ("wait p99 (s)", &b["wait_secs"]["p99"]),
-        ("wait max (s)", &b["wait_secs"]["max"]),
-        ("sold out after (s)", &b["sold_out_after_secs"]),
-    ] {
-        report.figure("server report", name, show(v));
-    }
 }
 
 fn hex(b: &[u8]) -> String {

@@ -15,6 +15,7 @@ mod report;
 mod sampler;
 mod scenarios;
 mod server;
+mod server_report;
 mod stats;
 mod timefmt;
 mod user;

@@ -13,3 +13,9 @@ pub fn rfc3339_in(secs: f64) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_default()
 }
+
+/// Unix milliseconds of an RFC 3339 timestamp.
+pub fn unix_ms(s: &str) -> Option<f64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e6)
+}

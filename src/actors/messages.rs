@@ -5,6 +5,7 @@ use crate::domain::activity::orders::{OrderAction, Purchased};
 use crate::domain::activity::report::ReportView;
 use crate::domain::activity::AdminCommand;
 use crate::domain::activity::{ActivityError, ActivityView, TicketView};
+use crate::domain::clock::Millis;
 use crate::domain::ids::{SlotId, UserId};
 use crate::domain::order::{Order, PaymentRef};
 use crate::domain::spec::{AdmissionPatch, SlotSpec};
@@ -132,13 +133,19 @@ pub struct OrdersOf {
 #[derive(Message)]
 #[rtype(result = "CallResult<ActivityView>")]
 pub enum Admin {
-    View { admin: bool },
+    View {
+        admin: bool,
+    },
     AddStock(u32),
     AddSlots(Vec<SlotSpec>),
     Pause,
     Resume,
     Close,
     PatchAdmission(AdmissionPatch),
+    Schedule {
+        opens_at: Option<Millis>,
+        seed: [u8; 32],
+    },
 }
 
 impl From<Admin> for AdminCommand {
@@ -151,6 +158,7 @@ impl From<Admin> for AdminCommand {
             Admin::Resume => AdminCommand::Resume,
             Admin::Close => AdminCommand::Close,
             Admin::PatchAdmission(p) => AdminCommand::PatchAdmission(p),
+            Admin::Schedule { opens_at, seed } => AdminCommand::Schedule { opens_at, seed },
         }
     }
 }

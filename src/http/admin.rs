@@ -33,6 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/activities/{id}/admission",
                 web::patch().to(patch_admission),
             )
+            .route("/activities/{id}/schedule", web::patch().to(schedule))
             .route("/activities/{id}/shuffle", web::get().to(shuffle)),
     );
 }
@@ -311,6 +312,64 @@ pub(crate) async fn patch_admission(
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .json(call_id(&st, &id, AdminCall::PatchAdmission(body.into_inner())).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Schedule {
+    /// RFC 3339, in the future; `null` opens the activity now. Required.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = true)]
+    opens_at: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Sets the opening time of an activity that has not opened (or opened at creation
+/// and nobody joined yet): commits to a fairness seed, kept when the time moves again.
+#[utoipa::path(
+    patch,
+    path = "/api/admin/activities/{id}/schedule",
+    operation_id = "admin_schedule",
+    tag = "admin",
+    params(("id" = String, Path, description = "The activity id")),
+    request_body = Schedule,
+    responses(
+        (status = 200, description = "The admin view, with `fairness.commitment`", body = crate::domain::activity::ActivityView),
+        (status = 400, description = "`invalid_request`: `opens_at` missing, not RFC 3339, not in the future or not before `closes_at`; an unknown field", body = crate::http::schemas::ErrorBody),
+        (status = 409, description = "`conflict`: the activity is closed, opened on its schedule, or has been joined", body = crate::http::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
+        (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
+    ),
+    security(("admin" = []), ("admin_query" = []))
+)]
+pub(crate) async fn schedule(
+    _: Admin,
+    st: Data<AppState>,
+    id: Path<String>,
+    body: Json<Schedule>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(opens_at) = body.into_inner().opens_at else {
+        return Err(ApiError::invalid(
+            "opens_at is required (RFC 3339, or null to open now)",
+        ));
+    };
+    let opens_at = match opens_at {
+        None => None,
+        Some(s) => Some(
+            crate::domain::clock::parse_rfc3339(&s)
+                .ok_or_else(|| ApiError::invalid("opens_at must be an RFC 3339 time"))?,
+        ),
+    };
+    // Drawn here, used only if the activity has no seed yet (the domain draws nothing).
+    let seed = crate::actors::registry::draw_seed();
+    let v = call_id(&st, &id, AdminCall::Schedule { opens_at, seed }).await?;
+    Ok(HttpResponse::Ok().json(v))
 }
 
 /// The audit of the pre-queue shuffle: seed, algorithm and resulting order.

@@ -73,6 +73,7 @@ pub(crate) async fn serve() -> HttpResponse {
         crate::http::admin::resume,
         crate::http::admin::close,
         crate::http::admin::patch_admission,
+        crate::http::admin::schedule,
         crate::http::admin::shuffle,
         crate::http::admin::events,
         crate::http::admin::event_ticket,

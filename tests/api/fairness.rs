@@ -254,4 +254,137 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     let f_bad = save("wrong.json", &wrong);
     let (verdict, ok) = verify(files(&f_bad, &l_ok)).await;
     assert!(!ok && verdict.contains("commitment"), "{verdict}");
+
+    // Hiding the commitment does not turn a pre-queue into an unchecked line.
+    let f_none = save("none.json", r#"{"commitment":null,"seed":null}"#);
+    let (verdict, ok) = verify(files(&f_none, &l_ok)).await;
+    assert!(
+        !ok && verdict.contains("pre-queue without a commitment"),
+        "{verdict}"
+    );
+    let later_only: String = log
+        .lines()
+        .filter(|l| l.contains(r#""prequeue":false"#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (verdict, ok) = verify(files(&f_none, &save("later.ndjson", &later_only))).await;
+    assert!(ok && verdict.contains("open from creation"), "{verdict}");
+}
+
+#[actix_web::test]
+async fn opens_at_set_later_commits_and_keeps_its_seed_across_a_restart_and_a_move() {
+    let mut app = Process::start("sluice", &[]).await;
+    let path = "/activities/later/schedule";
+    let at = |ms: u64| json!({ "opens_at": rfc3339(ms) });
+    let created = app
+        .create_sale("later", 5, json!({"rate_per_sec": 1000, "max_active": 100}))
+        .await;
+    assert!(created.get("fairness").is_none(), "open now: {created}");
+
+    let opens = sluice::domain::clock::SystemClock.now_ms() + 3_600_000;
+    let r = app.admin("PATCH", path, Some(at(opens))).await;
+    assert_eq!(
+        (r.status, &r.body["phase"]),
+        (200, &json!("scheduled")),
+        "{}",
+        r.body
+    );
+    let commitment = r.body["fairness"]["commitment"]
+        .as_str()
+        .expect("a commitment from the PATCH on")
+        .to_owned();
+    assert_eq!(
+        app.view("later").await["fairness"]["commitment"],
+        commitment.as_str()
+    );
+    for u in ["pre-1", "pre-2", "pre-3"] {
+        assert_eq!(app.join_http("later", u).await.body["status"], "prequeue");
+    }
+
+    app.kill9();
+    app.restart().await;
+    let f: Value = serde_json::from_str(&app.get_text("/api/activities/later/fairness").await.1)
+        .expect("json");
+    assert_eq!(
+        (&f["commitment"], &f["seed"]),
+        (&json!(commitment), &Value::Null)
+    );
+    let moved = app.admin("PATCH", path, Some(at(opens + 3_600_000))).await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(moved.body["opens_at"], rfc3339(opens + 3_600_000).as_str());
+    assert_eq!(
+        moved.body["fairness"]["commitment"],
+        commitment.as_str(),
+        "moving keeps it"
+    );
+
+    // Bad input changes nothing.
+    let past = sluice::domain::clock::SystemClock.now_ms() - 1_000;
+    app.admin("PATCH", path, Some(at(past)))
+        .await
+        .expect_error(400, "invalid_request");
+    app.admin("PATCH", path, Some(json!({"opens_at": "soon"})))
+        .await
+        .expect_error(400, "invalid_request");
+    app.admin("PATCH", path, Some(json!({})))
+        .await
+        .expect_error(400, "invalid_request");
+    app.admin("PATCH", path, Some(json!({"opens_at": null, "seed": "00"})))
+        .await
+        .expect_error(400, "invalid_request");
+    app.raw(
+        "PATCH",
+        &format!("/api/admin{path}"),
+        Some(ADMIN_KEY),
+        "{".into(),
+        "application/json",
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    app.admin(
+        "PATCH",
+        "/activities/nothing-here/schedule",
+        Some(at(opens)),
+    )
+    .await
+    .expect_error(404, "not_found");
+    assert_eq!(app.view("later").await["phase"], "scheduled");
+
+    // `null` opens now and reveals the seed committed to at the first PATCH.
+    let opened = app
+        .admin("PATCH", path, Some(json!({"opens_at": null})))
+        .await;
+    assert_eq!(
+        (opened.status, &opened.body["phase"]),
+        (200, &json!("open")),
+        "{}",
+        opened.body
+    );
+    let f: Value = serde_json::from_str(&app.get_text("/api/activities/later/fairness").await.1)
+        .expect("json");
+    let seed = f["seed"].as_str().expect("revealed").to_owned();
+    let seed_bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&seed[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    assert_eq!(hex(&Sha256::digest(&seed_bytes)), commitment);
+    app.admin("PATCH", path, Some(at(opens)))
+        .await
+        .expect_error(409, "conflict");
+    app.join_http("later", "late-1").await;
+    for _ in 0..400 {
+        if app.view("later").await["admitted_total"] == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.view("later").await["admitted_total"], 4);
+    let (verdict, ok) = verify(vec![app.base.clone(), "later".into()]).await;
+    assert!(ok && verdict.starts_with("PASS"), "{verdict}");
+
+    // An activity open from creation that someone joined cannot be scheduled.
+    app.create_sale("busy", 5, json!({})).await;
+    app.join_http("busy", "someone").await;
+    app.admin("PATCH", "/activities/busy/schedule", Some(at(opens)))
+        .await
+        .expect_error(409, "conflict");
 }

@@ -13,8 +13,9 @@ pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
     let mut target = Target::open(&args.server, Vec::new()).await?;
     let (run, m) =
         sale::run_reported(&mut target, &args, "flash-sale", &Twist::None, &mut report).await?;
-    crate::fairness::verify_into(&mut report, &target.http, &run.activity_id).await;
+    crate::fairness::verify_into(&mut report, &target.http, &target.url, &run.activity_id).await;
     let key = target.admin.key.clone();
-    crate::fairness::server_report_into(&mut report, &target.http, &key, &run.activity_id).await;
+    let (http, id) = (&target.http, &run.activity_id);
+    crate::server_report::compare_into(&mut report, http, &key, id, &run.records, None).await;
     sale::finish_reported(target, report, &args, &run, json!({ "metrics": m })).await
 }

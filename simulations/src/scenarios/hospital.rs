@@ -168,9 +168,11 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
     report.anomalies = m.anomalies.iter().map(|(k, v)| (k.clone(), *v)).collect();
     report.anomalies.sort_by_key(|x| std::cmp::Reverse(x.1));
     report.data = json!({ "metrics": m, "shuffle": shuffle, "samples": samples });
-    crate::fairness::verify_into(&mut report, &target.http, &id).await;
+    crate::fairness::verify_into(&mut report, &target.http, &target.url, &id).await;
     let key = target.admin.key.clone();
-    crate::fairness::server_report_into(&mut report, &target.http, &key, &id).await;
+    let opens_at_ms = crate::timefmt::unix_ms(&opens_at);
+    crate::server_report::compare_into(&mut report, &target.http, &key, &id, &records, opens_at_ms)
+        .await;
     target.shutdown(&mut report).await;
     common::finish(
         report,

@@ -94,6 +94,9 @@ pub struct UserRecord {
     pub first_position: Option<u64>,
     /// Position in the first `queued` after a `prequeue` (the shuffle's result).
     pub opening_position: Option<u64>,
+    /// When that first `queued` after a `prequeue` came: the opening, as this user
+    /// saw it (the start of its wait, as the server's report counts it).
+    pub opened_ms: Option<f64>,
     pub last_position: Option<u64>,
     pub position_frames: u32,
     pub gap_count: u32,
@@ -195,6 +198,34 @@ impl UserRecord {
     /// session: the user was away when its turn came.
     pub fn admitted_on_resume(&self) -> bool {
         self.admitted_ms.is_some() && self.resumes.iter().any(|r| r.first_frame == "admitted")
+    }
+
+    /// Wait from the join ack (for a pre-queued user, from the opening's `queued`)
+    /// to the `admitted` frame, as this user saw it.
+    pub fn wait_ms(&self) -> Option<f64> {
+        Some(self.admitted_ms? - self.wait_start_ms()?)
+    }
+
+    /// Bounds of the wait the server counts (its join, or its opening for the
+    /// pre-queue, to its admission, `issued_at_ms` in the frame; one machine clock).
+    /// The server's start lies after this user began connecting (and, for the
+    /// pre-queue, after `opens_at_ms`) and before the frame that told it (`queued`,
+    /// or at opening its first `queued`), so the wait lies between the two.
+    pub fn server_wait_bounds_ms(&self, opens_at_ms: Option<f64>) -> Option<(f64, f64)> {
+        let admitted = self.issued_at_ms?;
+        let mut earliest = self.connect_ms;
+        if self.prequeued {
+            earliest = earliest.max(opens_at_ms.unwrap_or(earliest));
+        }
+        (earliest > 0.0).then_some((admitted - self.wait_start_ms()?, admitted - earliest))
+    }
+
+    fn wait_start_ms(&self) -> Option<f64> {
+        if self.prequeued {
+            self.opened_ms.or(self.joined_ms)
+        } else {
+            self.joined_ms
+        }
     }
 
     pub fn join_latency_ms(&self) -> Option<f64> {

@@ -321,6 +321,7 @@ async fn on_frame(
             }
             if rec.prequeued && rec.opening_position.is_none() {
                 rec.opening_position = Some(position);
+                rec.opened_ms = Some(now);
             }
             if rec.ticket.as_deref().is_some_and(|t| t != ticket) {
                 rec.anomaly(format!(

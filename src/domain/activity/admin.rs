@@ -1,5 +1,5 @@
 //! Operator commands: pause/resume, close, stock and slot additions, live admission
-//! changes, and `admin`, the whole of an operator request (a command, then the view).
+//! changes, scheduling the opening, and `admin`, the whole of an operator request (a command, then the view).
 
 use super::{Activity, ActivityError, ActivityView, Push};
 use crate::domain::clock::Millis;
@@ -18,6 +18,12 @@ pub enum AdminCommand {
     Resume,
     Close,
     PatchAdmission(AdmissionPatch),
+    /// Sets the opening time (`None`: open now). `seed` (32 random bytes drawn by the
+    /// caller) becomes the commit-reveal seed only if the activity has none yet.
+    Schedule {
+        opens_at: Option<Millis>,
+        seed: [u8; 32],
+    },
 }
 
 impl Activity {
@@ -32,6 +38,9 @@ impl Activity {
             AdminCommand::Resume => self.resume_admission(now).map(|()| true)?,
             AdminCommand::Close => self.close(now).map(|()| true)?,
             AdminCommand::PatchAdmission(p) => self.patch_admission(&p, now).map(|()| true)?,
+            AdminCommand::Schedule { opens_at, seed } => {
+                self.schedule(opens_at, seed, now).map(|()| true)?
+            }
         };
         Ok(self.view(now, admin))
     }
@@ -143,5 +152,67 @@ impl Activity {
         self.settle(now);
         self.admit(now);
         Ok(())
+    }
+}
+
+impl Activity {
+    /// Sets the opening time, or with `None` opens now. Allowed before opening, and on
+    /// an activity that opened at creation as long as nobody has joined it (it goes
+    /// back to scheduled). The seed is drawn once: moving or clearing the time keeps
+    /// the seed and commitment already published, since a new seed after publication
+    /// would void the proof. An activity that opened on its schedule cannot be
+    /// rescheduled: its seed is public.
+    pub fn schedule(
+        &mut self,
+        opens_at: Option<Millis>,
+        seed: [u8; 32],
+        now: Millis,
+    ) -> Result<(), ActivityError> {
+        self.require_not_closed(now)?;
+        if self.gate.is_opened() && (self.fair.seed().is_some() || !self.never_joined()) {
+            return Err(ActivityError::Conflict(
+                "the activity has opened; its opening time can no longer change".into(),
+            ));
+        }
+        if let Some(o) = opens_at {
+            if o <= now {
+                return Err(ActivityError::Invalid(
+                    "opens_at must be in the future".into(),
+                ));
+            }
+            if self.spec.closes_at.is_some_and(|c| c <= o) {
+                return Err(ActivityError::Invalid(
+                    "opens_at must be before closes_at".into(),
+                ));
+            }
+        }
+        self.spec.opens_at = opens_at;
+        self.fx.record_dirty = true;
+        match opens_at {
+            Some(_) => {
+                if self.gate.is_opened() {
+                    self.gate.unopen();
+                    self.report.unopened();
+                    // In the same commit as the record, so a crash cannot keep the
+                    // creation time as the report's opening.
+                    self.report.flush(now, true, &mut self.fx);
+                }
+                self.fair.commit(seed);
+            }
+            None if !self.gate.is_opened() => {
+                self.open(now);
+                self.admit(now);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Nobody ever held a place here: no line, no place, no hold, no admission.
+    fn never_joined(&self) -> bool {
+        self.fair.len() == 0
+            && self.queue.len() == 0
+            && self.holds.len() == 0
+            && self.gate.admitted_total() == 0
     }
 }

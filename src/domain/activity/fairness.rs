@@ -11,19 +11,23 @@ use crate::domain::token::TokenKey;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 /// Hex characters in a receipt (96 bits: unique per activity in practice).
 const RECEIPT_HEX: usize = 24;
 
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+        let [hi, lo] = hex_pair(*b);
+        s.push(char::from(hi));
+        s.push(char::from(lo));
     }
     s
+}
+
+fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]
 }
 
 /// Parses 64 hex characters into 32 bytes.
@@ -46,17 +50,81 @@ pub fn commitment_of(seed: &[u8; 32]) -> [u8; 32] {
 /// A place's rank in the pre-queue: `HMAC-SHA256(key = seed, message = receipt)`;
 /// the pre-queue is ordered by it, ascending in byte order.
 pub fn rank(seed: &[u8; 32], receipt: &str) -> [u8; 32] {
+    rank_of(seed, receipt.as_bytes())
+}
+
+fn rank_of(seed: &[u8; 32], receipt: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256>>::new_from_slice(seed).expect("HMAC accepts 32-byte keys");
-    mac.update(receipt.as_bytes());
+    mac.update(receipt);
     mac.finalize().into_bytes().into()
 }
 
-/// The public receipt of the place holding `ticket`: a MAC under the server's key, so
-/// it reveals neither the ticket nor the user, yet is fixed for the place's life and
-/// needs no storage of its own.
-pub fn receipt_for(key: &TokenKey, ticket: &str) -> String {
-    let mac = key.mac_parts(&[b"receipt:", ticket.as_bytes()]);
-    hex(&mac[..RECEIPT_HEX / 2])
+/// A place's public receipt: the first 96 bits of a MAC of its ticket under the
+/// server's key, so it reveals neither the ticket nor the user, yet is fixed for the
+/// place's life and needs no storage of its own. Kept as bytes (a place and its line
+/// hold it without an allocation), shown and stored as 24 hex characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt([u8; RECEIPT_HEX / 2]);
+
+impl Receipt {
+    /// The receipt of the place holding `ticket`.
+    pub fn of(key: &TokenKey, ticket: &str) -> Self {
+        let mac = key.mac_parts(&[b"receipt:", ticket.as_bytes()]);
+        let mut r = [0u8; RECEIPT_HEX / 2];
+        r.copy_from_slice(&mac[..RECEIPT_HEX / 2]);
+        Receipt(r)
+    }
+
+    /// Its 24 hex characters, without an allocation.
+    fn hex_bytes(&self) -> [u8; RECEIPT_HEX] {
+        let mut out = [0u8; RECEIPT_HEX];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair.copy_from_slice(&hex_pair(b));
+        }
+        out
+    }
+
+    /// Its 24 hex characters, as shown in pushes, views and the log.
+    pub fn hex(&self) -> String {
+        String::from_utf8(self.hex_bytes().to_vec()).expect("hex digits are ASCII")
+    }
+
+    /// Its rank in the pre-queue under `seed` (see `rank`).
+    pub fn rank(&self, seed: &[u8; 32]) -> [u8; 32] {
+        rank_of(seed, &self.hex_bytes())
+    }
+}
+
+impl std::fmt::Display for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = self.hex_bytes();
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
+    }
+}
+
+impl Serialize for Receipt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Receipt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut r = [0u8; RECEIPT_HEX / 2];
+        let ok = s.len() == RECEIPT_HEX
+            && s.is_ascii()
+            && r.iter_mut().enumerate().all(|(i, b)| {
+                u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+                    .map(|v| *b = v)
+                    .is_ok()
+            });
+        if ok {
+            Ok(Receipt(r))
+        } else {
+            Err(serde::de::Error::custom("a receipt is 24 hex characters"))
+        }
+    }
 }
 
 /// How a place in the line ended (or `Waiting` while it has not).
@@ -74,7 +142,7 @@ pub enum Outcome {
 /// One place of the line, as persisted under its sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineRecord {
-    pub receipt: String,
+    pub receipt: Receipt,
     pub prequeue: bool,
     pub outcome: Outcome,
     pub admitted_at: Option<Millis>,
@@ -113,15 +181,68 @@ pub struct FairnessView {
 #[derive(Debug, Default)]
 pub(super) struct Fairness {
     seed: Option<[u8; 32]>,
-    lines: BTreeMap<u64, LineRecord>,
+    lines: Lines,
+}
+
+/// The line by sequence number. Sequence numbers are dense from 0 (one per place
+/// that entered the room), so a vector indexed by them holds each line in its 32
+/// bytes with no node or search per entry (a `BTreeMap` cost ~1,000 instructions
+/// per join); a number that names no line (the room skips none, a restore may) is
+/// `None`.
+#[derive(Debug, Default)]
+struct Lines {
+    by_seq: Vec<Option<LineRecord>>,
+    len: usize,
+}
+
+impl Lines {
+    fn slot(&mut self, seq: u64) -> &mut Option<LineRecord> {
+        let i = usize::try_from(seq).expect("sequence numbers count places in memory");
+        if i >= self.by_seq.len() {
+            self.by_seq.resize(i + 1, None);
+        }
+        &mut self.by_seq[i]
+    }
+
+    fn insert(&mut self, seq: u64, line: LineRecord) {
+        if self.slot(seq).replace(line).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut LineRecord> {
+        self.by_seq.get_mut(usize::try_from(seq).ok()?)?.as_mut()
+    }
+
+    fn or_insert_with(&mut self, seq: u64, line: impl FnOnce() -> LineRecord) {
+        let slot = self.slot(seq);
+        if slot.is_none() {
+            *slot = Some(line());
+            self.len += 1;
+        }
+    }
+
+    /// Lines from sequence number `from` on, in order.
+    fn from(&self, from: u64) -> impl Iterator<Item = (u64, &LineRecord)> {
+        let start = usize::try_from(from).map_or(self.by_seq.len(), |f| f.min(self.by_seq.len()));
+        self.by_seq[start..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, l)| l.as_ref().map(|l| ((start + i) as u64, l)))
+    }
 }
 
 impl Fairness {
     pub(super) fn new(seed: Option<[u8; 32]>) -> Self {
         Self {
             seed,
-            lines: BTreeMap::new(),
+            lines: Lines::default(),
         }
+    }
+
+    /// Commits to `seed` unless a seed exists already (moving the opening keeps it).
+    pub(super) fn commit(&mut self, seed: [u8; 32]) {
+        self.seed.get_or_insert(seed);
     }
 
     pub(super) fn seed(&self) -> Option<&[u8; 32]> {
@@ -149,7 +270,7 @@ impl Fairness {
     /// A place entered the line at `seq`. A later joiner's line is not written now:
     /// its place record, written in the same commit, rebuilds it (`ensure_line`), so
     /// a join costs no extra key; it is written when its outcome changes.
-    pub(super) fn enter(&mut self, seq: u64, receipt: String, prequeue: bool, fx: &mut Effects) {
+    pub(super) fn enter(&mut self, seq: u64, receipt: Receipt, prequeue: bool, fx: &mut Effects) {
         let line = LineRecord {
             receipt,
             prequeue,
@@ -167,7 +288,7 @@ impl Fairness {
 
     /// The place at `seq` left the waiting room with `outcome` (at `now` if admitted).
     pub(super) fn end(&mut self, seq: u64, outcome: Outcome, now: Millis, fx: &mut Effects) {
-        let Some(line) = self.lines.get_mut(&seq) else {
+        let Some(line) = self.lines.get_mut(seq) else {
             return;
         };
         if line.outcome != Outcome::Waiting {
@@ -191,9 +312,9 @@ impl Fairness {
     /// Recovery: a waiting place without a line record (a later joiner, whose line
     /// is written only when its outcome changes, or a store written before the log
     /// existed) gets its line in memory.
-    pub(super) fn ensure_line(&mut self, seq: u64, receipt: &str) {
-        self.lines.entry(seq).or_insert_with(|| LineRecord {
-            receipt: receipt.to_owned(),
+    pub(super) fn ensure_line(&mut self, seq: u64, receipt: Receipt) {
+        self.lines.or_insert_with(seq, || LineRecord {
+            receipt,
             prequeue: false,
             outcome: Outcome::Waiting,
             admitted_at: None,
@@ -202,15 +323,15 @@ impl Fairness {
 
     /// Up to `limit` lines from sequence number `from` on.
     pub(super) fn page(&self, from: u64, limit: usize) -> LogPage {
-        let mut lines = Vec::with_capacity(limit.min(self.lines.len()));
+        let mut lines = Vec::with_capacity(limit.min(self.lines.len));
         let mut next = None;
-        for (&seq, l) in self.lines.range(from..) {
+        for (seq, l) in self.lines.from(from) {
             if lines.len() == limit {
                 next = Some(seq);
                 break;
             }
             lines.push(LogLine {
-                receipt: l.receipt.clone(),
+                receipt: l.receipt.hex(),
                 prequeue: l.prequeue,
                 outcome: l.outcome,
                 admitted_at: l.admitted_at.map(rfc3339),
@@ -220,7 +341,7 @@ impl Fairness {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.lines.len()
+        self.lines.len
     }
 }
 
@@ -248,15 +369,27 @@ mod tests {
     #[test]
     fn a_receipt_is_short_hex_fixed_per_ticket_and_reveals_no_ticket() {
         let key = TokenKey::new(b"k");
-        let r = receipt_for(&key, "RDyCc4PMnZza1SGH6BvyvQ");
-        assert_eq!(r.len(), RECEIPT_HEX);
-        assert!(r.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(r, receipt_for(&key, "RDyCc4PMnZza1SGH6BvyvQ"));
-        assert_ne!(r, receipt_for(&key, "RDyCc4PMnZza1SGH6BvyvR"));
+        let r = Receipt::of(&key, "RDyCc4PMnZza1SGH6BvyvQ");
+        let shown = r.to_string();
+        assert_eq!(shown.len(), RECEIPT_HEX);
+        assert!(shown.bytes().all(|c| c.is_ascii_hexdigit()));
+        let mac = key.mac_parts(&[b"receipt:", b"RDyCc4PMnZza1SGH6BvyvQ"]);
+        assert_eq!(
+            shown,
+            hex(&mac[..RECEIPT_HEX / 2]),
+            "the MAC's first 96 bits"
+        );
+        assert_eq!(r, Receipt::of(&key, "RDyCc4PMnZza1SGH6BvyvQ"));
+        assert_ne!(r, Receipt::of(&key, "RDyCc4PMnZza1SGH6BvyvR"));
         assert_ne!(
             r,
-            receipt_for(&TokenKey::new(b"other"), "RDyCc4PMnZza1SGH6BvyvQ")
+            Receipt::of(&TokenKey::new(b"other"), "RDyCc4PMnZza1SGH6BvyvQ")
         );
+        assert_eq!(r.rank(&[3; 32]), rank(&[3; 32], &shown));
+        let json = serde_json::to_string(&r).expect("json");
+        assert_eq!(json, format!("\"{shown}\""), "stored as before: hex");
+        assert_eq!(serde_json::from_str::<Receipt>(&json).expect("parses"), r);
+        assert!(serde_json::from_str::<Receipt>("\"0g\"").is_err());
         assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
         assert_eq!(parse_seed(&hex(&[7; 32])), Some([7; 32]));
     }

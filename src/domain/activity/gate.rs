@@ -66,6 +66,13 @@ impl Gate {
         self.shuffle_seed = Some(shuffle_seed);
     }
 
+    /// Back to scheduled: only for an activity that opened at creation and that
+    /// nobody joined (see `Activity::schedule`).
+    pub(super) fn unopen(&mut self) {
+        self.opened = false;
+        self.shuffle_seed = None;
+    }
+
     pub(super) fn close(&mut self) {
         self.closed = true;
     }

@@ -1,7 +1,7 @@
 //! Joining, resuming, leaving and polling a place: the per-user records and the queue
 //! kept in step, and `join_or_resume`, the whole of a join request.
 
-use super::fairness::{receipt_for, Outcome};
+use super::fairness::{Outcome, Receipt};
 use super::queue::Spot;
 use super::users::{End, Stage};
 use super::{admitted_push, Activity, ActivityError, Push, TicketView};
@@ -95,11 +95,11 @@ impl Activity {
             return Err(ActivityError::QueueFull);
         }
         let ticket = new_ticket();
-        let receipt = receipt_for(&self.key, &ticket);
+        let receipt = Receipt::of(&self.key, &ticket);
         let stage = match self.queue.join(
             user,
             ticket.clone(),
-            receipt.clone(),
+            receipt,
             attach,
             self.gate.is_opened(),
             now,
@@ -144,7 +144,7 @@ impl Activity {
         match stage {
             Stage::Waiting(seq) => {
                 let ticket = self.users.ticket(user).unwrap_or_default().to_owned();
-                let receipt = self.receipt_at(Spot::Room(seq), &ticket);
+                let receipt = self.receipt_at(Spot::Room(seq), &ticket).hex();
                 let position = self.queue.position(seq).unwrap_or(1);
                 let eta_secs = self.eta_secs(position, now);
                 self.fx.tell(
@@ -164,7 +164,7 @@ impl Activity {
             }
             Stage::Pre(n) => {
                 let ticket = self.users.ticket(user).unwrap_or_default().to_owned();
-                let receipt = self.receipt_at(Spot::Pre(n), &ticket);
+                let receipt = self.receipt_at(Spot::Pre(n), &ticket).hex();
                 let opens_at_ms = self.spec.opens_at.unwrap_or(now);
                 self.fx.tell(
                     user,
@@ -276,11 +276,10 @@ impl Activity {
     }
 
     /// The receipt of the place at `spot`, or derived from its ticket.
-    pub(super) fn receipt_at(&self, spot: Spot, ticket: &str) -> String {
-        match self.queue.receipt(spot) {
-            Some(r) => r.to_owned(),
-            None => receipt_for(&self.key, ticket),
-        }
+    pub(super) fn receipt_at(&self, spot: Spot, ticket: &str) -> Receipt {
+        self.queue
+            .receipt(spot)
+            .unwrap_or_else(|| Receipt::of(&self.key, ticket))
     }
 
     pub fn ticket_of(&self, user: &UserId) -> Option<&str> {

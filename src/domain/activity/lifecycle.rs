@@ -49,7 +49,7 @@ impl Activity {
     /// Opening: the pre-queue is put in the order of its receipts' HMACs under the
     /// committed seed (revealed from now on) and placed ahead of every later join;
     /// attached sessions hear their place in the room.
-    fn open(&mut self, now: Millis) {
+    pub(super) fn open(&mut self, now: Millis) {
         let seed = self.fair.seed().copied();
         let seed_hex = self.fair.seed_hex().unwrap_or_default();
         self.gate.open(seed_hex.clone());

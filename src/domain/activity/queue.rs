@@ -2,7 +2,7 @@
 //! (before opening), whether a session is attached to each, the reconnect grace of
 //! detached ones, and the position notifier's schedules.
 
-use super::fairness::rank;
+use super::fairness::Receipt;
 use super::notify::{step, Notifier, Schedule};
 use super::{Effects, Mutation, PlaceRecord, ShuffleAudit};
 use crate::domain::clock::Millis;
@@ -23,7 +23,7 @@ struct Place {
     user: UserId,
     ticket: String,
     /// The public receipt (derived from the ticket, so not persisted).
-    receipt: String,
+    receipt: Receipt,
     joined_at: Millis,
     /// A WebSocket session is attached; detached places expire after the grace period.
     attached: bool,
@@ -41,7 +41,7 @@ impl Place {
     }
 
     /// A place found in the store: detached, its grace running until `deadline`.
-    fn restored(p: PlaceRecord, receipt: String, deadline: Millis) -> Self {
+    fn restored(p: PlaceRecord, receipt: Receipt, deadline: Millis) -> Self {
         Place {
             user: p.user,
             ticket: p.ticket,
@@ -94,7 +94,7 @@ impl Queue {
         &mut self,
         user: &UserId,
         ticket: String,
-        receipt: String,
+        receipt: Receipt,
         attached: bool,
         opened: bool,
         now: Millis,
@@ -124,12 +124,12 @@ impl Queue {
     }
 
     /// The public receipt of the place at `spot`.
-    pub(super) fn receipt(&self, spot: Spot) -> Option<&str> {
+    pub(super) fn receipt(&self, spot: Spot) -> Option<Receipt> {
         match spot {
             Spot::Room(seq) => self.room.get(seq),
             Spot::Pre(n) => self.pre.get(&n),
         }
-        .map(|p| p.receipt.as_str())
+        .map(|p| p.receipt)
     }
 
     fn place_mut(&mut self, spot: Spot) -> Option<&mut Place> {
@@ -255,10 +255,10 @@ impl Queue {
         now: Millis,
         deadline: Millis,
         fx: &mut Effects,
-    ) -> Vec<(UserId, u64, bool, String)> {
+    ) -> Vec<(UserId, u64, bool, Receipt)> {
         let mut entries: Vec<([u8; 32], u64, Place)> = std::mem::take(&mut self.pre)
             .into_iter()
-            .map(|(n, p)| (rank(seed, &p.receipt), n, p))
+            .map(|(n, p)| (p.receipt.rank(seed), n, p))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let order = entries.iter().map(|(_, _, p)| p.user.to_string()).collect();
@@ -276,7 +276,7 @@ impl Queue {
             }
             let user = place.user.clone();
             let attached = place.attached;
-            let receipt = place.receipt.clone();
+            let receipt = place.receipt;
             let record = place.record();
             place.deadline = None;
             let seq = self.room.push(place);
@@ -350,7 +350,7 @@ impl Queue {
         &mut self,
         seq: u64,
         p: PlaceRecord,
-        receipt: String,
+        receipt: Receipt,
         deadline: Millis,
     ) {
         self.grace.insert((deadline, p.user.clone()));
@@ -363,7 +363,7 @@ impl Queue {
         &mut self,
         n: u64,
         p: PlaceRecord,
-        receipt: String,
+        receipt: Receipt,
         deadline: Millis,
     ) {
         self.grace.insert((deadline, p.user.clone()));
@@ -389,7 +389,8 @@ mod tests {
     fn prequeue_of(n: usize, fx: &mut Effects) -> Queue {
         let mut q = Queue::default();
         for i in 0..n {
-            q.join(&u(i), format!("t{i}"), format!("r{i}"), false, false, 0, fx);
+            let r = Receipt::of(&crate::domain::token::TokenKey::new(b"k"), &format!("t{i}"));
+            q.join(&u(i), format!("t{i}"), r, false, false, 0, fx);
         }
         q
     }
@@ -400,7 +401,7 @@ mod tests {
         let mut q = prequeue_of(8, &mut fx);
         let seed = [3u8; 32];
         let moved = q.open(&seed, String::new(), 0, 1, &mut fx);
-        let got: Vec<[u8; 32]> = moved.iter().map(|(_, _, _, r)| rank(&seed, r)).collect();
+        let got: Vec<[u8; 32]> = moved.iter().map(|(_, _, _, r)| r.rank(&seed)).collect();
         let mut sorted = got.clone();
         sorted.sort_unstable();
         assert_eq!(got, sorted);
@@ -435,7 +436,8 @@ mod tests {
     fn a_polled_place_is_dropped_only_after_its_latest_grace() {
         let mut fx = Effects::default();
         let mut q = Queue::default();
-        let spot = q.join(&u(1), "t".into(), "r".into(), false, true, 0, &mut fx);
+        let r = Receipt::of(&crate::domain::token::TokenKey::new(b"k"), "t");
+        let spot = q.join(&u(1), "t".into(), r, false, true, 0, &mut fx);
         q.attach(spot, false, 100);
         q.attach(spot, false, 200);
         assert_eq!(q.next_absent(150), None);

@@ -96,6 +96,13 @@ impl Report {
         }
     }
 
+    /// Scheduled again before anyone joined: the opening is still to come.
+    pub(super) fn unopened(&mut self) {
+        if self.rec.opened_at.take().is_some() {
+            self.dirty = true;
+        }
+    }
+
     pub(super) fn joined(&mut self, now: Millis, waiting: usize) {
         let waiting = waiting as u64;
         self.rec.joins += 1;

@@ -1,7 +1,7 @@
 //! Persistence shapes: the activity record (spec, flags, counters) and rebuilding a
 //! whole `Activity` from what the store holds after a restart or crash.
 
-use super::fairness::{parse_seed, receipt_for, Fairness, LineRecord};
+use super::fairness::{parse_seed, Fairness, LineRecord, Receipt};
 use super::gate::{Gate, GateRecord};
 use super::report::{MinuteRecord, Report, ReportRecord};
 use super::users::Stage;
@@ -148,8 +148,8 @@ impl Activity {
         for (seq, p) in data.places {
             a.users
                 .restore_place(&p.user, &p.ticket, Stage::Waiting(seq));
-            let receipt = receipt_for(&a.key, &p.ticket);
-            a.fair.ensure_line(seq, &receipt);
+            let receipt = Receipt::of(&a.key, &p.ticket);
+            a.fair.ensure_line(seq, receipt);
             a.queue.restore_place(seq, p, receipt, deadline);
         }
         // Every admission takes the next hold id (from 1), and admissions do not
@@ -160,7 +160,7 @@ impl Activity {
             .reserve(rec.next_seq.max(a.holds.next_seq()), rec.next_pre);
         for (n, p) in data.pre {
             a.users.restore_place(&p.user, &p.ticket, Stage::Pre(n));
-            let receipt = receipt_for(&a.key, &p.ticket);
+            let receipt = Receipt::of(&a.key, &p.ticket);
             a.queue.restore_pre(n, p, receipt, deadline);
         }
         a

@@ -181,11 +181,11 @@ impl Activity {
         };
         let receipt = match spot {
             Some(spot) => self.receipt_at(spot, ticket),
-            None => super::fairness::receipt_for(&self.key, ticket),
+            None => super::fairness::Receipt::of(&self.key, ticket),
         };
         let mut v = TicketView {
             ticket: ticket.to_owned(),
-            receipt,
+            receipt: receipt.hex(),
             status: "left",
             position: None,
             eta_secs: None,

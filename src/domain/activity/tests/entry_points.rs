@@ -66,6 +66,9 @@ fn admin_as_the_handler_did(
         AdminCommand::Resume => a.resume_admission(now).map(|()| true)?,
         AdminCommand::Close => a.close(now).map(|()| true)?,
         AdminCommand::PatchAdmission(p) => a.patch_admission(&p, now).map(|()| true)?,
+        AdminCommand::Schedule { opens_at, seed } => {
+            a.schedule(opens_at, seed, now).map(|()| true)?
+        }
     };
     Ok(a.view(now, admin))
 }
@@ -103,7 +106,7 @@ fn blank(fx: Effects) -> String {
                 Mutation::PutHold(h)
             }
             Mutation::PutLine { seq, mut line } => {
-                line.receipt.clear();
+                line.receipt = crate::domain::activity::fairness::Receipt::of(&key(), "");
                 Mutation::PutLine { seq, line }
             }
             Mutation::PutOrder(o) => Mutation::PutOrder(blank_order(o)),

@@ -75,6 +75,52 @@ fn a_restored_activity_keeps_its_seed_and_an_old_record_gets_one_once() {
     assert!(c.take_effects().record_dirty, "the new seed is persisted");
 }
 
+#[test]
+fn scheduling_later_commits_once_and_moving_or_clearing_the_time_keeps_the_seed() {
+    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1}"#);
+    assert_eq!(a.view(T0, false).phase, Phase::Open);
+    a.schedule(Some(T0 + 60_000), [7; 32], T0)
+        .expect("untouched: schedulable");
+    let want = Some(hex(&commitment_of(&[7; 32])));
+    assert_eq!(a.view(T0, false).phase, Phase::Scheduled);
+    assert_eq!(a.fairness().commitment, want);
+    assert_eq!(a.record().fairness_seed, Some(hex(&[7; 32])), "durable");
+    assert!(a.take_effects().record_dirty);
+    a.schedule(Some(T0 + 120_000), [8; 32], T0).expect("moved");
+    assert_eq!(a.fairness().commitment, want, "moving keeps the seed");
+    a.join(&u(1), false, T0 + 1).expect("pre-queue join");
+    a.schedule(None, [9; 32], T0 + 2)
+        .expect("cleared: opens now");
+    assert_eq!(a.view(T0 + 2, false).phase, Phase::Open);
+    assert_eq!(a.fairness().seed, Some(hex(&[7; 32])), "revealed, the same");
+    // Opened on its schedule: the seed is public, the time is fixed for good.
+    assert!(matches!(
+        a.schedule(Some(T0 + 600_000), [9; 32], T0 + 3),
+        Err(ActivityError::Conflict(_))
+    ));
+}
+
+#[test]
+fn an_open_activity_that_was_joined_or_a_past_time_cannot_be_scheduled() {
+    let mut a = sale(r#"{"id":"s","name":"S","kind":"sale","stock":1}"#);
+    assert!(matches!(
+        a.schedule(Some(T0), [7; 32], T0),
+        Err(ActivityError::Invalid(_))
+    ));
+    a.join(&u(1), false, T0).expect("join");
+    assert!(matches!(
+        a.schedule(Some(T0 + 60_000), [7; 32], T0),
+        Err(ActivityError::Conflict(_))
+    ));
+    assert_eq!(a.fairness().commitment, None);
+    let mut b =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"closes_at":"2100-01-01T00:00:00Z"}"#);
+    assert!(matches!(
+        b.schedule(Some(opens() + 1), [7; 32], T0),
+        Err(ActivityError::Invalid(_))
+    ));
+}
+
 /// The mutations folded the way the store keeps them.
 #[derive(Default)]
 struct Store {
