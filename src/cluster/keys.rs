@@ -10,12 +10,14 @@
 //! | `sluice:lease:{activity}` | string, PX `lease_ms` | `{node}|{fence}`, the owner |
 //! | `sluice:state:{activity}` | hash | sled key -> value: the activity's committed state |
 //! | `sluice:accounts` | hash | username -> account (user id, password hash) |
+//! | `sluice:signing_keys` | string | the gate pass signing keys (JSON list) |
 
 use crate::domain::ids::ActivityId;
 
 pub const NODES: &str = "sluice:nodes";
 pub const ACTIVITIES: &str = "sluice:activities";
 pub const ACCOUNTS: &str = "sluice:accounts";
+pub const SIGNING_KEYS: &str = "sluice:signing_keys";
 
 pub fn node(id: &str) -> String {
     format!("sluice:node:{id}")

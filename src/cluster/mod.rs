@@ -8,6 +8,7 @@
 //! - `replicate`: the `CommitTarget` of an owned activity (local store + replica,
 //!   fenced by the lease);
 //! - `accounts`: the `AccountStore` in Redis;
+//! - `signing_keys`: the `SigningKeyStore` of gate passes in Redis;
 //! - `internal`: the node-to-node endpoints.
 //!
 //! `Cluster` itself: `membership` (live nodes, the view), `leases` (ownership with
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod relay;
 pub mod replicate;
 pub mod session_link;
+pub mod signing_keys;
 
 mod leases;
 mod membership;
@@ -145,6 +147,13 @@ impl Cluster {
     /// The account store of the cluster (its Redis).
     pub fn accounts(&self) -> accounts::RedisAccounts {
         accounts::RedisAccounts {
+            conn: self.conn.clone(),
+        }
+    }
+
+    /// The gate pass signing keys of the cluster (its Redis).
+    pub fn signing_keys(&self) -> signing_keys::RedisSigningKeys {
+        signing_keys::RedisSigningKeys {
             conn: self.conn.clone(),
         }
     }

@@ -71,6 +71,9 @@ pub enum SessionOp {
         user: UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        /// Invite code (absent from nodes that predate invites).
+        #[serde(default)]
+        invite: Option<String>,
     },
     Detach {
         activity: ActivityId,
@@ -374,7 +377,7 @@ impl Relay {
         session: u64,
         user: &UserId,
         ticket: Option<String>,
-        pow: Option<PowSolution>,
+        (pow, invite): (Option<PowSolution>, Option<String>),
         queue: Arc<SessionQueue>,
     ) -> Result<(), ApiError> {
         let base = owner.base.clone();
@@ -399,6 +402,7 @@ impl Relay {
             user: user.clone(),
             ticket,
             pow,
+            invite,
         };
         // Removed again unless the join succeeds, also if the caller gives up waiting
         // (drops this future).
@@ -518,6 +522,7 @@ impl Relay {
                             user: user.clone(),
                             ticket: ticket.clone(),
                             pow: None,
+                            invite: None,
                         };
                         match relay.call(&base, op).await {
                             Ok(()) => break,
@@ -575,6 +580,7 @@ mod tests {
             user: UserId::parse("u1").expect("id"),
             ticket: Some("t".into()),
             pow: None,
+            invite: None,
         };
         let text = serde_json::to_string(&op).expect("serializes");
         assert!(text.contains(r#""op":"join""#), "{text}");

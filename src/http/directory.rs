@@ -115,6 +115,7 @@ pub trait SessionLink {
         user: &UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        invite: Option<String>,
     ) -> LocalBoxFuture<'static, Result<(), JoinFailure>>;
 
     /// The session ended (its place waits for a reconnect).
@@ -292,11 +293,13 @@ impl SessionLink for LocalLink {
         user: &UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        invite: Option<String>,
     ) -> LocalBoxFuture<'static, Result<(), JoinFailure>> {
         let join = Join {
             user: user.clone(),
             ticket,
             pow,
+            invite,
             session: Some(SessionHandle {
                 id: session,
                 output: queue,

@@ -10,6 +10,7 @@ pub mod client_addr;
 pub mod connection;
 pub mod directory;
 pub mod fairness;
+pub mod gate;
 pub mod identity;
 pub mod limits;
 pub mod middleware;

@@ -82,6 +82,12 @@ pub(crate) async fn serve() -> HttpResponse {
         crate::http::ops::healthz,
         crate::http::ops::readyz,
         crate::http::ops::metrics,
+        crate::http::gate::jwks,
+        crate::http::gate::verify,
+        crate::http::gate::enter,
+        crate::http::gate::rotate,
+        crate::http::gate::invites,
+        crate::http::gate::revoke,
         serve,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCodeName)),
@@ -91,6 +97,7 @@ pub(crate) async fn serve() -> HttpResponse {
         (name = "activities", description = "Activities, the waiting room, purchases (API.md 5, 6, 8, 10.1)"),
         (name = "orders", description = "Orders (API.md 10)"),
         (name = "admin", description = "Operator API, bearer admin key (API.md 4, 12)"),
+        (name = "gate", description = "Gate activities: pass keys, verification, the hand-off to the origin (docs/gate.md)"),
         (name = "operations", description = "Health, readiness, metrics, this document (API.md 12)"),
     )
 )]

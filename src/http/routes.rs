@@ -6,7 +6,8 @@ use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
 use crate::http::{
-    activities, admin, auth, fairness, openapi, ops, orders, page_forms, pages, report, ws_route,
+    activities, admin, auth, fairness, gate, openapi, ops, orders, page_forms, pages, report,
+    ws_route,
 };
 use actix_web::web;
 
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     cfg.configure(ops::routes)
         .configure(auth::routes)
         .configure(report::routes)
+        .configure(gate::routes)
         .configure(admin::routes)
         .configure(fairness::routes)
         .configure(activities::routes)
@@ -86,6 +88,15 @@ pub fn classify(path: &str) -> Classified<'_> {
             "/api/admin"
         }
         (Some("api"), Some("admin"), _, _, _) => "/api/admin",
+        (Some("api"), Some("gate"), Some(id), Some(action), None) => {
+            activity = Some(id);
+            match action {
+                "verify" => "/api/gate/{id}/verify",
+                "enter" => "/api/gate/{id}/enter",
+                _ => "other",
+            }
+        }
+        (Some(".well-known"), Some("jwks.json"), None, _, _) => "/.well-known/jwks.json",
         (Some("api"), Some("auth"), Some("login"), None, _) => "/api/auth/login",
         (Some("api"), Some("openapi.json"), None, _, _) => "/api/openapi.json",
         (Some("api"), Some("auth"), Some("register"), None, _) => "/api/auth/register",
@@ -179,6 +190,8 @@ mod tests {
             ("/a/drop-1/nope", "other"),
             ("/nothing/here", "other"),
             ("/api/activities/drop-1/nope", "other"),
+            ("/api/gate/door/verify", "/api/gate/{id}/verify"),
+            ("/.well-known/jwks.json", "/.well-known/jwks.json"),
         ] {
             assert_eq!(classify(path).label, label, "{path}");
         }
@@ -199,6 +212,8 @@ mod tests {
             id("drop-1")
         );
         assert_eq!(activity_in("/api/orders/drop-1.a/pay"), id("drop-1"));
+        // A pass is verified where its gate runs (the revoked set lives there).
+        assert_eq!(activity_in("/api/gate/door/verify"), id("door"));
         // The waiting page is rendered where the activity runs.
         assert_eq!(activity_in("/a/drop-1"), id("drop-1"));
         assert_eq!(activity_in("/a/drop-1/buy"), id("drop-1"));

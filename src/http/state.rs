@@ -37,6 +37,9 @@ pub struct AppState {
     pub passwords: crate::http::passwords::Passwords,
     pub account_store: Arc<dyn AccountStore>,
     pub session_ids: AtomicU64,
+    /// Gate passes: signing keys, revoked passes, the JWKS.
+    pub passes: crate::domain::pass::Passes,
+    pub signing_keys: Arc<dyn crate::store::signing_keys::SigningKeyStore>,
 }
 
 /// SHA-256 of a secret: secrets are compared as digests, in constant time, whatever

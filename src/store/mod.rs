@@ -21,6 +21,7 @@ mod journal;
 pub mod layout;
 mod memtable;
 pub mod recovery;
+pub mod signing_keys;
 pub mod sink;
 pub mod target;
 mod writer;

@@ -11,7 +11,7 @@
 //! queue or relay link) is decided where the actor is started.
 //!
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
-//! `OrderCall`, `OrdersOf`, `Admin`, `GetFairness`, `FairnessLog`,
+//! `OrderCall`, `OrdersOf`, `Admin`, `AddInvites`, `Revoke`, `GetFairness`, `FairnessLog`,
 //! `GetReport`, `Tick`, `Drain`,
 //! `StepDown`.
 
@@ -24,7 +24,9 @@ use super::messages::*;
 use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};
 use crate::domain::activity::report::ReportView;
-use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, Push, TicketView};
+use crate::domain::activity::{
+    Activity, ActivityError, ActivityView, Outbound, Push, Revoked, TicketView,
+};
 use crate::domain::clock::{Clock, Millis};
 use crate::domain::ids::{ActivityId, UserId};
 use crate::domain::order::Order;
@@ -51,6 +53,8 @@ pub struct ActorDeps {
     pub tick: Duration,
     /// Orders also go to the outbox (a sink is configured).
     pub outbox: bool,
+    /// Signs gate passes; verification reads the revoked ones published here.
+    pub passes: crate::domain::pass::Passes,
 }
 
 pub struct ActivityActor {
@@ -65,11 +69,15 @@ pub struct ActivityActor {
     draining: bool,
     last_metrics: Millis,
     notices: Notices,
+    passes: crate::domain::pass::Passes,
+    /// The revoked passes last published to `passes`.
+    published_revoked: usize,
 }
 
 impl ActivityActor {
     /// An actor for `activity` that commits to `target`.
-    pub fn new(activity: Activity, deps: &ActorDeps, target: Arc<dyn CommitTarget>) -> Self {
+    pub fn new(mut activity: Activity, deps: &ActorDeps, target: Arc<dyn CommitTarget>) -> Self {
+        activity.set_passes(deps.passes.clone());
         let id = activity.spec().id.clone();
         let (pipeline, acks) = Pipeline::new(id.clone(), deps.outbox, target);
         Self {
@@ -83,6 +91,18 @@ impl ActivityActor {
             draining: false,
             last_metrics: 0,
             notices: Notices::default(),
+            passes: deps.passes.clone(),
+            published_revoked: usize::MAX,
+        }
+    }
+
+    /// Publishes this gate's revoked passes where `verify` reads them, as soon as they
+    /// are decided (refusing a pass early is safe; accepting it late is not).
+    fn publish_revoked(&mut self) {
+        let revoked = self.activity.revoked_passes();
+        if revoked.len() != self.published_revoked {
+            self.published_revoked = revoked.len();
+            self.passes.set_revoked(self.id.as_str(), revoked);
         }
     }
 
@@ -92,6 +112,7 @@ impl ActivityActor {
 
     /// Joins the commit being gathered; its flush runs once the mailbox is drained.
     fn gather(&mut self, ctx: &mut Context<Self>) -> pipeline::Replies {
+        self.publish_revoked();
         let (replies, opened) = self.pipeline.gather(&mut self.activity);
         if opened {
             ctx.notify(FlushCommit);
@@ -266,6 +287,7 @@ impl Actor for ActivityActor {
             }));
         }
         ctx.run_interval(self.tick, |_, ctx| ctx.notify(Tick));
+        self.publish_revoked();
         // Persist the initial record of a new activity (no-op after recovery).
         self.persist(ctx);
         tracing::info!(activity_id = %self.id, "activity started");
@@ -296,6 +318,7 @@ impl Handler<Join> for ActivityActor {
         let attach = msg.session.is_some();
         let result = self
             .guarded(|a, now| {
+                a.check_access(&msg.user, msg.invite.as_deref())?;
                 a.join_or_resume(
                     &msg.user,
                     msg.ticket.as_deref(),
@@ -403,6 +426,24 @@ impl Handler<Admin> for ActivityActor {
     type Result = Deferred<ActivityView>;
     fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.admin(msg.into(), now));
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<AddInvites> for ActivityActor {
+    type Result = Deferred<Vec<String>>;
+    fn handle(&mut self, msg: AddInvites, ctx: &mut Self::Context) -> Self::Result {
+        let value = self
+            .guarded(|a, now| a.add_invites(&msg.codes, now))
+            .map(|()| msg.codes);
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<Revoke> for ActivityActor {
+    type Result = Deferred<Revoked>;
+    fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) -> Self::Result {
+        let value = self.guarded(|a, now| a.revoke(&msg.user, msg.ban, now));
         self.reply(value, ctx)
     }
 }

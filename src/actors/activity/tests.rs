@@ -31,6 +31,7 @@ fn start_actor(activity: Activity, store: &Store, clock: &ManualClock) -> Addr<A
         clock: Arc::new(clock.clone()),
         tick: Duration::from_secs(86_400),
         outbox: false,
+        passes: crate::domain::pass::Passes::new("http://sluice.test"),
     };
     let target: Arc<dyn crate::store::CommitTarget> = Arc::new(store.clone());
     ActivityActor::new(activity, &deps, target).start()
@@ -93,6 +94,7 @@ impl Bench {
         let reply = self
             .addr
             .send(Join {
+                invite: None,
                 user: uid(user),
                 ticket: None,
                 session: Some(handle.clone()),

@@ -1,6 +1,7 @@
 //! What an activity decision produces: mutations to persist and pushes to deliver,
 //! both handed to the actor, which makes the first durable before sending the second.
 
+use super::access::{BanRecord, InviteRecord, RevokedRecord};
 use super::fairness::LineRecord;
 use super::report::{MinuteRecord, ReportRecord};
 use crate::domain::clock::Millis;
@@ -75,6 +76,23 @@ pub enum Mutation {
         minute: u64,
         bucket: MinuteRecord,
     },
+    /// An invite code, new or claimed.
+    PutInvite {
+        n: u64,
+        invite: InviteRecord,
+    },
+    PutBan {
+        n: u64,
+        ban: BanRecord,
+    },
+    /// A gate pass revoked before its expiry, by hold id.
+    PutRevoked {
+        hold: u64,
+        record: RevokedRecord,
+    },
+    DelRevoked {
+        hold: u64,
+    },
 }
 
 /// A message for one user's session.
@@ -93,7 +111,10 @@ pub enum Push {
         waiting_for_returns: bool,
     },
     Admitted {
+        /// The purchase token (empty for a gate).
         token: String,
+        /// A gate's pass.
+        pass: Option<String>,
         expires_at_ms: Millis,
         expires_in_secs: u64,
         issued_at_ms: Millis,
@@ -109,12 +130,17 @@ pub enum Push {
     Closed,
     /// The user's unspent token expired; the place is gone.
     Expired,
+    /// An operator revoked the user's place, token or pass.
+    Revoked,
 }
 
 impl Push {
     /// Pushes after which the session has nothing more to wait for.
     pub fn is_final(&self) -> bool {
-        matches!(self, Push::SoldOut | Push::Closed | Push::Expired)
+        matches!(
+            self,
+            Push::SoldOut | Push::Closed | Push::Expired | Push::Revoked
+        )
     }
 }
 
