@@ -48,6 +48,9 @@ pub struct TicketFacts {
     pub expires_at: Option<String>,
     pub opens_at: Option<String>,
     pub order_id: Option<String>,
+    /// A gate's pass, once admitted.
+    #[serde(default)]
+    pub pass: Option<String>,
 }
 
 /// The order view (`ORDER` of the contract).
