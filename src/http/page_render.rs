@@ -379,6 +379,18 @@ mod tests {
     }
 
     #[test]
+    fn an_admitted_gate_visitor_gets_the_link_on_to_the_site() {
+        let t = TicketFacts {
+            pass: Some("h.c.s".into()),
+            ..ticket("admitted", None)
+        };
+        let html = model(Place::Ticket(t)).render();
+        assert!(html.contains("href=\"/api/gate/drop-1/enter?pass=h.c.s\""));
+        assert!(html.contains("Continue to the site"));
+        assert!(!html.contains("action=\"/a/drop-1/buy\""));
+    }
+
+    #[test]
     fn the_chinese_page_is_chinese_and_unknown_activities_say_so() {
         let mut m = model(Place::SignedOut);
         m.lang = Lang::parse("zh").expect("zh");
