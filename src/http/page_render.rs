@@ -339,6 +339,7 @@ mod tests {
             expires_at: Some("2026-12-01T10:02:00Z".into()),
             opens_at: None,
             order_id: None,
+            pass: None,
         }
     }
 
