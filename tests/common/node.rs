@@ -34,6 +34,11 @@ impl Node {
             ("SLUICE__CLUSTER__REDIS_URL", redis_url.to_owned()),
             ("SLUICE__CLUSTER__LEASE_MS", LEASE_MS.to_string()),
             ("SLUICE__CLUSTER__RENEW_MS", RENEW_MS.to_string()),
+            // One public address for the whole cluster (the issuer of gate passes).
+            (
+                "SLUICE__SERVER__PUBLIC_URL",
+                "http://sluice.cluster.test".to_owned(),
+            ),
         ];
         Node {
             id: id.to_owned(),
