@@ -131,6 +131,12 @@ pub fn encode(msg: &ToSession) -> String {
             Push::SoldOut => ServerFrame::SoldOut,
             Push::Closed => ServerFrame::Closed,
             Push::Revoked => ServerFrame::Revoked,
+            Push::PassExpired => {
+                return error_frame(
+                    ErrorCode::TokenExpired,
+                    "your pass expired; join again to queue for another",
+                )
+            }
             Push::Expired => {
                 return error_frame(
                     ErrorCode::TokenExpired,

@@ -130,6 +130,8 @@ pub enum Push {
     Closed,
     /// The user's unspent token expired; the place is gone.
     Expired,
+    /// A gate's pass expired; the place is gone.
+    PassExpired,
     /// An operator revoked the user's place, token or pass.
     Revoked,
 }
@@ -139,7 +141,7 @@ impl Push {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Push::SoldOut | Push::Closed | Push::Expired | Push::Revoked
+            Push::SoldOut | Push::Closed | Push::Expired | Push::PassExpired | Push::Revoked
         )
     }
 }

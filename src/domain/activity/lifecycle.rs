@@ -106,7 +106,12 @@ impl Activity {
             self.gate.expired();
             self.report.expired();
             self.fx.record_dirty = true;
-            self.finish(&h.user, End::Expired, Push::Expired);
+            let push = if self.is_gate() {
+                Push::PassExpired
+            } else {
+                Push::Expired
+            };
+            self.finish(&h.user, End::Expired, push);
         }
     }
 

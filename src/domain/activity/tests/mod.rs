@@ -4,6 +4,7 @@
 
 mod entry_points;
 mod fairness;
+mod gate;
 
 use super::orders::PurchaseRequest;
 use super::*;
