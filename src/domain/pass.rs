@@ -248,7 +248,7 @@ impl Passes {
         if claims.aud != aud || claims.iss != self.0.issuer {
             return Err(PassError::WrongAudience);
         }
-        if claims.exp * 1000 <= now {
+        if claims.exp.saturating_mul(1000) <= now {
             return Err(PassError::Expired);
         }
         if self.is_revoked(aud, &claims.jti) {

@@ -46,6 +46,12 @@ fn default_pass_ttl() -> u32 {
     900
 }
 
+impl Access {
+    pub fn is_open(&self) -> bool {
+        *self == Access::Open
+    }
+}
+
 impl GateSpec {
     fn validate(&self) -> Result<(), SpecError> {
         let u = &self.origin_url;
@@ -77,8 +83,9 @@ pub struct Admission {
     /// Leading zero bits a join's proof of work must have; 0 turns the challenge off.
     #[serde(default)]
     pub join_pow_bits: u8,
-    /// `open`, or `invite`: joining needs an invite code.
-    #[serde(default)]
+    /// `open`, or `invite`: joining needs an invite code. Absent when open (records
+    /// and views stay as they were before access control).
+    #[serde(default, skip_serializing_if = "Access::is_open")]
     pub access: Access,
 }
 

@@ -128,7 +128,7 @@ pub(crate) async fn enter(
     let gate = view
         .gate
         .ok_or_else(|| ApiError::not_found("no such gate"))?;
-    let secs = (claims.exp * 1000).saturating_sub(now) / 1000;
+    let secs = claims.exp.saturating_mul(1000).saturating_sub(now) / 1000;
     let c = set_cookie(&req, PASS_COOKIE, &q.pass, "/", Life::Secs(secs), true);
     Ok(HttpResponse::SeeOther()
         .insert_header(("set-cookie", c))

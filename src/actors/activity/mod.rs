@@ -70,8 +70,8 @@ pub struct ActivityActor {
     last_metrics: Millis,
     notices: Notices,
     passes: crate::domain::pass::Passes,
-    /// The revoked passes last published to `passes`.
-    published_revoked: usize,
+    /// The version of the revoked passes last published to `passes`.
+    published_revoked: Option<u64>,
 }
 
 impl ActivityActor {
@@ -92,17 +92,18 @@ impl ActivityActor {
             last_metrics: 0,
             notices: Notices::default(),
             passes: deps.passes.clone(),
-            published_revoked: usize::MAX,
+            published_revoked: None,
         }
     }
 
     /// Publishes this gate's revoked passes where `verify` reads them, as soon as they
     /// are decided (refusing a pass early is safe; accepting it late is not).
     fn publish_revoked(&mut self) {
-        let revoked = self.activity.revoked_passes();
-        if revoked.len() != self.published_revoked {
-            self.published_revoked = revoked.len();
-            self.passes.set_revoked(self.id.as_str(), revoked);
+        let version = self.activity.revoked_version();
+        if self.published_revoked != Some(version) {
+            self.published_revoked = Some(version);
+            self.passes
+                .set_revoked(self.id.as_str(), self.activity.revoked_passes());
         }
     }
 

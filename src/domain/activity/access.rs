@@ -62,6 +62,8 @@ pub(super) struct Access {
     next_ban: u64,
     /// hold id -> pass expiry.
     revoked: BTreeMap<u64, Millis>,
+    /// Bumped by every change of `revoked`, so the actor republishes only changes.
+    revoked_version: u64,
 }
 
 impl Access {
@@ -141,6 +143,7 @@ impl Access {
     /// Revokes the pass of hold `id` until it would have expired.
     pub(super) fn revoke_pass(&mut self, id: u64, expires_at: Millis, fx: &mut Effects) {
         self.revoked.insert(id, expires_at);
+        self.revoked_version += 1;
         fx.mutations.push(Mutation::PutRevoked {
             hold: id,
             record: RevokedRecord { expires_at },
@@ -155,11 +158,18 @@ impl Access {
             .filter(|(_, &exp)| exp <= now)
             .map(|(&id, _)| id)
             .collect();
+        if !gone.is_empty() {
+            self.revoked_version += 1;
+        }
         for id in &gone {
             self.revoked.remove(id);
             fx.mutations.push(Mutation::DelRevoked { hold: *id });
         }
         !gone.is_empty()
+    }
+
+    pub(super) fn revoked_version(&self) -> u64 {
+        self.revoked_version
     }
 
     /// The revoked passes' ids (`jti`).

@@ -74,6 +74,11 @@ impl Activity {
         })
     }
 
+    /// Changes whenever `revoked_passes` does.
+    pub fn revoked_version(&self) -> u64 {
+        self.access.revoked_version()
+    }
+
     /// Ids (`jti`) of this gate's passes revoked before their expiry.
     pub fn revoked_passes(&self) -> std::collections::HashSet<String> {
         self.access.revoked_ids().map(|id| id.to_string()).collect()
