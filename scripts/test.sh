@@ -24,6 +24,13 @@ if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
     python3 -m pip install --quiet standardwebhooks
 fi
 
+# PyJWT with its JWKS client: checks gate passes offline (tests/api/gate.rs runs
+# scripts/check-pass.py), an implementation of JWT/JWKS that is not sluice's.
+step "pyjwt"
+if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+    python3 -m pip install --quiet 'pyjwt[crypto]'
+fi
+
 step "cargo fmt"
 cargo fmt --all -- --check
 
@@ -47,7 +54,9 @@ rm -rf "$campaign_out"
 # browser tests: the real binary (built by cargo test above) on a free port with a
 # throwaway store, driven by Playwright in Debian's headless Chromium: the flows,
 # axe-core (WCAG 2.2 A/AA, from the lock file) in every page state, keyboard only, a
-# hidden tab, and Chromium with JavaScript disabled (docs/accessibility.md).
+# hidden tab, and Chromium with JavaScript disabled (docs/accessibility.md). gate.mjs
+# starts its own nginx (installed by services.sh) in front of an origin site guarded by
+# auth_request to the same server (docs/gate.md).
 step "browser tests"
 if ! command -v chromium >/dev/null; then
     apt-get update -qq
@@ -68,6 +77,7 @@ browser_rc=0
     npm ci --no-audit --no-fund --loglevel=error
     SLUICE_URL="http://127.0.0.1:$browser_port" node run.mjs
     SLUICE_URL="http://127.0.0.1:$browser_port" node report.mjs
+    SLUICE_URL="http://127.0.0.1:$browser_port" node gate.mjs
 ) || browser_rc=$?
 kill "$browser_pid" 2>/dev/null || true
 wait "$browser_pid" 2>/dev/null || true

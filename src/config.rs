@@ -144,6 +144,21 @@ pub struct ServerSettings {
     pub proxy_protocol: bool,
     #[serde(default)]
     pub tls: TlsSettings,
+    /// The URL users reach this service at: the `iss` of gate passes. Empty:
+    /// `http://{bind}` (`https://` with TLS).
+    #[serde(default)]
+    pub public_url: String,
+}
+
+impl ServerSettings {
+    /// `public_url`, or the address it defaults to.
+    pub fn public_url(&self) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.tls.enabled() { "https" } else { "http" };
+        format!("{scheme}://{}", self.bind)
+    }
 }
 
 /// HTTPS and wss:// served directly; both paths empty: plain HTTP.

@@ -12,6 +12,7 @@ use crate::config::{Settings, SinkKind};
 use crate::domain::clock::Clock;
 use crate::domain::ids::ActivityId;
 use crate::domain::jwt::JwtKey;
+use crate::domain::pass::Passes;
 use crate::domain::token::TokenKey;
 use crate::error::ApiError;
 use crate::http::admin_keys::AdminKeys;
@@ -24,6 +25,7 @@ use crate::http::state::{session_cap, AppState, WsLimits};
 use crate::http::{audit, middleware, routes, ws_upgrade};
 use crate::store::accounts::{AccountStore, SledAccounts};
 use crate::store::audit::AuditLog;
+use crate::store::signing_keys::{SigningKeyStore, SledSigningKeys};
 use crate::store::webhooks::{EventSignal, SledWebhooks, WebhookStore};
 use crate::store::{CommitSettings, Store};
 use crate::tls::Certificates;
@@ -214,28 +216,71 @@ fn start_webhooks(
     WebhookDelivery { hub, task }
 }
 
-/// The ports HTTP reaches activities and accounts through: this process alone, or in
-/// cluster mode the cluster's. The only place that asks which.
+/// The ports HTTP reaches activities, accounts, signing keys and webhook
+/// registrations through.
+struct Adapters {
+    directory: Arc<dyn Directory>,
+    accounts: Arc<dyn AccountStore>,
+    keys: Arc<dyn SigningKeyStore>,
+    webhooks: Arc<dyn WebhookStore>,
+}
+
+/// Installs the stored pass keys (creating the first on first start) before any
+/// activity can admit, and keeps them current (another node may rotate them).
+async fn install_keys(
+    keys: &Arc<dyn SigningKeyStore>,
+    passes: &Passes,
+    now: crate::domain::clock::Millis,
+) -> anyhow::Result<()> {
+    let records = keys
+        .load_or_create(now)
+        .await
+        .map_err(|e| anyhow::anyhow!("gate pass signing keys: {e}"))?;
+    passes.install(records);
+    let (keys, passes) = (Arc::clone(keys), passes.clone());
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            if let Ok(records) = keys.current().await {
+                if !records.is_empty() && records != passes.records() {
+                    passes.install(records);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The ports HTTP reaches activities, accounts, pass keys and webhook registrations
+/// through: this process
+/// alone, or in cluster mode the cluster's. The only place that asks which.
 async fn adapters(
     settings: &Settings,
     registry: Arc<Registry>,
-) -> anyhow::Result<(
-    Arc<dyn Directory>,
-    Arc<dyn AccountStore>,
-    Arc<dyn WebhookStore>,
-)> {
+    passes: &Passes,
+) -> anyhow::Result<Adapters> {
+    let now = registry.now();
     let local = LocalDirectory {
         registry: Arc::clone(&registry),
         actor_timeout: Duration::from_millis(settings.server.actor_timeout_ms),
     };
     if !settings.cluster.enabled {
+        let keys: Arc<dyn SigningKeyStore> =
+            Arc::new(SledSigningKeys::new(registry.store().clone()));
+        install_keys(&keys, passes, now).await?;
         let restored = registry.restore_all()?;
         tracing::info!(activities = restored, path = %settings.store.path.display(), "store opened");
         let accounts = Arc::new(SledAccounts::new(registry.store().clone()));
-        let hooks = Arc::new(SledWebhooks {
+        let webhooks = Arc::new(SledWebhooks {
             store: registry.store().clone(),
         });
-        return Ok((Arc::new(local), accounts, hooks));
+        return Ok(Adapters {
+            directory: Arc::new(local),
+            accounts,
+            keys,
+            webhooks,
+        });
     }
     // In cluster mode activities are not restored from this node's store: the cluster
     // decides who owns what, and an owner rebuilds from the replica.
@@ -243,14 +288,17 @@ async fn adapters(
     let cluster = Cluster::connect(settings, registry, relay_arbiter.handle()).await?;
     // The arbiter lives as long as the process: its handle keeps it running.
     std::mem::forget(relay_arbiter);
+    let keys: Arc<dyn SigningKeyStore> = Arc::new(cluster.signing_keys());
+    install_keys(&keys, passes, now).await?;
     cluster.start();
     let accounts = Arc::new(cluster.accounts());
-    let hooks = Arc::new(cluster.webhooks());
-    Ok((
-        Arc::new(ClusterDirectory { local, cluster }),
+    let webhooks = Arc::new(cluster.webhooks());
+    Ok(Adapters {
+        directory: Arc::new(ClusterDirectory { local, cluster }),
         accounts,
-        hooks,
-    ))
+        keys,
+        webhooks,
+    })
 }
 
 /// Binds `server.bind` and serves `state` on it (over TLS with `tls`): the app for
@@ -335,15 +383,21 @@ impl Application {
             tick: Duration::from_millis(settings.server.tick_ms),
             outbox: sink.is_some(),
             hooks: Arc::clone(&hooks),
+            passes: Passes::new(&settings.server.public_url()),
         };
+        let passes = deps.passes.clone();
         let arbiter = actix::Arbiter::new();
         let registry = Arc::new(Registry::new(
             deps,
             TokenKey::new(settings.tokens.secret.as_bytes()),
             arbiter.handle(),
         ));
-        let (directory, account_store, registrations) =
-            adapters(&settings, Arc::clone(&registry)).await?;
+        let Adapters {
+            directory,
+            accounts: account_store,
+            keys: signing_keys,
+            webhooks: registrations,
+        } = adapters(&settings, Arc::clone(&registry), &passes).await?;
         let flusher = start_flusher(&settings, &store, sink.as_ref());
         let webhooks = start_webhooks(&settings, &registry, registrations, hooks, &clock);
 
@@ -375,6 +429,8 @@ impl Application {
             webhooks: webhooks.hub,
             // Random high bits: session ids must not collide across cluster nodes.
             session_ids: AtomicU64::new((u64::from(rand::random::<u32>()) << 32) | 1),
+            passes,
+            signing_keys,
         });
 
         let trim = state.clone();

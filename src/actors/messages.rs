@@ -45,6 +45,8 @@ pub struct Join {
     pub session: Option<SessionHandle>,
     /// Proof-of-work answer, for activities with `join_pow_bits > 0`.
     pub pow: Option<crate::domain::pow::PowSolution>,
+    /// Invite code, for invite-only activities.
+    pub invite: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +163,21 @@ impl From<Admin> for AdminCommand {
             Admin::Schedule { opens_at, seed } => AdminCommand::Schedule { opens_at, seed },
         }
     }
+}
+
+/// Adds invite codes (drawn by the caller); answers them once durable.
+#[derive(Message)]
+#[rtype(result = "CallResult<Vec<String>>")]
+pub struct AddInvites {
+    pub codes: Vec<String>,
+}
+
+/// Revokes a user's place, token or pass, and with `ban` refuses their later joins.
+#[derive(Message)]
+#[rtype(result = "CallResult<crate::domain::activity::Revoked>")]
+pub struct Revoke {
+    pub user: UserId,
+    pub ban: bool,
 }
 
 /// The fairness commitment, and the seed once the activity has opened.

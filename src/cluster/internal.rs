@@ -80,6 +80,7 @@ async fn sessions(Internal(peers): Internal, body: Json<OpsRequest>) -> HttpResp
                     user,
                     ticket,
                     pow,
+                    invite,
                 } => match actor_for(&peers.cluster, &activity).await {
                     None => Err(not_here()),
                     Some(addr) => {
@@ -87,6 +88,7 @@ async fn sessions(Internal(peers): Internal, body: Json<OpsRequest>) -> HttpResp
                             user,
                             ticket,
                             pow,
+                            invite,
                             session: Some(SessionHandle {
                                 id: session,
                                 output: link,

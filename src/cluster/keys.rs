@@ -11,6 +11,7 @@
 //! | `sluice:alive:{activity}` | string | ms time of the owner's last renewal while serving |
 //! | `sluice:state:{activity}` | hash | sled key -> value: the activity's committed state |
 //! | `sluice:accounts` | hash | username -> account (user id, password hash) |
+//! | `sluice:signing_keys` | string | the gate pass signing keys (JSON list) |
 
 use crate::domain::ids::ActivityId;
 
@@ -19,6 +20,7 @@ pub const ACTIVITIES: &str = "sluice:activities";
 pub const ACCOUNTS: &str = "sluice:accounts";
 /// Webhook registrations: id -> JSON (`store::webhooks::Webhook`).
 pub const WEBHOOKS: &str = "sluice:webhooks";
+pub const SIGNING_KEYS: &str = "sluice:signing_keys";
 
 pub fn node(id: &str) -> String {
     format!("sluice:node:{id}")

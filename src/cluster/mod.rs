@@ -9,6 +9,7 @@
 //! - `replicate`: the `CommitTarget` of an owned activity (local store + replica,
 //!   fenced by the lease);
 //! - `accounts`: the `AccountStore` in Redis;
+//! - `signing_keys`: the `SigningKeyStore` of gate passes in Redis;
 //! - `internal`: the node-to-node endpoints.
 //!
 //! `Cluster` itself: `primary` (the Redis primary, fixed or followed through
@@ -26,6 +27,7 @@ pub mod primary;
 pub mod relay;
 pub mod replicate;
 pub mod session_link;
+pub mod signing_keys;
 pub mod webhooks;
 
 mod leases;
@@ -173,6 +175,13 @@ impl Cluster {
             primary: Arc::clone(&self.primary),
             replica_acks: self.replica_acks,
             ack_timeout_ms: self.ack_timeout_ms,
+        }
+    }
+
+    /// The gate pass signing keys of the cluster (its Redis).
+    pub fn signing_keys(&self) -> signing_keys::RedisSigningKeys {
+        signing_keys::RedisSigningKeys {
+            conn: self.conn.clone(),
         }
     }
 

@@ -74,6 +74,9 @@ pub enum SessionOp {
         user: UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        /// Invite code (absent from nodes that predate invites).
+        #[serde(default)]
+        invite: Option<String>,
     },
     Detach {
         activity: ActivityId,
@@ -415,7 +418,7 @@ impl Relay {
         session: u64,
         user: &UserId,
         ticket: Option<String>,
-        pow: Option<PowSolution>,
+        (pow, invite): (Option<PowSolution>, Option<String>),
         queue: Arc<SessionQueue>,
     ) -> Result<(), ApiError> {
         let to = owner.clone();
@@ -440,6 +443,7 @@ impl Relay {
             user: user.clone(),
             ticket,
             pow,
+            invite,
         };
         // Removed again unless the join succeeds, also if the caller gives up waiting
         // (drops this future).
@@ -559,6 +563,7 @@ impl Relay {
                             user: user.clone(),
                             ticket: ticket.clone(),
                             pow: None,
+                            invite: None,
                         };
                         match relay.call(&base, op).await {
                             Ok(()) => break,
@@ -623,6 +628,7 @@ mod tests {
             user: UserId::parse("u1").expect("id"),
             ticket: Some("t".into()),
             pow: None,
+            invite: None,
         };
         let text = serde_json::to_string(&op).expect("serializes");
         assert!(text.contains(r#""op":"join""#), "{text}");

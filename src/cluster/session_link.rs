@@ -24,6 +24,7 @@ impl SessionLink for RemoteLink {
         user: &UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        invite: Option<String>,
     ) -> LocalBoxFuture<'static, Result<(), JoinFailure>> {
         let (relay, activity, owner, user) = (
             Arc::clone(&self.relay),
@@ -33,7 +34,15 @@ impl SessionLink for RemoteLink {
         );
         Box::pin(async move {
             relay
-                .join(&activity, owner, session, &user, ticket, pow, queue)
+                .join(
+                    &activity,
+                    owner,
+                    session,
+                    &user,
+                    ticket,
+                    (pow, invite),
+                    queue,
+                )
                 .await
                 .map_err(JoinFailure::Refused)
         })

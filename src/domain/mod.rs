@@ -8,6 +8,7 @@ pub mod jwt;
 pub mod ledger;
 pub mod order;
 pub mod pacer;
+pub mod pass;
 pub mod pow;
 pub mod spec;
 pub mod token;

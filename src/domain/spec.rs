@@ -18,6 +18,57 @@ fn bad(msg: impl Into<String>) -> SpecError {
 pub enum Kind {
     Sale,
     Appointment,
+    /// No stock: admission hands out passes an existing site verifies (`gate`).
+    Gate,
+}
+
+/// Who may join: anyone, or only holders of an operator's invite code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    #[default]
+    Open,
+    Invite,
+}
+
+/// What a gate activity protects: where admitted users go, and how long their pass lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// The protected site's entry page (http or https).
+    pub origin_url: String,
+    /// Default 900, at most 86400.
+    #[serde(default = "default_pass_ttl")]
+    pub pass_ttl_secs: u32,
+}
+
+fn default_pass_ttl() -> u32 {
+    900
+}
+
+impl Access {
+    pub fn is_open(&self) -> bool {
+        *self == Access::Open
+    }
+}
+
+impl GateSpec {
+    fn validate(&self) -> Result<(), SpecError> {
+        let u = &self.origin_url;
+        let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
+        if !scheme_ok || u.len() > 2000 || u.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(bad(
+                "gate.origin_url must be an http or https URL of at most 2000 characters",
+            ));
+        }
+        in_range(
+            "gate.pass_ttl_secs",
+            self.pass_ttl_secs,
+            1,
+            super::pass::MAX_PASS_TTL_SECS,
+        )?;
+        Ok(())
+    }
 }
 
 /// Pacing and limits of the waiting room; every field can be changed live.
@@ -32,6 +83,10 @@ pub struct Admission {
     /// Leading zero bits a join's proof of work must have; 0 turns the challenge off.
     #[serde(default)]
     pub join_pow_bits: u8,
+    /// `open`, or `invite`: joining needs an invite code. Absent when open (records
+    /// and views stay as they were before access control).
+    #[serde(default, skip_serializing_if = "Access::is_open")]
+    pub access: Access,
 }
 
 impl Default for Admission {
@@ -44,6 +99,7 @@ impl Default for Admission {
             reconnect_grace_secs: 60,
             wait_for_returns: false,
             join_pow_bits: 0,
+            access: Access::Open,
         }
     }
 }
@@ -59,6 +115,7 @@ pub struct AdmissionPatch {
     pub reconnect_grace_secs: Option<u32>,
     pub wait_for_returns: Option<bool>,
     pub join_pow_bits: Option<u8>,
+    pub access: Option<Access>,
 }
 
 fn in_range(name: &str, v: u32, lo: u32, hi: u32) -> Result<u32, SpecError> {
@@ -93,6 +150,9 @@ impl Admission {
         }
         if let Some(v) = p.join_pow_bits {
             a.join_pow_bits = in_range("admission.join_pow_bits", v.into(), 0, 32)? as u8;
+        }
+        if let Some(v) = p.access {
+            a.access = v;
         }
         Ok(a)
     }
@@ -140,6 +200,8 @@ pub struct CreateActivity {
     pub closes_at: Option<String>,
     pub admission: Option<AdmissionPatch>,
     pub payment_timeout_secs: Option<u32>,
+    /// Required for (and only for) `kind: "gate"`.
+    pub gate: Option<GateSpec>,
 }
 
 /// A validated activity definition; what never changes except through admin calls.
@@ -155,6 +217,8 @@ pub struct ActivitySpec {
     pub admission: Admission,
     pub payment_timeout_secs: u32,
     pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSpec>,
 }
 
 /// The id of the single stock line of a sale; never shown to clients.
@@ -170,7 +234,26 @@ impl CreateActivity {
                 "name must be 1-200 characters without control characters",
             ));
         }
+        if self.gate.is_some() != (self.kind == Kind::Gate) {
+            return Err(bad(
+                "gate settings are required for, and only for, kind gate",
+            ));
+        }
+        if let Some(g) = &self.gate {
+            g.validate()?;
+        }
         let slots = match self.kind {
+            Kind::Gate => {
+                if self.stock.is_some() || self.slots.is_some() {
+                    return Err(bad("a gate takes neither stock nor slots"));
+                }
+                // Passes are held units: the ledger never runs dry, `max_active` bounds them.
+                vec![SlotSpec {
+                    id: SlotId::parse(SALE_SLOT).expect("constant is a valid slot id"),
+                    label: "passes".into(),
+                    capacity: MAX_CAPACITY,
+                }]
+            }
             Kind::Sale => {
                 if self.slots.is_some() {
                     return Err(bad("a sale takes stock, not slots"));
@@ -227,6 +310,7 @@ impl CreateActivity {
                 admission,
                 payment_timeout_secs,
                 created_at: now,
+                gate: self.gate,
             },
             slots,
         ))

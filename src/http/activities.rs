@@ -71,6 +71,8 @@ pub(crate) async fn get(st: Data<AppState>, id: Path<String>) -> Result<HttpResp
 pub(crate) struct JoinBody {
     pow_nonce: Option<String>,
     pow_solution: Option<String>,
+    /// Invite code, for invite-only activities.
+    invite: Option<String>,
 }
 
 pub fn pow_from(nonce: Option<String>, solution: Option<String>) -> Option<PowSolution> {
@@ -115,7 +117,7 @@ pub(crate) async fn join(
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
     };
     let pow = pow_from(body.pow_nonce, body.pow_solution);
-    let reply = join_as(&req, &st, user.0, &id, pow).await?;
+    let reply = join_as(&req, &st, user.0, &id, pow, body.invite).await?;
     // 201 for a new place; 200 when the user already had one (same ticket).
     let mut res = if reply.existing {
         HttpResponse::Ok()
@@ -133,6 +135,7 @@ pub async fn join_as(
     user: UserId,
     raw_id: &str,
     pow: Option<PowSolution>,
+    invite: Option<String>,
 ) -> Result<JoinReply, ApiError> {
     st.limits.check_join(req, &user)?;
     if st.registry.is_draining() {
@@ -145,6 +148,7 @@ pub async fn join_as(
         ticket: None,
         session: None,
         pow,
+        invite,
     };
     call_id(st, raw_id, join).await
 }

@@ -346,7 +346,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: shutting down (`Retry-After: 5`), the activity too busy (`Retry-After: 1`) or the store cannot write", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn schedule(
     _: Admin,

@@ -125,6 +125,7 @@ pub trait SessionLink {
         user: &UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        invite: Option<String>,
     ) -> LocalBoxFuture<'static, Result<(), JoinFailure>>;
 
     /// How long the session waits for `join`, given the local actor timeout. `None`:
@@ -317,11 +318,13 @@ impl SessionLink for LocalLink {
         user: &UserId,
         ticket: Option<String>,
         pow: Option<PowSolution>,
+        invite: Option<String>,
     ) -> LocalBoxFuture<'static, Result<(), JoinFailure>> {
         let join = Join {
             user: user.clone(),
             ticket,
             pow,
+            invite,
             session: Some(SessionHandle {
                 id: session,
                 output: queue,

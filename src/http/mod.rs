@@ -14,6 +14,7 @@ pub mod connection;
 pub mod directory;
 pub mod event_ticket;
 pub mod fairness;
+pub mod gate;
 pub mod identity;
 pub mod limits;
 pub mod middleware;

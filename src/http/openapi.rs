@@ -92,6 +92,12 @@ pub(crate) async fn serve() -> HttpResponse {
         crate::http::ops::healthz,
         crate::http::ops::readyz,
         crate::http::ops::metrics,
+        crate::http::gate::jwks,
+        crate::http::gate::verify,
+        crate::http::gate::enter,
+        crate::http::gate::rotate,
+        crate::http::gate::invites,
+        crate::http::gate::revoke,
         serve,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCodeName)),
@@ -102,6 +108,7 @@ pub(crate) async fn serve() -> HttpResponse {
         (name = "orders", description = "Orders (API.md 10)"),
         (name = "admin", description = "Operator API, bearer admin key with the right role (API.md 4, 12; docs/api.md \"Scoped admin keys\")"),
         (name = "shop", description = "The shop's backend: read orders, confirm payment, cancel (docs/api.md \"Payment confirmed by the shop\")"),
+        (name = "gate", description = "Gate activities: pass keys, verification, the hand-off to the origin (docs/gate.md)"),
         (name = "operations", description = "Health, readiness, metrics, this document (API.md 12)"),
     )
 )]

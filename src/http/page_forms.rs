@@ -276,7 +276,7 @@ async fn join(
 ) -> HttpResponse {
     let res = async {
         let user = form_user(&st, &req, &form.csrf)?;
-        join_as(&req, &st, user.id, &id, None).await
+        join_as(&req, &st, user.id, &id, None, None).await
     }
     .await;
     match res {

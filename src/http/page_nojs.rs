@@ -74,7 +74,10 @@ impl PageModel {
                 }
                 "admitted" => {
                     status(&mut s, "st_admitted");
-                    s.push_str(&self.buy_form(a, t));
+                    match &t.pass {
+                        Some(pass) => s.push_str(&self.gate_link(pass)),
+                        None => s.push_str(&self.buy_form(a, t)),
+                    }
                 }
                 other => {
                     let key = match other {
@@ -99,6 +102,16 @@ impl PageModel {
         }
         s.push_str("</section></noscript>");
         s
+    }
+
+    /// A gate's way on: the hand-off that sets the pass cookie and redirects to the site.
+    fn gate_link(&self, pass: &str) -> String {
+        format!(
+            "<p><a class=\"button\" id=\"nojs-gate\" href=\"/api/gate/{}/enter?pass={}\">{}</a></p>",
+            self.id,
+            esc(pass),
+            esc(self.lang.t("gateContinue"))
+        )
     }
 
     fn login_form(&self) -> String {

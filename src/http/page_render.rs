@@ -48,6 +48,9 @@ pub struct TicketFacts {
     pub expires_at: Option<String>,
     pub opens_at: Option<String>,
     pub order_id: Option<String>,
+    /// A gate's pass, once admitted.
+    #[serde(default)]
+    pub pass: Option<String>,
 }
 
 /// The order view (`ORDER` of the contract).
@@ -346,6 +349,7 @@ mod tests {
             expires_at: Some("2026-12-01T10:02:00Z".into()),
             opens_at: None,
             order_id: None,
+            pass: None,
         }
     }
 
@@ -383,6 +387,18 @@ mod tests {
         assert!(html.contains("action=\"/a/drop-1/buy\""));
         assert!(html.contains("about 1:58 left"));
         assert!(!html.contains("http-equiv"));
+    }
+
+    #[test]
+    fn an_admitted_gate_visitor_gets_the_link_on_to_the_site() {
+        let t = TicketFacts {
+            pass: Some("h.c.s".into()),
+            ..ticket("admitted", None)
+        };
+        let html = model(Place::Ticket(t)).render();
+        assert!(html.contains("href=\"/api/gate/drop-1/enter?pass=h.c.s\""));
+        assert!(html.contains("Continue to the site"));
+        assert!(!html.contains("action=\"/a/drop-1/buy\""));
     }
 
     #[test]

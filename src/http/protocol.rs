@@ -25,7 +25,12 @@ pub enum ServerFrame<'a> {
         waiting_for_returns: bool,
     },
     Admitted {
-        token: &'a str,
+        /// The purchase token (absent for a gate).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<&'a str>,
+        /// A gate's pass (EdDSA JWT).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pass: Option<&'a str>,
         expires_at: String,
         expires_in_secs: u64,
         /// Extension: server time (unix ms) when the admission was decided.
@@ -42,6 +47,8 @@ pub enum ServerFrame<'a> {
     Resumed,
     SoldOut,
     Closed,
+    /// An operator took the place, token or pass away; the socket closes.
+    Revoked,
     Superseded,
     Restarting,
     Error {
@@ -99,11 +106,13 @@ pub fn encode(msg: &ToSession) -> String {
             },
             Push::Admitted {
                 token,
+                pass,
                 expires_at_ms,
                 expires_in_secs,
                 issued_at_ms,
             } => ServerFrame::Admitted {
-                token,
+                token: pass.is_none().then_some(token.as_str()),
+                pass: pass.as_deref(),
                 expires_at: rfc3339(*expires_at_ms),
                 expires_in_secs: *expires_in_secs,
                 issued_at_ms: *issued_at_ms,
@@ -121,6 +130,13 @@ pub fn encode(msg: &ToSession) -> String {
             Push::Resumed => ServerFrame::Resumed,
             Push::SoldOut => ServerFrame::SoldOut,
             Push::Closed => ServerFrame::Closed,
+            Push::Revoked => ServerFrame::Revoked,
+            Push::PassExpired => {
+                return error_frame(
+                    ErrorCode::TokenExpired,
+                    "your pass expired; join again to queue for another",
+                )
+            }
             Push::Expired => {
                 return error_frame(
                     ErrorCode::TokenExpired,

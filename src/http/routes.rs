@@ -6,8 +6,8 @@ use crate::domain::ids::{parse_order_id, ActivityId};
 use crate::error::ApiError;
 use crate::http::directory::Directory;
 use crate::http::{
-    activities, admin, admin_orders, audit, auth, openapi, ops, orders, page_forms, pages, report,
-    webhooks, ws_route,
+    activities, admin, admin_orders, audit, auth, gate, openapi, ops, orders, page_forms, pages,
+    report, webhooks, ws_route,
 };
 use actix_web::web;
 
@@ -19,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     // a purchase's CPU).
     cfg.configure(activities::routes)
         .configure(orders::routes)
+        // `verify` sits in front of every request of a gated site.
+        .configure(gate::routes)
         .configure(ops::routes)
         .configure(auth::routes)
         .configure(report::routes)
@@ -97,6 +99,15 @@ pub fn classify(path: &str) -> Classified<'_> {
             "/api/admin"
         }
         (Some("api"), Some("admin"), _, _, _) => "/api/admin",
+        (Some("api"), Some("gate"), Some(id), Some(action), None) => {
+            activity = Some(id);
+            match action {
+                "verify" => "/api/gate/{id}/verify",
+                "enter" => "/api/gate/{id}/enter",
+                _ => "other",
+            }
+        }
+        (Some(".well-known"), Some("jwks.json"), None, _, _) => "/.well-known/jwks.json",
         (Some("api"), Some("auth"), Some("login"), None, _) => "/api/auth/login",
         (Some("api"), Some("openapi.json"), None, _, _) => "/api/openapi.json",
         (Some("api"), Some("auth"), Some("register"), None, _) => "/api/auth/register",
@@ -190,6 +201,8 @@ mod tests {
             ("/a/drop-1/nope", "other"),
             ("/nothing/here", "other"),
             ("/api/activities/drop-1/nope", "other"),
+            ("/api/gate/door/verify", "/api/gate/{id}/verify"),
+            ("/.well-known/jwks.json", "/.well-known/jwks.json"),
         ] {
             assert_eq!(classify(path).label, label, "{path}");
         }
@@ -212,6 +225,8 @@ mod tests {
         assert_eq!(activity_in("/api/orders/drop-1.a/pay"), id("drop-1"));
         assert_eq!(activity_in("/api/admin/orders/drop-1.a/pay"), id("drop-1"));
         assert_eq!(activity_in("/api/admin/audit"), None);
+        // A pass is verified where its gate runs (the revoked set lives there).
+        assert_eq!(activity_in("/api/gate/door/verify"), id("door"));
         // The waiting page is rendered where the activity runs.
         assert_eq!(activity_in("/a/drop-1"), id("drop-1"));
         assert_eq!(activity_in("/a/drop-1/buy"), id("drop-1"));

@@ -44,6 +44,9 @@ pub struct AppState {
     pub account_store: Arc<dyn AccountStore>,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub session_ids: AtomicU64,
+    /// Gate passes: signing keys, revoked passes, the JWKS.
+    pub passes: crate::domain::pass::Passes,
+    pub signing_keys: Arc<dyn crate::store::signing_keys::SigningKeyStore>,
 }
 
 /// SHA-256 of a secret: secrets are compared as digests, in constant time, whatever

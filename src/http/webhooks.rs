@@ -85,7 +85,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
         (status = 409, description = "`conflict`: already 100 receivers", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: the registrations cannot be written", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn create(
     _: Admin,
@@ -137,7 +137,7 @@ fn hex(b: &[u8]) -> String {
         (status = 200, description = "Every registration", body = WebhookList),
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn list(_: Admin<Read>, st: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "webhooks": st.webhooks.views() }))
@@ -156,7 +156,7 @@ pub(crate) async fn list(_: Admin<Read>, st: Data<AppState>) -> HttpResponse {
         (status = 404, description = "`not_found`: no such webhook", body = crate::http::schemas::ErrorBody),
         (status = 503, description = "`unavailable`: the registrations cannot be written", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn remove(
     _: Admin,
@@ -182,7 +182,7 @@ pub(crate) async fn remove(
         (status = 401, description = "`unauthorized`: missing or wrong admin key", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such webhook", body = crate::http::schemas::ErrorBody)
     ),
-    security(("admin" = []), ("admin_query" = []))
+    security(("admin" = []))
 )]
 pub(crate) async fn deliveries(
     _: Admin<Read>,

@@ -47,6 +47,7 @@ pub struct SessionSpec {
     pub user: UserId,
     pub ticket: Option<String>,
     pub pow: Option<PowSolution>,
+    pub invite: Option<String>,
     /// The way to the activity (here, or relayed to the node that owns it).
     pub activity: Box<dyn SessionLink>,
     pub state: Data<AppState>,
@@ -154,6 +155,7 @@ impl Session {
             &self.spec.user,
             ticket,
             pow,
+            self.spec.invite.take(),
         );
         let limit = self
             .spec

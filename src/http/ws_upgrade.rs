@@ -30,6 +30,8 @@ pub struct WsQuery {
     pub ticket: Option<String>,
     pub pow_nonce: Option<String>,
     pub pow_solution: Option<String>,
+    /// Invite code, for invite-only activities.
+    pub invite: Option<String>,
 }
 
 /// The upgrade service for `HttpService::upgrade`.
@@ -236,6 +238,7 @@ fn check(
         user,
         ticket: q.ticket,
         pow,
+        invite: q.invite,
         activity,
         state: st.clone(),
         ip,

@@ -71,6 +71,14 @@ pub fn encode(
                 events.next += 1;
             }
             Mutation::Event(_) => {}
+            Mutation::PutInvite { n, invite } => {
+                ops.push(KvOp::Put(numbered(id, 'i', *n), json(invite)))
+            }
+            Mutation::PutBan { n, ban } => ops.push(KvOp::Put(numbered(id, 'b', *n), json(ban))),
+            Mutation::PutRevoked { hold, record } => {
+                ops.push(KvOp::Put(numbered(id, 'r', *hold), json(record)))
+            }
+            Mutation::DelRevoked { hold } => ops.push(KvOp::Del(numbered(id, 'r', *hold))),
         }
     }
     if let Some(r) = record {

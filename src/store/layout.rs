@@ -16,6 +16,10 @@
 //! | `a/{activity}/shuffle`       | `ShuffleAudit` of the pre-queue        |
 //! | `a/{activity}/report`        | `ReportRecord`: the post-event report's totals |
 //! | `a/{activity}/m/{min:016x}`  | `MinuteRecord`: one minute of the report (minutes since 1970) |
+//! | `a/{activity}/i/{n:016x}`   | `InviteRecord`: an invite code and who claimed it |
+//! | `a/{activity}/b/{n:016x}`   | `BanRecord`: a user refused from now on |
+//! | `a/{activity}/r/{hold:016x}`| `RevokedRecord`: a gate pass revoked before its expiry |
+//! | `k/signing`                 | the gate pass signing keys (`store::signing_keys`) |
 //! | `o/{seq:016x}`               | `OrderRecord` waiting for the sink     |
 //! | `u/{username}`               | account (username, user id, password hash) |
 //! | `audit/{MAX - seq:016x}`     | `AuditRecord`: one admin call (newest first) |
@@ -34,6 +38,7 @@ pub const OUTBOX_PREFIX: &[u8] = b"o/";
 pub const ACCOUNT_PREFIX: &[u8] = b"u/";
 pub const AUDIT_PREFIX: &[u8] = b"audit/";
 pub const WEBHOOK_PREFIX: &[u8] = b"w/r/";
+pub const SIGNING_KEYS_KEY: &[u8] = b"k/signing";
 
 pub fn activity_key(a: &ActivityId, rest: &str) -> Vec<u8> {
     format!("a/{a}/{rest}").into_bytes()

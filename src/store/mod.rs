@@ -22,6 +22,7 @@ mod journal;
 pub mod layout;
 mod memtable;
 pub mod recovery;
+pub mod signing_keys;
 pub mod sink;
 pub mod target;
 pub mod webhooks;

@@ -50,6 +50,9 @@ pub(super) fn load(
                     'o' => d.orders.push(decode(path, &k, &v)?),
                     'l' => d.lines.push((n, decode(path, &k, &v)?)),
                     'm' => d.minutes.push((n, decode(path, &k, &v)?)),
+                    'i' => d.invites.push((n, decode(path, &k, &v)?)),
+                    'b' => d.bans.push((n, decode(path, &k, &v)?)),
+                    'r' => d.revoked.push((n, decode(path, &k, &v)?)),
                     _ => {
                         return Err(StoreError::Corrupt {
                             path: path.into(),

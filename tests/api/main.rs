@@ -6,6 +6,7 @@ mod common;
 mod contract_errors;
 mod durability;
 mod fairness;
+mod gate;
 mod lifecycle;
 mod ops;
 mod report;

@@ -459,6 +459,16 @@ async fn sees_webhooks(node: &Node, count: usize) {
     panic!("node {} does not list {count} webhooks", node.id);
 }
 
+async fn verify_on(n: &Node, id: &str, pass: &str) -> u16 {
+    let bearer = format!("Bearer {pass}");
+    n.get_headers(
+        &format!("/api/gate/{id}/verify"),
+        &[("authorization", &bearer)],
+    )
+    .await
+    .0
+}
+
 #[actix_web::test]
 #[ignore = "needs redis-server: run scripts/test.sh"]
 async fn the_shop_pays_through_any_node_and_the_audit_gathers_every_node() {
@@ -641,4 +651,97 @@ async fn webhooks_registered_anywhere_are_delivered_by_the_owner_and_after_its_d
         assert_eq!(ids.entry(d.id.clone()).or_insert(w.clone()), &w, "{}", d.id);
     }
     assert_eq!(ids.len(), want.len(), "one id per event: {ids:?}");
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
+async fn gate_passes_verify_on_every_node_and_revoke_and_ban_work_through_any_node() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let mut nodes = three_nodes([&url, &url, &url]).await;
+    let id = id_owned_by("gate", "n1");
+    let r = nodes[1]
+        .create(json!({"id": id, "name": "Gate", "kind": "gate",
+                       "gate": {"origin_url": "https://shop.example/", "pass_ttl_secs": 600},
+                       "admission": {"rate_per_sec": 1000, "max_active": 1}}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+
+    // Every node publishes the same keys.
+    let jwks: Vec<String> =
+        futures_util::future::join_all(nodes.iter().map(|n| n.get_text("/.well-known/jwks.json")))
+            .await
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect();
+    assert!(jwks.iter().all(|j| j == &jwks[0]), "{jwks:?}");
+
+    // A pass issued by the owner (joined through n3) verifies through every node.
+    let mut ann = nodes[2].ws(&id, "ann", None).await;
+    let pass = ann.until("admitted").await["pass"]
+        .as_str()
+        .expect("a pass")
+        .to_owned();
+    let mut bob = nodes[1].ws(&id, "bob", None).await;
+    assert_eq!(bob.until("queued").await["position"], 1);
+    for n in &nodes {
+        assert_eq!(verify_on(n, &id, &pass).await, 204, "through {}", n.id);
+    }
+
+    // Revoke and ban through a node that does not own the gate.
+    let r = nodes[2]
+        .admin(
+            "DELETE",
+            &format!("/activities/{id}/users/ann?ban=true"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["banned"], true);
+    ann.until("revoked").await;
+    for n in &nodes {
+        assert_eq!(
+            verify_on(n, &id, &pass).await,
+            401,
+            "revoked, through {}",
+            n.id
+        );
+    }
+    let bob_pass = bob.until("admitted").await["pass"]
+        .as_str()
+        .expect("a pass")
+        .to_owned();
+    nodes[1]
+        .join_http(&id, "ann")
+        .await
+        .expect_error(403, "forbidden");
+
+    // The owner dies: the ban and the revocation were replicated, the keys are shared.
+    nodes[0].kill9();
+    let (new_owner, _) = nodes[1].owner(&id, &["n2", "n3"]).await;
+    settled(&[&nodes[1], &nodes[2]], &id, &new_owner).await;
+    nodes[1].view_when_available(&id).await;
+    for n in &nodes[1..] {
+        assert_eq!(verify_on(n, &id, &bob_pass).await, 204, "through {}", n.id);
+        assert_eq!(verify_on(n, &id, &pass).await, 401, "through {}", n.id);
+    }
+    nodes[2]
+        .join_http(&id, "ann")
+        .await
+        .expect_error(403, "forbidden");
+
+    // A rotation through one node reaches every node's JWKS.
+    let rotated = nodes[2].admin("POST", "/keys/rotate", None).await;
+    let kid = rotated.body["kid"].as_str().expect("kid").to_owned();
+    let mut seen = false;
+    for _ in 0..100 {
+        let (_, body) = nodes[1].get_text("/.well-known/jwks.json").await;
+        if body.contains(&kid) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "n2 publishes the key rotated through n3");
 }

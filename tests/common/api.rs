@@ -303,16 +303,38 @@ impl Api {
             .await
     }
 
+    /// A GET with extra headers, redirects not followed: its status and response
+    /// headers (no body read).
+    pub async fn get_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, awc::http::header::HeaderMap) {
+        let client = awc::Client::builder().disable_redirects().finish();
+        let mut req = client.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} reaches {}: {e}", self.base));
+        (res.status().as_u16(), res.headers().clone())
+    }
+
     /// Joins over a WebSocket (resuming `ticket` if given).
     pub async fn ws(&self, id: &str, user: &str, ticket: Option<&str>) -> WsUser {
-        let mut url = format!(
-            "{}/ws/activities/{id}?access_token={}",
+        let query = ticket.map(|t| format!("&ticket={t}")).unwrap_or_default();
+        self.ws_query(id, user, &query).await
+    }
+
+    /// Joins over a WebSocket with more query parameters (`&invite=...`).
+    pub async fn ws_query(&self, id: &str, user: &str, query: &str) -> WsUser {
+        let url = format!(
+            "{}/ws/activities/{id}?access_token={}{query}",
             self.ws_base,
             self.user_token(user)
         );
-        if let Some(t) = ticket {
-            url.push_str(&format!("&ticket={t}"));
-        }
         let (_, framed) = self
             .client
             .ws(url)

@@ -144,6 +144,81 @@ http {{
         .await
 }
 
+/// nginx in front of an "origin" site (static files under `/shop/`, as docs/gate.md
+/// configures it) guarded by sluice's gate `gate`: `auth_request` to its verify
+/// endpoint, a missing or refused pass sent to the waiting page; sluice's own paths
+/// (API, waiting page, assets, WebSocket, JWKS) proxied to it.
+pub async fn nginx_gate(upstream_port: u16, gate: &str) -> ProxyProcess {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let d = dir.path().display();
+    std::fs::create_dir_all(dir.path().join("origin/shop")).expect("origin dir");
+    std::fs::write(
+        dir.path().join("origin/shop/index.html"),
+        "<!doctype html><html lang=\"en\"><head><title>The shop</title></head><body><h1>Welcome to the shop</h1></body></html>\n",
+    )
+    .expect("origin page");
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    upstream sluice {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {d}/origin;
+        location /shop/ {{
+            auth_request /_sluice/verify;
+            error_page 401 = @waiting;
+        }}
+        location = /_sluice/verify {{
+            internal;
+            proxy_pass http://sluice/api/gate/{gate}/verify;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+        location @waiting {{
+            return 302 /a/{gate};
+        }}
+        location ~ ^/(api|a|ws|assets|healthz|\.well-known)(/|$) {{
+            proxy_pass http://sluice;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"#
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let prefix = format!("{d}/");
+    let conf_arg = path.display().to_string();
+    ProxyProcess::spawn("nginx", port, dir, &["-p", &prefix, "-c", &conf_arg])
+        .ready()
+        .await
+}
+
 /// HAProxy in TCP mode sending a PROXY v2 header to sluice from `PROXY_SOURCE`.
 pub async fn haproxy(upstream_port: u16) -> ProxyProcess {
     let dir = tempfile::tempdir().expect("temp dir");

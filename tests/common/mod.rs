@@ -21,8 +21,8 @@ mod ws_user;
 pub use api::{buy, check_invariant, Api, Resp, ADMIN_KEY};
 pub use app::{spawn_app, spawn_app_manual_clock, spawn_with, test_settings, TestApp};
 pub use front::{
-    crowd_ip, der_of, haproxy, nginx, self_signed, served_certificate, trusting, ProxyProcess,
-    PROXY_SOURCE,
+    crowd_ip, der_of, haproxy, nginx, nginx_gate, self_signed, served_certificate, trusting,
+    ProxyProcess, PROXY_SOURCE,
 };
 pub use node::{Node, LEASE_MS, RENEW_MS};
 pub use process::{free_port, Process};

@@ -39,6 +39,11 @@ impl Node {
             ("SLUICE__CLUSTER__NODE_ID", id.to_owned()),
             ("SLUICE__CLUSTER__LEASE_MS", LEASE_MS.to_string()),
             ("SLUICE__CLUSTER__RENEW_MS", RENEW_MS.to_string()),
+            // One public address for the whole cluster (the issuer of gate passes).
+            (
+                "SLUICE__SERVER__PUBLIC_URL",
+                "http://sluice.cluster.test".to_owned(),
+            ),
         ];
         cluster.extend_from_slice(settings);
         Node {

@@ -6,6 +6,7 @@
 mod common;
 
 mod deploy;
+mod gate;
 mod proxies;
 mod proxy_protocol;
 mod tls;

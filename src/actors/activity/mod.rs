@@ -11,7 +11,7 @@
 //! queue or relay link) is decided where the actor is started.
 //!
 //! Accepts: `Join`, `Detach`, `Leave`, `GetTicket`, `LeaveTicket`, `Purchase`,
-//! `OrderCall`, `OrdersOf`, `Admin`, `GetFairness`, `FairnessLog`,
+//! `OrderCall`, `OrdersOf`, `Admin`, `AddInvites`, `Revoke`, `GetFairness`, `FairnessLog`,
 //! `GetReport`, `Tick`, `Drain`,
 //! `StepDown`, `PruneEvents`.
 
@@ -24,7 +24,9 @@ use super::messages::*;
 use crate::domain::activity::fairness::{FairnessReveal, LogPage};
 use crate::domain::activity::orders::{PurchaseRequest, Purchased};
 use crate::domain::activity::report::ReportView;
-use crate::domain::activity::{Activity, ActivityError, ActivityView, Outbound, Push, TicketView};
+use crate::domain::activity::{
+    Activity, ActivityError, ActivityView, Outbound, Push, Revoked, TicketView,
+};
 use crate::domain::clock::{Clock, Millis};
 use crate::domain::ids::{ActivityId, UserId};
 use crate::domain::order::Order;
@@ -54,6 +56,8 @@ pub struct ActorDeps {
     pub outbox: bool,
     /// Which webhook events activities write, and the wake-up of their delivery.
     pub hooks: Arc<EventSignal>,
+    /// Signs gate passes; verification reads the revoked ones published here.
+    pub passes: crate::domain::pass::Passes,
 }
 
 pub struct ActivityActor {
@@ -68,11 +72,15 @@ pub struct ActivityActor {
     draining: bool,
     last_metrics: Millis,
     notices: Notices,
+    passes: crate::domain::pass::Passes,
+    /// The version of the revoked passes last published to `passes`.
+    published_revoked: Option<u64>,
 }
 
 impl ActivityActor {
     /// An actor for `activity` that commits to `target`.
-    pub fn new(activity: Activity, deps: &ActorDeps, target: Arc<dyn CommitTarget>) -> Self {
+    pub fn new(mut activity: Activity, deps: &ActorDeps, target: Arc<dyn CommitTarget>) -> Self {
+        activity.set_passes(deps.passes.clone());
         let id = activity.spec().id.clone();
         let log = deps.store.event_range(id.as_str()).unwrap_or_else(|e| {
             // Unreadable here means unreadable for the commits too; numbering from
@@ -94,6 +102,19 @@ impl ActivityActor {
             draining: false,
             last_metrics: 0,
             notices: Notices::default(),
+            passes: deps.passes.clone(),
+            published_revoked: None,
+        }
+    }
+
+    /// Publishes this gate's revoked passes where `verify` reads them, as soon as they
+    /// are decided (refusing a pass early is safe; accepting it late is not).
+    fn publish_revoked(&mut self) {
+        let version = self.activity.revoked_version();
+        if self.published_revoked != Some(version) {
+            self.published_revoked = Some(version);
+            self.passes
+                .set_revoked(self.id.as_str(), self.activity.revoked_passes());
         }
     }
 
@@ -103,6 +124,7 @@ impl ActivityActor {
 
     /// Joins the commit being gathered; its flush runs once the mailbox is drained.
     fn gather(&mut self, ctx: &mut Context<Self>) -> pipeline::Replies {
+        self.publish_revoked();
         let (replies, opened) = self.pipeline.gather(&mut self.activity);
         if opened {
             ctx.notify(FlushCommit);
@@ -283,6 +305,7 @@ impl Actor for ActivityActor {
             }));
         }
         ctx.run_interval(self.tick, |_, ctx| ctx.notify(Tick));
+        self.publish_revoked();
         // Persist the initial record of a new activity (no-op after recovery).
         self.persist(ctx);
         tracing::info!(activity_id = %self.id, "activity started");
@@ -313,6 +336,7 @@ impl Handler<Join> for ActivityActor {
         let attach = msg.session.is_some();
         let result = self
             .guarded(|a, now| {
+                a.check_access(&msg.user, msg.invite.as_deref())?;
                 a.join_or_resume(
                     &msg.user,
                     msg.ticket.as_deref(),
@@ -420,6 +444,24 @@ impl Handler<Admin> for ActivityActor {
     type Result = Deferred<ActivityView>;
     fn handle(&mut self, msg: Admin, ctx: &mut Self::Context) -> Self::Result {
         let value = self.guarded(|a, now| a.admin(msg.into(), now));
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<AddInvites> for ActivityActor {
+    type Result = Deferred<Vec<String>>;
+    fn handle(&mut self, msg: AddInvites, ctx: &mut Self::Context) -> Self::Result {
+        let value = self
+            .guarded(|a, now| a.add_invites(&msg.codes, now))
+            .map(|()| msg.codes);
+        self.reply(value, ctx)
+    }
+}
+
+impl Handler<Revoke> for ActivityActor {
+    type Result = Deferred<Revoked>;
+    fn handle(&mut self, msg: Revoke, ctx: &mut Self::Context) -> Self::Result {
+        let value = self.guarded(|a, now| a.revoke(&msg.user, msg.ban, now));
         self.reply(value, ctx)
     }
 }

@@ -32,6 +32,7 @@ fn start_actor(activity: Activity, store: &Store, clock: &ManualClock) -> Addr<A
         tick: Duration::from_secs(86_400),
         outbox: false,
         hooks: crate::store::webhooks::EventSignal::new(),
+        passes: crate::domain::pass::Passes::new("http://sluice.test"),
     };
     let target: Arc<dyn crate::store::CommitTarget> = Arc::new(store.clone());
     ActivityActor::new(activity, &deps, target).start()
@@ -94,6 +95,7 @@ impl Bench {
         let reply = self
             .addr
             .send(Join {
+                invite: None,
                 user: uid(user),
                 ticket: None,
                 session: Some(handle.clone()),

@@ -90,10 +90,18 @@ impl Activity {
     /// Sale: releases `add` more units; whoever waits is admitted as they appear.
     pub fn add_stock(&mut self, add: u32, now: Millis) -> Result<(), ActivityError> {
         self.require_not_closed(now)?;
-        if self.spec.kind != Kind::Sale {
-            return Err(ActivityError::Invalid(
-                "an appointment takes slots, not stock".into(),
-            ));
+        match self.spec.kind {
+            Kind::Sale => {}
+            Kind::Appointment => {
+                return Err(ActivityError::Invalid(
+                    "an appointment takes slots, not stock".into(),
+                ))
+            }
+            Kind::Gate => {
+                return Err(ActivityError::Invalid(
+                    "a gate has no stock: max_active bounds its passes".into(),
+                ))
+            }
         }
         let id = self.ledger.slots()[0].id.clone();
         self.ledger
@@ -108,9 +116,14 @@ impl Activity {
     pub fn add_slots(&mut self, slots: &[SlotSpec], now: Millis) -> Result<(), ActivityError> {
         self.require_not_closed(now)?;
         if self.spec.kind != Kind::Appointment {
-            return Err(ActivityError::Invalid(
-                "a sale takes stock, not slots".into(),
-            ));
+            return Err(ActivityError::Invalid(format!(
+                "a {} takes no slots",
+                if self.spec.kind == Kind::Gate {
+                    "gate"
+                } else {
+                    "sale"
+                }
+            )));
         }
         let existing: Vec<SlotSpec> = Vec::new();
         validate_new_slots(slots, &existing).map_err(|e| ActivityError::Invalid(e.0))?;

@@ -1,6 +1,7 @@
 //! What an activity decision produces: mutations to persist and pushes to deliver,
 //! both handed to the actor, which makes the first durable before sending the second.
 
+use super::access::{BanRecord, InviteRecord, RevokedRecord};
 use super::fairness::LineRecord;
 use super::report::{MinuteRecord, ReportRecord};
 use crate::domain::clock::Millis;
@@ -78,6 +79,23 @@ pub enum Mutation {
     },
     /// A webhook event, committed with the change that caused it.
     Event(Event),
+    /// An invite code, new or claimed.
+    PutInvite {
+        n: u64,
+        invite: InviteRecord,
+    },
+    PutBan {
+        n: u64,
+        ban: BanRecord,
+    },
+    /// A gate pass revoked before its expiry, by hold id.
+    PutRevoked {
+        hold: u64,
+        record: RevokedRecord,
+    },
+    DelRevoked {
+        hold: u64,
+    },
 }
 
 /// A message for one user's session.
@@ -96,7 +114,10 @@ pub enum Push {
         waiting_for_returns: bool,
     },
     Admitted {
+        /// The purchase token (empty for a gate).
         token: String,
+        /// A gate's pass.
+        pass: Option<String>,
         expires_at_ms: Millis,
         expires_in_secs: u64,
         issued_at_ms: Millis,
@@ -112,12 +133,19 @@ pub enum Push {
     Closed,
     /// The user's unspent token expired; the place is gone.
     Expired,
+    /// A gate's pass expired; the place is gone.
+    PassExpired,
+    /// An operator revoked the user's place, token or pass.
+    Revoked,
 }
 
 impl Push {
     /// Pushes after which the session has nothing more to wait for.
     pub fn is_final(&self) -> bool {
-        matches!(self, Push::SoldOut | Push::Closed | Push::Expired)
+        matches!(
+            self,
+            Push::SoldOut | Push::Closed | Push::Expired | Push::PassExpired | Push::Revoked
+        )
     }
 }
 

@@ -121,6 +121,23 @@ impl Activity {
         })
     }
 
+    /// Access control before a join: banned users are refused, and an invite-only
+    /// activity needs a valid code (claimed by this user on first use). A user with a
+    /// live place (a rejoin or resume) passes.
+    pub fn check_access(
+        &mut self,
+        user: &UserId,
+        invite: Option<&str>,
+    ) -> Result<(), ActivityError> {
+        if self.users.is_live(user) {
+            return Ok(());
+        }
+        let invite_only = self.spec.admission.access == crate::domain::spec::Access::Invite;
+        self.access
+            .admit_join(user, invite_only, invite, &mut self.fx)
+            .map_err(|r| ActivityError::Forbidden(r.message().into()))
+    }
+
     /// Resumes by ticket: the ticket must be this user's live place.
     pub fn resume(
         &mut self,
@@ -177,7 +194,7 @@ impl Activity {
             }
             Stage::Admitted(id) => {
                 if let Some(hold) = self.holds.get(id) {
-                    let p = admitted_push(&self.key, &self.spec, hold, now);
+                    let p = admitted_push(&self.key, self.passes.as_ref(), &self.spec, hold, now);
                     self.fx.tell(user, p);
                 }
             }

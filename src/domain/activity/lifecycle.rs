@@ -38,6 +38,7 @@ impl Activity {
         }
         self.expire_holds(now);
         self.expire_payments(now);
+        self.access.prune_revoked(now, &mut self.fx);
         self.drop_absent(now);
         self.settle(now);
         self.admit(now);
@@ -90,22 +91,26 @@ impl Activity {
     }
 
     /// A place in the room left the line without admission (its line says how).
-    fn end_line(&mut self, spot: Spot, outcome: Outcome) {
+    pub(super) fn end_line(&mut self, spot: Spot, outcome: Outcome) {
         if let Spot::Room(seq) = spot {
             // The time only matters for admissions.
             self.fair.end(seq, outcome, 0, &mut self.fx);
         }
     }
 
-    fn finish(&mut self, user: &UserId, end: End, push: Push) {
+    pub(super) fn finish(&mut self, user: &UserId, end: End, push: Push) {
         self.users.end(user, end);
         self.fx.tell(user, push);
     }
 
     /// Gives an unspent hold's units back.
+    /// A gate's pass is revoked with it (its slot is free for the next in line).
     pub(super) fn release_hold(&mut self, id: u64) {
         if let Some(h) = self.holds.take(id, &mut self.fx) {
             self.ledger.release(u64::from(h.units), None);
+            if self.is_gate() {
+                self.access.revoke_pass(h.id, h.expires_at, &mut self.fx);
+            }
         }
     }
 
@@ -115,7 +120,12 @@ impl Activity {
             self.gate.expired();
             self.report.expired();
             self.fx.record_dirty = true;
-            self.finish(&h.user, End::Expired, Push::Expired);
+            let push = if self.is_gate() {
+                Push::PassExpired
+            } else {
+                Push::Expired
+            };
+            self.finish(&h.user, End::Expired, push);
         }
     }
 
@@ -170,7 +180,7 @@ impl Activity {
         }
         let rate = self.spec.admission.rate_per_sec;
         self.gate.refill(now, rate);
-        let ttl = u64::from(self.spec.admission.token_ttl_secs) * 1000;
+        let ttl = self.hold_ttl_ms();
         let mut admitted = 0;
         while self.holds.len() < self.spec.admission.max_active as usize
             && self.ledger.available() > 0
@@ -208,7 +218,7 @@ impl Activity {
                     expires_at: rfc3339(hold.expires_at),
                 },
             );
-            let push = admitted_push(&self.key, &self.spec, hold, now);
+            let push = admitted_push(&self.key, self.passes.as_ref(), &self.spec, hold, now);
             self.fx.tell(&hold.user, push);
             admitted += 1;
         }

@@ -9,6 +9,7 @@
 //! changes), `admin` (operator commands), `orders` (purchases and orders), `view`
 //! (read models), `restore` (the record and the rebuild from the store).
 
+mod access;
 mod admin;
 mod effects;
 mod error;
@@ -23,8 +24,11 @@ pub mod orders;
 mod queue;
 pub mod report;
 mod restore;
+mod revoke;
 mod users;
 mod view;
+
+pub use access::{BanRecord, InviteRecord, RevokedRecord, MAX_INVITES_PER_CALL};
 
 pub use admin::AdminCommand;
 pub use effects::{Effects, Hold, Mutation, Outbound, PlaceRecord, Push, ShuffleAudit};
@@ -32,13 +36,16 @@ pub use error::ActivityError;
 pub use joins::{Joined, JoinedView};
 pub use orders::OrderAction;
 pub use restore::{ActivityRecord, Restored};
+pub use revoke::Revoked;
 pub use view::{ActivityView, Phase, SlotView, TicketView};
 
 use super::clock::Millis;
 use super::ledger::Ledger;
-use super::spec::{ActivitySpec, SlotSpec};
+use super::pass::Passes;
+use super::spec::{ActivitySpec, Kind, SlotSpec};
 use super::token::{TokenClaims, TokenKey};
 use super::webhook::{Event, EventData, EventType};
+use access::Access;
 use fairness::Fairness;
 use gate::Gate;
 use holds::Holds;
@@ -61,6 +68,10 @@ pub struct Activity {
     report: Report,
     /// Signs purchase tokens and checks join proofs of work.
     key: TokenKey,
+    /// Invite codes, bans and revoked passes.
+    access: Access,
+    /// Signs a gate's passes (set by the actor that runs the activity).
+    passes: Option<Passes>,
     fx: Effects,
     /// The phase as of the last `end_call` (none before the first): a change emits
     /// `activity.phase_changed`.
@@ -95,6 +106,8 @@ impl Activity {
             fair: Fairness::new((!opened).then_some(seed)),
             report: Report::default(),
             key,
+            access: Access::default(),
+            passes: None,
             fx: Effects::default(),
             phase_seen: None,
         };
@@ -107,6 +120,24 @@ impl Activity {
 
     pub fn spec(&self) -> &ActivitySpec {
         &self.spec
+    }
+
+    /// The signer of a gate's passes.
+    pub fn set_passes(&mut self, passes: Passes) {
+        self.passes = Some(passes);
+    }
+
+    fn is_gate(&self) -> bool {
+        self.spec.kind == Kind::Gate
+    }
+
+    /// How long an admission holds: a gate's pass, else a purchase token.
+    fn hold_ttl_ms(&self) -> u64 {
+        let secs = match &self.spec.gate {
+            Some(g) => g.pass_ttl_secs,
+            None => self.spec.admission.token_ttl_secs,
+        };
+        u64::from(secs) * 1000
     }
 
     /// Something decided since `take_effects` must be written.
@@ -198,10 +229,33 @@ fn token_for(key: &TokenKey, spec: &ActivitySpec, hold: &Hold) -> String {
     })
 }
 
-/// Tells an admitted user their token and how long it holds.
-fn admitted_push(key: &TokenKey, spec: &ActivitySpec, hold: &Hold, now: Millis) -> Push {
+/// A gate's pass for a hold: its id is the pass's `jti`.
+fn pass_for(passes: Option<&Passes>, spec: &ActivitySpec, hold: &Hold) -> Option<String> {
+    spec.gate.as_ref()?;
+    passes?.sign(
+        spec.id.as_str(),
+        hold.user.as_str(),
+        &hold.id.to_string(),
+        hold.issued_at,
+        hold.expires_at,
+    )
+}
+
+/// Tells an admitted user their token (or a gate's pass) and how long it holds.
+fn admitted_push(
+    key: &TokenKey,
+    passes: Option<&Passes>,
+    spec: &ActivitySpec,
+    hold: &Hold,
+    now: Millis,
+) -> Push {
+    let pass = pass_for(passes, spec, hold);
     Push::Admitted {
-        token: token_for(key, spec, hold),
+        token: match pass {
+            Some(_) => String::new(),
+            None => token_for(key, spec, hold),
+        },
+        pass,
         expires_at_ms: hold.expires_at,
         expires_in_secs: hold.expires_at.saturating_sub(now).div_ceil(1000),
         issued_at_ms: hold.issued_at,

@@ -158,6 +158,9 @@ impl Activity {
 
     fn pick_slot(&self, slot_id: Option<&SlotId>) -> Result<usize, ActivityError> {
         match (self.spec.kind, slot_id) {
+            (Kind::Gate, _) => Err(ActivityError::Invalid(
+                "a gate sells nothing: its pass opens the site".into(),
+            )),
             (Kind::Sale, None) => Ok(0),
             (Kind::Sale, Some(_)) => Err(ActivityError::Invalid("a sale has no slots".into())),
             (Kind::Appointment, None) => Err(ActivityError::Invalid(

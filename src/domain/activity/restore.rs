@@ -1,7 +1,8 @@
 //! Persistence shapes: the activity record (spec, flags, counters) and rebuilding a
 //! whole `Activity` from what the store holds after a restart or crash.
 
-use super::fairness::{parse_seed, Fairness, LineRecord, Receipt};
+use super::access::{BanRecord, InviteRecord, RevokedRecord};
+use super::fairness::{parse_seed, receipt_for, Fairness, LineRecord, Receipt};
 use super::gate::{Gate, GateRecord};
 use super::report::{MinuteRecord, Report, ReportRecord};
 use super::users::Stage;
@@ -48,6 +49,10 @@ pub struct Restored {
     /// The post-event report's totals and minutes, if any were written.
     pub report: Option<ReportRecord>,
     pub minutes: Vec<(u64, MinuteRecord)>,
+    /// Access control: invite codes, bans, revoked passes (by hold id).
+    pub invites: Vec<(u64, InviteRecord)>,
+    pub bans: Vec<(u64, BanRecord)>,
+    pub revoked: Vec<(u64, RevokedRecord)>,
 }
 
 impl Activity {
@@ -99,6 +104,11 @@ impl Activity {
         for (seq, line) in std::mem::take(&mut data.lines) {
             a.fair.restore_line(seq, line);
         }
+        a.access.restore(
+            std::mem::take(&mut data.invites),
+            std::mem::take(&mut data.bans),
+            std::mem::take(&mut data.revoked),
+        );
         if let Some(r) = data.report.take() {
             a.report = Report::restore(r, std::mem::take(&mut data.minutes));
         }

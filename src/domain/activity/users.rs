@@ -26,6 +26,8 @@ pub(super) enum End {
     SoldOut,
     Closed,
     Left,
+    /// Removed by an operator.
+    Revoked,
     Purchased(u64),
 }
 

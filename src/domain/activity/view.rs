@@ -3,10 +3,10 @@
 use super::fairness::FairnessView;
 use super::queue::Spot;
 use super::users::{End, Stage};
-use super::{token_for, Activity};
+use super::{pass_for, token_for, Activity};
 use crate::domain::clock::{rfc3339, Millis};
 use crate::domain::ids::order_id;
-use crate::domain::spec::{Admission, Kind};
+use crate::domain::spec::{Admission, GateSpec, Kind};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -80,6 +80,9 @@ pub struct ActivityView {
     /// Admin-only: seed of the pre-queue shuffle (the full order is in the audit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shuffle_seed: Option<String>,
+    /// A gate's origin and pass lifetime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -98,6 +101,9 @@ pub struct TicketView {
     pub token: Option<String>,
     #[schema(required = true)]
     pub expires_at: Option<String>,
+    /// A gate's pass (EdDSA JWT) once admitted; `token` is then null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +171,7 @@ impl Activity {
             } else {
                 None
             },
+            gate: self.spec.gate.clone(),
         }
     }
 
@@ -191,6 +198,7 @@ impl Activity {
             eta_secs: None,
             token: None,
             expires_at: None,
+            pass: None,
             opens_at: None,
             order_id: None,
         };
@@ -207,7 +215,10 @@ impl Activity {
             Some(Stage::Admitted(id)) => {
                 v.status = "admitted";
                 if let Some(h) = self.holds.get(id) {
-                    v.token = Some(token_for(&self.key, &self.spec, h));
+                    v.pass = pass_for(self.passes.as_ref(), &self.spec, h);
+                    if v.pass.is_none() {
+                        v.token = Some(token_for(&self.key, &self.spec, h));
+                    }
                     v.expires_at = Some(rfc3339(h.expires_at));
                 }
             }
@@ -218,6 +229,7 @@ impl Activity {
             Some(Stage::Ended(End::Expired)) => v.status = "expired",
             Some(Stage::Ended(End::SoldOut)) => v.status = "sold_out",
             Some(Stage::Ended(End::Closed)) => v.status = "closed",
+            Some(Stage::Ended(End::Revoked)) => v.status = "revoked",
             Some(Stage::Ended(End::Left)) | None => v.status = "left",
         }
         v

@@ -11,6 +11,7 @@
 
   const parts = location.pathname.split('/').filter(Boolean);
   const ID = decodeURIComponent(parts[parts.indexOf('a') + 1] || new URLSearchParams(location.search).get('activity') || '');
+  const INVITE = new URLSearchParams(location.search).get('invite') || '';
   const S = {
     act: null, jwt: null, sub: null, ticket: null, first: 0, pos: 0, eta: null, wfr: false, paused: false,
     state: 'idle', final: false, needPow: false, missing: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
@@ -333,6 +334,8 @@
       case 'position': setPos(m.position, m.eta_secs); S.wfr = !!m.waiting_for_returns; if (S.state !== 'admitted') S.state = 'waiting'; break;
       case 'prequeue': if (m.ticket) saveTicket(m.ticket); S.opensAt = Date.parse(m.opens_at) || 0; S.state = 'prequeue'; break;
       case 'admitted':
+        // A gate: the pass opens the protected site; the server sets its cookie.
+        if (m.pass) { S.final = true; location.assign('/api/gate/' + encodeURIComponent(ID) + '/enter?pass=' + encodeURIComponent(m.pass)); return; }
         S.token = m.token;
         S.deadline = m.expires_in_secs != null ? Date.now() + m.expires_in_secs * 1000 : Date.parse(m.expires_at);
         S.note = ''; S.paused = false;
@@ -344,6 +347,7 @@
       case 'sold_out': S.final = true; if (S.state !== 'admitted') { S.state = 'sold_out'; dropTicket(); } loadActivity(); break;
       case 'closed': S.final = true; S.state = 'closed'; dropTicket(); loadActivity(); break;
       case 'superseded': S.final = true; S.state = 'superseded'; break;
+      case 'revoked': S.final = true; S.state = 'left'; dropTicket(); break;
       case 'restarting': S.state = S.state === 'waiting' ? 'restarting' : S.state; S.attempt = 0; break;
       case 'error': onErrorFrame(m); break;
       default: break;
@@ -365,6 +369,7 @@
     if (S.mode === 'poll') { startPolling(); return; }
     const q = new URLSearchParams({ access_token: S.jwt });
     if (S.ticket) q.set('ticket', S.ticket);
+    if (INVITE) q.set('invite', INVITE);
     if (!S.ticket || S.needPow) {
       try { const pow = await powParams(); if (pow) Object.entries(pow).forEach(([k, v]) => q.set(k, v)); } catch (e) { showError(e.message); }
       if (S.final || S.ws) return;
@@ -422,7 +427,7 @@
     S.mode = 'poll';
     if (S.state === 'idle') S.state = 'connecting';
     try {
-      if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: (await powParams()) || undefined }));
+      if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: joinBody(await powParams()) }));
       showError('');
     } catch (e) { if (e.status === 401) { logout(); } showError(e.message); }
     if (!S.final && S.state !== 'admitted') S.pollTimer = setTimeout(poll, 2000);
@@ -432,7 +437,7 @@
     S.pollTimer = null;
     if (S.final || S.state === 'admitted' || !S.jwt) return;
     try {
-      if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: (await powParams()) || undefined }));
+      if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: joinBody(await powParams()) }));
       else onTicket(await api(actPath('/tickets/' + encodeURIComponent(S.ticket))));
     } catch (e) {
       if (e.status === 404) dropTicket(); else if (e.status === 401) { logout(); showError(e.message); return; } else showError(e.message);
@@ -441,13 +446,15 @@
     renderConn();
   }
   function stopPolling() { if (S.pollTimer) clearTimeout(S.pollTimer); S.pollTimer = null; }
+  // An invite-only activity's code, from the link the operator sent (`?invite=`).
+  function joinBody(pow) { return INVITE ? Object.assign({ invite: INVITE }, pow || {}) : (pow || undefined); }
   function onTicket(r) {
     const fresh = r.ticket && r.ticket !== S.ticket;
     if (r.ticket) saveTicket(r.ticket);
     switch (r.status) {
       case 'waiting': onFrame({ type: fresh || S.state !== 'waiting' ? 'queued' : 'position', ticket: r.ticket, position: r.position, eta_secs: r.eta_secs }); break;
       case 'prequeue': onFrame({ type: 'prequeue', opens_at: (S.act && S.act.opens_at) || '' }); break;
-      case 'admitted': if (r.token !== S.token) onFrame({ type: 'admitted', token: r.token, expires_at: r.expires_at }); break;
+      case 'admitted': if (r.pass || r.token !== S.token) onFrame({ type: 'admitted', token: r.token, pass: r.pass, expires_at: r.expires_at }); break;
       case 'expired': onFrame({ type: 'error', code: 'token_expired' }); break;
       case 'sold_out': case 'closed': onFrame({ type: r.status }); break;
       case 'left': S.final = true; S.state = 'left'; dropTicket(); render(); break;

@@ -143,10 +143,8 @@ impl Store {
                 Mutation::DelHold { id } => drop(self.holds.remove(&id)),
                 Mutation::PutOrder(o) => drop(self.orders.insert(o.n, o)),
                 Mutation::PutLine { seq, line } => drop(self.lines.insert(seq, line)),
-                Mutation::PutShuffle(_)
-                | Mutation::PutReport(_)
-                | Mutation::PutMinute { .. }
-                | Mutation::Event(_) => {}
+                // Not part of the line this property checks.
+                _ => {}
             }
         }
     }

@@ -5,6 +5,7 @@
 mod entry_points;
 mod events;
 mod fairness;
+mod gate;
 
 use super::orders::PurchaseRequest;
 use super::*;
