@@ -181,7 +181,9 @@ impl Cluster {
     /// The gate pass signing keys of the cluster (its Redis).
     pub fn signing_keys(&self) -> signing_keys::RedisSigningKeys {
         signing_keys::RedisSigningKeys {
-            conn: self.conn.clone(),
+            primary: Arc::clone(&self.primary),
+            replica_acks: self.replica_acks,
+            ack_timeout_ms: self.ack_timeout_ms,
         }
     }
 

@@ -3,15 +3,20 @@
 //! compare-and-set: two nodes rotating at once cannot drop each other's key.
 
 use super::keys;
+use super::primary::{replicas_confirm, Primary};
 use crate::domain::clock::Millis;
 use crate::domain::pass::{new_key, rotated, KeyRecord};
 use crate::store::signing_keys::{decode, encode, KeysResult, KeysUnavailable, SigningKeyStore};
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
+use std::sync::Arc;
 
+/// On the current primary (followed through Sentinel); a change is confirmed by
+/// `replica_acks` replicas like every replicated write.
 pub struct RedisSigningKeys {
-    pub conn: ConnectionManager,
+    pub primary: Arc<Primary>,
+    pub replica_acks: u32,
+    pub ack_timeout_ms: u64,
 }
 
 const DOWN: KeysUnavailable = KeysUnavailable("the cluster's store cannot be reached");
@@ -24,7 +29,7 @@ return 0";
 
 impl RedisSigningKeys {
     async fn read(&self) -> Result<Option<Vec<u8>>, KeysUnavailable> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.primary.conn();
         conn.get(keys::SIGNING_KEYS).await.map_err(|e| {
             tracing::warn!(error = %e, "cluster Redis call failed");
             DOWN
@@ -45,7 +50,7 @@ impl RedisSigningKeys {
             let Some(new) = change(old.clone()) else {
                 return Ok(old);
             };
-            let mut conn = self.conn.clone();
+            let mut conn = self.primary.writes();
             let swapped: i64 = Script::new(SWAP)
                 .key(keys::SIGNING_KEYS)
                 .arg(raw.unwrap_or_default())
@@ -54,6 +59,14 @@ impl RedisSigningKeys {
                 .await
                 .map_err(|_| DOWN)?;
             if swapped == 1 {
+                let confirmed = replicas_confirm(&mut conn, self.replica_acks, self.ack_timeout_ms)
+                    .await
+                    .map_err(|_| DOWN)?;
+                if !confirmed {
+                    return Err(KeysUnavailable(
+                        "the cluster's store cannot confirm the keys; retry",
+                    ));
+                }
                 return Ok(new);
             }
         }

@@ -2,7 +2,7 @@
 //! whole `Activity` from what the store holds after a restart or crash.
 
 use super::access::{BanRecord, InviteRecord, RevokedRecord};
-use super::fairness::{parse_seed, receipt_for, Fairness, LineRecord, Receipt};
+use super::fairness::{parse_seed, Fairness, LineRecord, Receipt};
 use super::gate::{Gate, GateRecord};
 use super::report::{MinuteRecord, Report, ReportRecord};
 use super::users::Stage;
