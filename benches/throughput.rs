@@ -3,6 +3,9 @@
 //! group-commit window of 0 (one flush per commit) and at the configured default.
 //!
 //! `cargo bench --bench throughput -- [--users N] [--clients C] [--json FILE]`
+//! `--prepare URL FILE [--gate]` only prepares a running server for wrk: users joined
+//! and admitted, one "JWT TOKEN" line each (with `--gate` the activity is a gate and
+//! TOKEN its pass; the join rate is then the rate passes are issued at).
 //! The server runs in its own actix system (2 workers); the client is awc with C
 //! connections on another thread. Both share the machine, as in production tests.
 
@@ -25,6 +28,8 @@ struct Args {
     /// `--prepare URL FILE`: only create activity `bench` on a running server, join
     /// `users` users and write one "JWT TOKEN" line each (for wrk).
     prepare: Option<(String, String)>,
+    /// `--gate`: the prepared activity is a gate, and the file holds passes.
+    gate: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +38,7 @@ fn args() -> Args {
         clients: 64,
         json: None,
         prepare: None,
+        gate: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -45,6 +51,7 @@ fn args() -> Args {
                 let file = it.next().expect("--prepare URL FILE");
                 a.prepare = Some((url, file));
             }
+            "--gate" => a.gate = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -129,6 +136,7 @@ async fn measure(
     clients: usize,
     tag: &str,
     dump: Option<&str>,
+    gate: bool,
 ) -> Figures {
     let client = Client::builder()
         .connector(awc::Connector::new().limit(0))
@@ -140,10 +148,14 @@ async fn measure(
     let r = client
         .post(format!("{base}/api/admin/activities"))
         .insert_header(("Authorization", admin.as_str()))
-        .send_json(
-            &json!({"id": "bench", "name": "bench", "kind": "sale", "stock": users,
-            "admission": {"rate_per_sec": 100000, "max_active": 1000000, "token_ttl_secs": 3600}}),
-        )
+        .send_json(&if gate {
+            json!({"id": "bench", "name": "bench", "kind": "gate",
+            "gate": {"origin_url": "http://127.0.0.1/", "pass_ttl_secs": 3600},
+            "admission": {"rate_per_sec": 100000, "max_active": 1000000}})
+        } else {
+            json!({"id": "bench", "name": "bench", "kind": "sale", "stock": users,
+            "admission": {"rate_per_sec": 100000, "max_active": 1000000, "token_ttl_secs": 3600}})
+        })
         .await
         .expect("create");
     assert_eq!(r.status().as_u16(), 201);
@@ -197,7 +209,9 @@ async fn measure(
                 let Ok(v) = r.json::<Value>().await else {
                     return false;
                 };
-                tokens.borrow_mut()[i] = v["token"].as_str().map(String::from);
+                // A sale's purchase token, or a gate's pass.
+                let held = v["token"].as_str().or(v["pass"].as_str());
+                tokens.borrow_mut()[i] = held.map(String::from);
                 r.status().as_u16() == 201
             }
         })
@@ -279,6 +293,7 @@ fn main() {
             a.clients,
             "prepare",
             Some(file),
+            a.gate,
         ));
         println!(
             "prepared {} tokens in {file} (joins {:.0}/s)",
@@ -292,8 +307,8 @@ fn main() {
         let (port, _dir) = start_server(window);
         let base = format!("http://127.0.0.1:{port}");
         let tag = format!("window {window}");
-        let f =
-            actix_web::rt::System::new().block_on(measure(base, a.users, a.clients, &tag, None));
+        let f = actix_web::rt::System::new()
+            .block_on(measure(base, a.users, a.clients, &tag, None, false));
         println!(
             "commit_window_us={window:>5}  no-op {:>8.0} req/s  join {:>8.0} /s  durable purchase {:>8.0} /s  purchase/no-op {:.2}",
             f.noop,

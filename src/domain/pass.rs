@@ -12,8 +12,47 @@ use base64::engine::general_purpose::{STANDARD as B64_STD, URL_SAFE_NO_PAD as B6
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+
+/// Signatures this thread has already checked, by SHA-256 of (public key, pass).
+/// An Ed25519 verification costs about ten times the rest of `verify`, and a site
+/// behind nginx's `auth_request` presents the same pass on every request. Claims,
+/// expiry and revocation are still checked on every call; only the signature check
+/// is remembered, and only against the exact key it passed with.
+const VERIFIED_CAP: usize = 1 << 16;
+
+thread_local! {
+    static VERIFIED: RefCell<HashSet<[u8; 32]>> = RefCell::new(HashSet::new());
+}
+
+/// Whether `sig` signs `input` under `key`, remembered per thread (`VERIFIED`).
+fn signature_holds(key: &[u8], token: &str, input: &[u8], sig: &[u8]) -> bool {
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update(key)
+        .chain_update(token.as_bytes())
+        .finalize()
+        .into();
+    if VERIFIED.with(|v| v.borrow().contains(&digest)) {
+        return true;
+    }
+    let holds = UnparsedPublicKey::new(&ED25519, key)
+        .verify(input, sig)
+        .is_ok();
+    if holds {
+        VERIFIED.with(|v| {
+            let mut v = v.borrow_mut();
+            // Bounded: a full set starts over (passes live at most a day).
+            if v.len() >= VERIFIED_CAP {
+                v.clear();
+            }
+            v.insert(digest);
+        });
+    }
+    holds
+}
 
 /// The longest a pass can live (`gate.pass_ttl_secs` is bounded by it): a retired
 /// key stays published this long after rotation, so every pass it signed still verifies.
@@ -236,9 +275,9 @@ impl Passes {
                 .get(&header.kid)
                 .ok_or(PassError::BadSignature)?;
             let input = &token[..h.len() + 1 + c.len()];
-            UnparsedPublicKey::new(&ED25519, key)
-                .verify(input.as_bytes(), &sig)
-                .map_err(|_| PassError::BadSignature)?;
+            if !signature_holds(key, token, input.as_bytes(), &sig) {
+                return Err(PassError::BadSignature);
+            }
         }
         let claims: PassClaims = B64
             .decode(c)
@@ -344,6 +383,24 @@ mod tests {
         let t2 = other.sign("gate", "ann", "1", 0, 60_000).expect("a key");
         assert_eq!(p.verify(&t2, "gate", 1), Err(PassError::BadSignature));
         assert_eq!(p.verify("a.b", "gate", 1), Err(PassError::Malformed));
+    }
+
+    #[test]
+    fn a_remembered_signature_counts_only_for_its_own_key_and_claims_are_rechecked() {
+        let p = passes();
+        let t = p.sign("gate", "ann", "7", 0, 60_000).expect("a key");
+        assert!(p.verify(&t, "gate", 1).is_ok());
+        assert!(p.verify(&t, "gate", 1).is_ok(), "remembered");
+        // Same pass, later: expiry and revocation still apply to a remembered one.
+        assert_eq!(p.verify(&t, "gate", 60_000), Err(PassError::Expired));
+        p.set_revoked("gate", HashSet::from(["7".to_owned()]));
+        assert_eq!(p.verify(&t, "gate", 1), Err(PassError::Revoked));
+        // Another ring with a key of the same kid does not inherit the verdict.
+        let q = Passes::new("http://sluice.test");
+        let mut other = new_key(0);
+        other.kid = p.current_kid().expect("a kid");
+        q.install(vec![other]);
+        assert_eq!(q.verify(&t, "gate", 1), Err(PassError::BadSignature));
     }
 
     #[test]
