@@ -114,7 +114,7 @@ impl Cluster {
                 key.clone(),
                 relay_arbiter,
             )),
-            key_hash: crate::http::state::key_digest(key.as_bytes()),
+            key_hash: crate::http::admin_keys::key_digest(key.as_bytes()),
             key,
             acquire: Script::new(keys::ACQUIRE),
             renew: Script::new(keys::RENEW),
@@ -156,7 +156,7 @@ impl Cluster {
 
     /// True if `presented` is the cluster's shared secret.
     pub fn is_internal(&self, presented: &[u8]) -> bool {
-        crate::http::state::key_matches(presented, &self.key_hash)
+        crate::http::admin_keys::key_matches(presented, &self.key_hash)
     }
 
     /// The account store of the cluster (its Redis).

@@ -4,7 +4,7 @@
 //! role holds which right is `Right::allows`, here and nowhere else.
 
 use crate::config::{AdminRole, AdminSettings};
-use crate::http::state::{key_digest, key_matches};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The key a caller presented: its configured name (what the audit log shows) and role.
@@ -108,6 +108,18 @@ impl Right for ReadOrders {
     fn allows(_: AdminRole) -> bool {
         true
     }
+}
+
+/// SHA-256 of a secret: secrets are compared as digests, in constant time, whatever
+/// the length of what was presented.
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// True if `presented` is the secret whose digest is `digest`.
+pub fn key_matches(presented: &[u8], digest: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    key_digest(presented).ct_eq(digest).into()
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::http::limits::RateLimits;
 use crate::store::accounts::AccountStore;
 use crate::store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,18 +46,6 @@ pub struct AppState {
     /// Gate passes: signing keys, revoked passes, the JWKS.
     pub passes: crate::domain::pass::Passes,
     pub signing_keys: Arc<dyn crate::store::signing_keys::SigningKeyStore>,
-}
-
-/// SHA-256 of a secret: secrets are compared as digests, in constant time, whatever
-/// the length of what was presented.
-pub fn key_digest(key: &[u8]) -> [u8; 32] {
-    Sha256::digest(key).into()
-}
-
-/// True if `presented` is the secret whose digest is `digest`.
-pub fn key_matches(presented: &[u8], digest: &[u8; 32]) -> bool {
-    use subtle::ConstantTimeEq;
-    key_digest(presented).ct_eq(digest).into()
 }
 
 impl AppState {
