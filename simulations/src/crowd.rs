@@ -10,8 +10,9 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::plan::{Behaviour, WorkerPlan};
 use crate::user::record::UserRecord;
-use crate::worker::{self, Behaviour, Progress, WorkerEvent, WorkerPlan};
+use crate::worker::{self, Progress, WorkerEvent};
 
 /// Sockets one process may hold with headroom under the 20,000 fd limit.
 pub const USERS_PER_PROCESS: usize = 18_000;

@@ -9,6 +9,7 @@ mod crowd;
 mod fairness;
 mod jwt;
 mod metrics;
+mod plan;
 mod pow;
 mod protocol;
 mod report;

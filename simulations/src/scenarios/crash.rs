@@ -33,7 +33,7 @@ pub async fn run(args: CrashArgs) -> Result<bool, String> {
         fraction: args.kill_at_sold,
         down: Duration::from_secs_f64(args.down_secs.max(0.0)),
     };
-    let (run, m) = sale::run_reported(&mut target, c, "crash", &twist, &mut report).await?;
+    let (run, m) = sale_report::run_reported(&mut target, c, "crash", &twist, &mut report).await?;
 
     let (found, missing, server_orders, errors) =
         orders_survived(&target, &run.activity_id, &run.records).await;

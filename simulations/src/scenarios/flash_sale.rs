@@ -12,7 +12,8 @@ pub async fn run(args: FlashSaleArgs) -> Result<bool, String> {
     let mut report = Report::new("flash-sale", sale_report::params(&args, json!({})));
     let mut target = Target::open(&args.server, Vec::new()).await?;
     let (run, m) =
-        sale::run_reported(&mut target, &args, "flash-sale", &Twist::None, &mut report).await?;
+        sale_report::run_reported(&mut target, &args, "flash-sale", &Twist::None, &mut report)
+            .await?;
     crate::fairness::verify_into(&mut report, &target.http, &target.url, &run.activity_id).await;
     let key = target.admin.key.clone();
     let (http, id) = (&target.http, &run.activity_id);

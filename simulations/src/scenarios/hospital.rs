@@ -10,11 +10,11 @@ use crate::admin::ActivityView;
 use crate::cli::HospitalArgs;
 use crate::crowd::{Crowd, CrowdSpec};
 use crate::metrics::{invariant_violations, CrowdMetrics};
+use crate::plan::Behaviour;
 use crate::report::{f1, Report};
 use crate::sampler::Sampler;
 use crate::stats::{chi_square_independence, ChiSquare};
 use crate::user::record::UserRecord;
-use crate::worker::Behaviour;
 
 fn activity_spec(id: &str, a: &HospitalArgs, opens_at: &str) -> Value {
     let mut slots = Vec::new();

@@ -105,7 +105,7 @@ pub async fn run(args: StormArgs) -> Result<bool, String> {
     let twist = Twist::Storm {
         every: args.storm_every.max(1),
     };
-    let (run, m) = sale::run_reported(
+    let (run, m) = sale_report::run_reported(
         &mut target,
         common_args,
         "reconnect-storm",

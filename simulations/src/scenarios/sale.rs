@@ -12,11 +12,11 @@ use crate::admin::ActivityView;
 use crate::cli::{FlashSaleArgs, SaleArgs};
 use crate::client::now_ms;
 use crate::crowd::{Crowd, CrowdSpec};
+use crate::plan::Behaviour;
 use crate::report::Report;
 use crate::sampler::{Sample, Sampler};
 use crate::server::ProcSample;
 use crate::user::record::UserRecord;
-use crate::worker::Behaviour;
 
 pub use crate::user::record::POSITION_GAP_LIMIT_MS;
 
@@ -72,28 +72,6 @@ pub fn activity_spec(id: &str, sale: &SaleArgs) -> Value {
             "join_pow_bits": sale.pow_bits,
         },
     })
-}
-
-/// Runs the sale and reports the figures every sale scenario shares; on failure
-/// the target is shut down first. Returns the run and its crowd metrics.
-pub async fn run_reported(
-    target: &mut Target,
-    args: &FlashSaleArgs,
-    scenario: &str,
-    twist: &Twist,
-    report: &mut Report,
-) -> Result<(SaleRun, crate::metrics::CrowdMetrics), String> {
-    match run(target, args, scenario, twist, report).await {
-        Ok(run) => {
-            let m = crate::metrics::CrowdMetrics::of(&run.records);
-            super::sale_report::report_sale(report, &run, &args.sale, &m);
-            Ok((run, m))
-        }
-        Err(e) => {
-            target.shutdown(report).await;
-            Err(e)
-        }
-    }
 }
 
 /// Ends a sale scenario: stores `data` (the run's samples are added), stops the

@@ -3,10 +3,33 @@
 use serde_json::{json, Value};
 
 use super::common;
-use super::sale::{SaleRun, POSITION_GAP_LIMIT_MS};
+use super::common::Target;
+use super::sale::{self, SaleRun, Twist, POSITION_GAP_LIMIT_MS};
 use crate::cli::{FlashSaleArgs, SaleArgs};
 use crate::metrics::{invariant_violations, CrowdMetrics};
 use crate::report::{f1, Report};
+
+/// Runs the sale and reports the figures every sale scenario shares; on failure
+/// the target is shut down first. Returns the run and its crowd metrics.
+pub async fn run_reported(
+    target: &mut Target,
+    args: &FlashSaleArgs,
+    scenario: &str,
+    twist: &Twist,
+    report: &mut Report,
+) -> Result<(SaleRun, crate::metrics::CrowdMetrics), String> {
+    match sale::run(target, args, scenario, twist, report).await {
+        Ok(run) => {
+            let m = crate::metrics::CrowdMetrics::of(&run.records);
+            report_sale(report, &run, &args.sale, &m);
+            Ok((run, m))
+        }
+        Err(e) => {
+            target.shutdown(report).await;
+            Err(e)
+        }
+    }
+}
 
 pub fn params(args: &FlashSaleArgs, extra: Value) -> Value {
     let s = &args.sale;

@@ -32,7 +32,8 @@ pub async fn run(args: SinkOutageArgs) -> Result<bool, String> {
         after: Duration::from_secs_f64(args.stop_after_secs.max(0.0)),
         outage: Duration::from_secs_f64(args.outage_secs.max(0.0)),
     };
-    let (run, m) = sale::run_reported(&mut target, c, "sink-outage", &twist, &mut report).await?;
+    let (run, m) =
+        sale_report::run_reported(&mut target, c, "sink-outage", &twist, &mut report).await?;
 
     let expected: HashMap<String, String> = run
         .records

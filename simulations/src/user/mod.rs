@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::client::addrs::SourceAddrs;
 use crate::client::http::HttpClient;
-use crate::worker::{Behaviour, WorkerPlan};
+use crate::plan::{Behaviour, WorkerPlan};
 use route::Route;
 
 /// Live counters a worker reports as progress.

@@ -17,11 +17,11 @@ use super::topology::{find_owner, OWNER_LIMIT};
 use crate::admin::Admin;
 use crate::cli::ClusterArgs;
 use crate::crowd::{Crowd, CrowdSpec};
+use crate::plan::Behaviour;
 use crate::report::Report;
 use crate::sampler::Sampler;
 use crate::scenarios::common;
 use crate::scenarios::sale::{activity_spec, SaleRun, Timeline};
-use crate::worker::Behaviour;
 
 /// Everything the cluster run measured.
 pub struct ClusterRun {

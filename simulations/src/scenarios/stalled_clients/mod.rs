@@ -22,11 +22,11 @@ use crate::admin::ActivityView;
 use crate::cli::{FlashSaleArgs, StalledArgs};
 use crate::client::now_ms;
 use crate::crowd::{Crowd, CrowdSpec};
+use crate::plan::Behaviour;
 use crate::report::Report;
 use crate::sampler::Sampler;
 use crate::server::ProcSample;
 use crate::user::record::UserRecord;
-use crate::worker::Behaviour;
 
 const SCENARIO: &str = "stalled-clients";
 /// The run stops by itself within this many seconds, whatever `--max-secs` says.
