@@ -68,7 +68,7 @@ impl Nodes {
             Some(format!("sentinel://{s}/{}", args.sentinel_master))
         });
         let started = match &given {
-            Some(url) => Ok(ClusterRedis::Single(Redis::given(url))),
+            Some(url) => Ok(ClusterRedis::Single(Box::new(Redis::given(url)))),
             None if args.own_sentinels() => {
                 SentinelGroup::start(&args.redis_server, &dir.join("redis"))
                     .await
@@ -76,7 +76,7 @@ impl Nodes {
             }
             None => Redis::start(&args.redis_server, &dir.join("redis"))
                 .await
-                .map(ClusterRedis::Single),
+                .map(|r| ClusterRedis::Single(Box::new(r))),
         };
         let redis = match started {
             Ok(r) => r,

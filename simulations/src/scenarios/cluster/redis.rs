@@ -172,7 +172,7 @@ async fn ping(port: u16) -> bool {
 /// The Redis the nodes use: one server (ours or given: a URL, or the
 /// sentinels someone else runs), or our own Sentinel group.
 pub enum ClusterRedis {
-    Single(Redis),
+    Single(Box<Redis>),
     Group(Box<SentinelGroup>),
 }
 
