@@ -462,7 +462,11 @@ fn resume_checks(
         report.check(
             &format!("sessions of {what} resumed with their ticket"),
             moved.all_kept(),
-            moved.describe(),
+            format!(
+                "{}; other first frames by kind {:?}",
+                moved.describe(),
+                other_first_frames(records, |n| lost.contains(&n))
+            ),
         );
         report.check(
             "resumed position <= position before the kill",
@@ -499,6 +503,22 @@ fn resume_checks(
         ),
     );
     (moved, stayed)
+}
+
+/// The first frames of resumes from the nodes `of` selects that were neither
+/// an answer about the place (`queued`, `admitted`, `sold_out`) nor missing.
+fn other_first_frames(records: &[UserRecord], of: impl Fn(usize) -> bool) -> BTreeMap<&str, usize> {
+    let mut kinds = BTreeMap::new();
+    for x in records.iter().flat_map(|r| r.resumes.iter()) {
+        let known = matches!(
+            x.first_frame.as_str(),
+            "queued" | "admitted" | "sold_out" | "none"
+        );
+        if of(x.node_before) && !known {
+            *kinds.entry(x.first_frame.as_str()).or_default() += 1;
+        }
+    }
+    kinds
 }
 
 fn failover_checks(report: &mut Report, run: &ClusterRun) {
