@@ -327,19 +327,30 @@ pub struct ClusterArgs {
     /// a Sentinel group someone else runs (docs/cluster.md), never stopped.
     #[arg(long, value_name = "HOST:PORT,...", conflicts_with = "redis_url")]
     pub sentinel: Option<String>,
+    /// Start a throwaway Sentinel group (a primary, one replica, three sentinels
+    /// on free loopback ports, stopped at the end) and run the nodes against it.
+    /// Implied by --kill redis-primary.
+    #[arg(long, conflicts_with_all = ["redis_url", "sentinel"])]
+    pub sentinel_group: bool,
+    /// What dies mid-sale: the activity's owner node, or the Redis primary
+    /// (then the sentinels promote the replica; an empty redis-server
+    /// replaces the dead one once every node follows the new primary).
+    #[arg(long, value_enum, default_value_t = KillTarget::Owner)]
+    pub kill: KillTarget,
     /// The primary's name the sentinels monitor (with --sentinel).
     #[arg(long, default_value = "sluice")]
     pub sentinel_master: String,
     /// cluster.replica_acks of every node (with --sentinel: replicas that confirm each write).
     #[arg(long, default_value_t = 1)]
     pub replica_acks: u32,
-    /// The redis-server binary started when neither --redis-url nor --sentinel is given.
+    /// The redis-server binary started when neither --redis-url nor --sentinel is
+    /// given (also run as the group's sentinels, with `--sentinel`).
     #[arg(long, value_name = "PATH", default_value = "redis-server")]
     pub redis_server: PathBuf,
     /// cluster.lease_ms of every node (default: the server's own, 3000).
     #[arg(long)]
     pub lease_ms: Option<u64>,
-    /// Kill the activity's owner once this many orders exist (default: stock / 3).
+    /// Kill the owner (or the Redis primary) once this many orders exist (default: stock / 3).
     #[arg(long)]
     pub kill_after_sold: Option<u64>,
     /// Longest wait, after the kill, for another node to own and serve the activity.
@@ -384,7 +395,31 @@ pub struct ClusterArgs {
     pub hold_secs: f64,
 }
 
+/// What `simulate cluster` kills mid-sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KillTarget {
+    /// SIGKILL the activity's owner node.
+    Owner,
+    /// `kill -9` the Redis primary of the run's own Sentinel group.
+    RedisPrimary,
+}
+
+impl KillTarget {
+    /// As given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::RedisPrimary => "redis-primary",
+        }
+    }
+}
+
 impl ClusterArgs {
+    /// The run starts its own Sentinel group.
+    pub fn own_sentinels(&self) -> bool {
+        self.sentinel_group || self.kill == KillTarget::RedisPrimary
+    }
+
     /// The sale, in the shape the shared sale code takes (paused while users join).
     pub fn sale(&self) -> SaleArgs {
         SaleArgs {

@@ -1,5 +1,6 @@
 //! Mid-sale: once `--kill-after-sold` orders exist, SIGKILL the activity's
-//! current owner and watch the failover.
+//! current owner and watch the failover (`--kill owner`; the Redis primary's
+//! kill is in `redis_kill.rs`).
 
 use std::time::Duration;
 
@@ -39,18 +40,9 @@ pub async fn kill_the_owner(
             .push("--nodes 1: no other node could take over, so no node was killed".into());
         return (None, None);
     }
-    let want = args.kill_after() as i64;
-    let left = k.deadline.saturating_duration_since(Instant::now());
-    let admin = nodes.list[*k.observer].admin.clone();
-    let sold = common::wait_view(&admin, k.activity, left, |v| v.sold >= want)
-        .await
-        .map_or(-1, |v| v.sold);
-    if sold < want {
-        k.report.run_errors.push(format!(
-            "only {sold} sold (wanted {want} before the kill) by the deadline; no node killed"
-        ));
+    let Some(sold) = wait_for_kill_point(nodes, args, k).await else {
         return (None, None);
-    }
+    };
     let (owner, fence) = match find_owner(nodes, *k.observer, k.activity).await {
         Ok(o) => o,
         Err(e) => {
@@ -63,7 +55,8 @@ pub async fn kill_the_owner(
     }
     k.readings.refresh_last(nodes.samples());
     k.timeline.mark(format!(
-        "sold {sold} >= {want}: SIGKILL owner {} (fence {fence:?})",
+        "sold {sold} >= {}: SIGKILL owner {} (fence {fence:?})",
+        args.kill_after(),
         nodes.list[owner].id
     ));
     let limit = Duration::from_secs(args.failover_timeout_secs)
@@ -88,4 +81,26 @@ pub async fn kill_the_owner(
             (None, None)
         }
     }
+}
+
+/// Waits (through the observer, until the deadline) for `--kill-after-sold`
+/// orders; returns the sold count seen, or `None` (a run error) if they never came.
+pub async fn wait_for_kill_point(
+    nodes: &Nodes,
+    args: &ClusterArgs,
+    k: &mut KillPlan<'_>,
+) -> Option<i64> {
+    let want = args.kill_after() as i64;
+    let left = k.deadline.saturating_duration_since(Instant::now());
+    let admin = nodes.list[*k.observer].admin.clone();
+    let sold = common::wait_view(&admin, k.activity, left, |v| v.sold >= want)
+        .await
+        .map_or(-1, |v| v.sold);
+    if sold < want {
+        k.report.run_errors.push(format!(
+            "only {sold} sold (wanted {want} before the kill) by the deadline; nothing killed"
+        ));
+        return None;
+    }
+    Some(sold)
 }

@@ -1,7 +1,7 @@
-//! `simulate cluster`: N sluice nodes sharing a throwaway Redis, a crowd
-//! spread over them (user i on node i % N), the activity's owner SIGKILLed
-//! mid-sale; checks that another node takes over and that nobody's place,
-//! ticket or acknowledged order is lost.
+//! `simulate cluster`: N sluice nodes sharing a throwaway Redis (or Sentinel
+//! group), a crowd spread over them (user i on node i % N), the activity's
+//! owner (or the Redis primary) killed mid-sale; checks that the cluster
+//! recovers and that nobody's place, ticket or acknowledged order is lost.
 
 mod cadence;
 mod failover;
@@ -13,8 +13,11 @@ mod node_stats;
 mod nodes;
 mod orders;
 mod redis;
+mod redis_kill;
 mod report;
+mod resp;
 mod sale;
+mod sentinels;
 mod topology;
 
 use std::path::Path;
@@ -22,7 +25,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::charts::{line_chart, Series};
-use crate::cli::ClusterArgs;
+use crate::cli::{ClusterArgs, KillTarget};
 use crate::metrics::CrowdMetrics;
 use crate::report::Report;
 use nodes::Nodes;
@@ -40,6 +43,7 @@ pub async fn run(args: ClusterArgs) -> Result<bool, String> {
             json!({
                 "nodes": args.nodes, "lease_ms": args.lease_ms, "kill_after_sold": args.kill_after(),
                 "redis_url_given": args.redis_url.is_some(), "sentinel": args.sentinel, "failover_timeout_secs": args.failover_timeout_secs,
+                "kill": args.kill.name(), "sentinel_group": args.own_sentinels(), "replica_acks": args.replica_acks,
             }),
         ),
     );
@@ -91,9 +95,23 @@ fn validate(args: &ClusterArgs) -> Result<(), String> {
     }
     if args.kill_after() >= args.stock {
         return Err(format!(
-            "--kill-after-sold {} must be below --stock {}: the owner is killed mid-sale",
+            "--kill-after-sold {} must be below --stock {}: the kill comes mid-sale",
             args.kill_after(),
             args.stock
+        ));
+    }
+    if args.kill == KillTarget::RedisPrimary
+        && (args.redis_url.is_some() || args.sentinel.is_some())
+    {
+        return Err(
+            "--kill redis-primary needs the run's own Sentinel group: drop --redis-url / --sentinel"
+                .into(),
+        );
+    }
+    if args.own_sentinels() && args.replica_acks > 1 {
+        return Err(format!(
+            "--replica-acks {}: the run's Sentinel group has one replica",
+            args.replica_acks
         ));
     }
     if !args.spawn_server.is_file() {

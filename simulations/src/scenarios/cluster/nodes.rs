@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::redis::Redis;
+use super::redis::{ClusterRedis, Redis};
+use super::sentinels::SentinelGroup;
 use crate::admin::Admin;
 use crate::cli::ClusterArgs;
 use crate::client::addrs::SourceAddrs;
@@ -46,7 +47,7 @@ impl Node {
 /// The nodes and their Redis.
 pub struct Nodes {
     pub list: Vec<Node>,
-    pub redis: Redis,
+    pub redis: ClusterRedis,
     /// Holds every node's store and log, and Redis's dir.
     pub dir: PathBuf,
     keep: bool,
@@ -66,17 +67,25 @@ impl Nodes {
             let s = args.sentinel.as_ref()?;
             Some(format!("sentinel://{s}/{}", args.sentinel_master))
         });
-        let redis = match &given {
-            Some(url) => Redis::given(url),
-            None => match Redis::start(&args.redis_server, &dir.join("redis")).await {
-                Ok(r) => r,
-                Err(e) => {
-                    if !args.keep_store {
-                        let _ = std::fs::remove_dir_all(&dir);
-                    }
-                    return Err(e);
+        let started = match &given {
+            Some(url) => Ok(ClusterRedis::Single(Box::new(Redis::given(url)))),
+            None if args.own_sentinels() => {
+                SentinelGroup::start(&args.redis_server, &dir.join("redis"))
+                    .await
+                    .map(|g| ClusterRedis::Group(Box::new(g)))
+            }
+            None => Redis::start(&args.redis_server, &dir.join("redis"))
+                .await
+                .map(|r| ClusterRedis::Single(Box::new(r))),
+        };
+        let redis = match started {
+            Ok(r) => r,
+            Err(e) => {
+                if !args.keep_store {
+                    let _ = std::fs::remove_dir_all(&dir);
                 }
-            },
+                return Err(e);
+            }
         };
         let mut nodes = Self {
             list: Vec::new(),
@@ -108,7 +117,7 @@ impl Nodes {
 
     /// One spec per node: free port, own store and log, the cluster settings.
     fn specs(&self, args: &ClusterArgs) -> Result<Vec<Node>, String> {
-        let common = super::node_env::common(args, &self.redis.url)?;
+        let common = super::node_env::common(args, &self.redis)?;
         let mut ports = Vec::new();
         let mut list = Vec::new();
         for i in 0..args.nodes {
@@ -218,9 +227,7 @@ impl Nodes {
                 ));
             }
         }
-        if self.redis.is_ours() {
-            self.redis.stop().await;
-        }
+        self.redis.stop().await;
         if self.keep {
             report.figure(
                 "nodes",

@@ -1,5 +1,6 @@
 //! The cluster's Redis: a throwaway `redis-server` on a free port with its own
-//! temp dir and no persistence (or one given with `--redis-url`, left alone).
+//! temp dir and no persistence, our own Sentinel group, or one given with
+//! `--redis-url` / `--sentinel` (left alone).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,11 +10,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use super::sentinels::SentinelGroup;
+
+/// A redis-server that keeps nothing on disk.
+pub const NO_PERSISTENCE: [&str; 4] = ["--save", "", "--appendonly", "no"];
+
 /// How long a fresh redis-server may take to answer PING.
 const START_LIMIT: Duration = Duration::from_secs(10);
 
 pub struct Redis {
     pub url: String,
+    /// Its loopback port (0 when given).
+    pub port: u16,
     /// The redis-server we started; `None` when it was given.
     child: Option<Child>,
     log_path: Option<PathBuf>,
@@ -24,6 +32,7 @@ impl Redis {
     pub fn given(url: &str) -> Self {
         Self {
             url: url.to_string(),
+            port: 0,
             child: None,
             log_path: None,
         }
@@ -32,14 +41,26 @@ impl Redis {
     /// Starts `binary` on a free port with `dir` as its working directory,
     /// `--save "" --appendonly no`, and waits until it answers PING.
     pub async fn start(binary: &Path, dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = crate::server::free_port()?;
+        Self::launch(binary, dir, port, &NO_PERSISTENCE).await
+    }
+
+    /// Starts `binary` on `port` (loopback) with `dir` as its working
+    /// directory, its log there, and `args` before the port (a config file
+    /// comes first); waits until it answers PING.
+    pub async fn launch(
+        binary: &Path,
+        dir: &Path,
+        port: u16,
+        args: &[&str],
+    ) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let log_path = dir.join("redis.log");
         let mut cmd = Command::new(binary);
-        cmd.arg("--port")
+        cmd.args(args)
+            .arg("--port")
             .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no"])
+            .args(["--bind", "127.0.0.1", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir)
             .arg("--logfile")
@@ -56,6 +77,7 @@ impl Redis {
         })?;
         let mut redis = Self {
             url: format!("redis://127.0.0.1:{port}"),
+            port,
             child: Some(child),
             log_path: Some(log_path),
         };
@@ -115,6 +137,14 @@ impl Redis {
         }
     }
 
+    /// `kill -9`, waiting until it is gone (the crash a Sentinel group must survive).
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
     /// SIGKILL without waiting (cleanup on an error path).
     pub fn kill_now(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -136,5 +166,60 @@ async fn ping(port: u16) -> bool {
     match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
         Ok(Ok(n)) => buf[..n].starts_with(b"+PONG"),
         _ => false,
+    }
+}
+
+/// The Redis the nodes use: one server (ours or given: a URL, or the
+/// sentinels someone else runs), or our own Sentinel group.
+pub enum ClusterRedis {
+    Single(Box<Redis>),
+    Group(Box<SentinelGroup>),
+}
+
+impl ClusterRedis {
+    /// For the report.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Single(r) => format!(
+                "{} ({})",
+                r.url,
+                if r.is_ours() { "throwaway" } else { "given" }
+            ),
+            Self::Group(g) => format!(
+                "throwaway Sentinel group: primary 127.0.0.1:{}, replica 127.0.0.1:{}, sentinels {}",
+                g.primary.port,
+                g.replica.port,
+                g.addresses()
+            ),
+        }
+    }
+
+    pub fn group(&self) -> Option<&SentinelGroup> {
+        match self {
+            Self::Group(g) => Some(g),
+            Self::Single(_) => None,
+        }
+    }
+
+    pub fn group_mut(&mut self) -> Option<&mut SentinelGroup> {
+        match self {
+            Self::Group(g) => Some(g),
+            Self::Single(_) => None,
+        }
+    }
+
+    /// Stops what we started; a given Redis is left running.
+    pub async fn stop(&mut self) {
+        match self {
+            Self::Single(r) => r.stop().await,
+            Self::Group(g) => g.stop().await,
+        }
+    }
+
+    pub fn kill_now(&mut self) {
+        match self {
+            Self::Single(r) => r.kill_now(),
+            Self::Group(g) => g.kill_now(),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The sale the cluster scenario runs: create it through n1 (paused), let
-//! everyone join spread over the nodes, resume, SIGKILL the owner mid-sale,
-//! sell out.
+//! everyone join spread over the nodes, resume, SIGKILL the owner (or the
+//! Redis primary) mid-sale, sell out.
 
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -13,9 +13,10 @@ use super::kill::{kill_the_owner, KillPlan};
 use super::node_sampler::{NodeSample, NodeSampler};
 use super::node_stats::NodeReadings;
 use super::nodes::Nodes;
+use super::redis_kill::{kill_the_redis_primary, RedisFailover};
 use super::topology::{find_owner, OWNER_LIMIT};
 use crate::admin::Admin;
-use crate::cli::ClusterArgs;
+use crate::cli::{ClusterArgs, KillTarget};
 use crate::crowd::{Crowd, CrowdSpec};
 use crate::plan::Behaviour;
 use crate::report::Report;
@@ -30,6 +31,8 @@ pub struct ClusterRun {
     pub owner_before: Option<(usize, Option<u64>)>,
     pub killed: Option<usize>,
     pub failover: Option<Failover>,
+    /// `--kill redis-primary`: the Redis failover (then `killed`/`failover` are `None`).
+    pub redis_failover: Option<RedisFailover>,
     pub readings: NodeReadings,
     pub node_series: Vec<NodeSample>,
     /// The node the coordinator reads through at the end (alive).
@@ -107,12 +110,28 @@ pub async fn run(
         report: &mut *report,
         readings: &mut readings,
     };
-    let (killed, failover) = kill_the_owner(nodes, args, &mut kill).await;
+    let (killed, failover, mut redis_failover) = match args.kill {
+        KillTarget::Owner => {
+            let (killed, failover) = kill_the_owner(nodes, args, &mut kill).await;
+            (killed, failover, None)
+        }
+        KillTarget::RedisPrimary => (
+            None,
+            None,
+            kill_the_redis_primary(nodes, args, &mut kill).await,
+        ),
+    };
 
     let processes = crowd.processes;
     let (records, worker_errors) = crowd.finish(deadline + Duration::from_secs(20)).await;
     report.run_errors.extend(worker_errors);
     timeline.mark("all users finished".into());
+    if let Some(f) = redis_failover.as_mut() {
+        f.find_first_new_order(&records);
+        if let Some(t) = f.first_new_order_secs {
+            timeline.mark(format!("(first new order after the Redis kill: {t:.2} s)"));
+        }
+    }
     let final_view = common::wait_view(
         &nodes.list[observer].admin,
         &id,
@@ -140,6 +159,7 @@ pub async fn run(
         owner_before,
         killed,
         failover,
+        redis_failover,
         readings,
         node_series,
         observer,

@@ -32,6 +32,14 @@ pub struct Ownership {
     pub fence: Option<u64>,
 }
 
+/// The Redis a node writes to (`redis` of the view).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RedisView {
+    /// `host:port` of the primary.
+    #[serde(default)]
+    pub primary: Option<String>,
+}
+
 /// The cluster view of one node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterView {
@@ -41,6 +49,8 @@ pub struct ClusterView {
     pub nodes: Vec<NodeInfo>,
     #[serde(default)]
     pub activities: Vec<Ownership>,
+    #[serde(default)]
+    pub redis: Option<RedisView>,
 }
 
 impl ClusterView {
@@ -53,6 +63,11 @@ impl ClusterView {
 
     pub fn is_live(&self, node: &str) -> bool {
         self.nodes.iter().any(|n| n.id == node && n.live)
+    }
+
+    /// The Redis primary this node writes to.
+    pub fn redis_primary(&self) -> Option<&str> {
+        self.redis.as_ref()?.primary.as_deref()
     }
 }
 
@@ -129,7 +144,8 @@ mod tests {
         let v: ClusterView = serde_json::from_str(
             r#"{"node_id":"n1","nodes":[{"id":"n1","advertise":"http://127.0.0.1:9001","live":true},
                 {"id":"n2","advertise":"http://127.0.0.1:9002","live":false}],
-                "activities":[{"id":"drop","owner":"n2","fence":3},{"id":"other","owner":null,"fence":4}]}"#,
+                "activities":[{"id":"drop","owner":"n2","fence":3},{"id":"other","owner":null,"fence":4}],
+                "redis":{"primary":"10.0.0.12:6379","via_sentinel":true,"replicas":[]}}"#,
         )
         .expect("test fixture is valid");
         assert_eq!(v.owner_of("drop"), Some(("n2", Some(3))));
@@ -137,5 +153,6 @@ mod tests {
         assert_eq!(v.owner_of("missing"), None);
         assert!(v.is_live("n1"));
         assert!(!v.is_live("n2"));
+        assert_eq!(v.redis_primary(), Some("10.0.0.12:6379"));
     }
 }
