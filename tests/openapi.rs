@@ -76,13 +76,14 @@ fn literal(s: &str) -> (&str, &str) {
     (&s[..end], &s[end + 1..])
 }
 
-/// Every `(METHOD, path)` a module's `pub fn routes` registers: `.route("p",
+/// Every `(METHOD, path)` a module's `pub fn <func>` (`routes`, or `front_routes`
+/// for those registered ahead of all others) registers: `.route("p",
 /// web::m()...)`, under its `web::scope("prefix")` if it has one.
-fn module_routes(module: &str) -> Vec<(String, String)> {
+fn module_routes(module: &str, func: &str) -> Vec<(String, String)> {
     let src = read(&format!("src/http/{module}.rs"));
     let start = src
-        .find("pub fn routes(cfg: &mut web::ServiceConfig)")
-        .unwrap_or_else(|| panic!("src/http/{module}.rs has no `pub fn routes`"));
+        .find(&format!("pub fn {func}(cfg: &mut web::ServiceConfig)"))
+        .unwrap_or_else(|| panic!("src/http/{module}.rs has no `pub fn {func}`"));
     let body = &src[start..];
     let body = &body[..body.find("\n}\n").expect("the end of `routes`")];
     let flat: String = body.chars().filter(|c| !c.is_whitespace()).collect();
@@ -105,7 +106,10 @@ fn module_routes(module: &str) -> Vec<(String, String)> {
         let method = &rest[..rest.find('(').expect("a method call")];
         out.push((method.to_uppercase(), format!("{prefix}{path}")));
     }
-    assert!(!out.is_empty(), "no routes found in src/http/{module}.rs");
+    assert!(
+        !out.is_empty(),
+        "no routes found in src/http/{module}.rs {func}"
+    );
     out
 }
 
@@ -123,10 +127,11 @@ fn registered() -> BTreeSet<(String, String)> {
         if NOT_MODULES.contains(&arg) {
             continue;
         }
-        let module = arg
-            .strip_suffix("::routes")
+        let (module, func) = arg
+            .split_once("::")
+            .filter(|(_, f)| ["routes", "front_routes"].contains(f))
             .unwrap_or_else(|| panic!("`.configure({arg})`: not `module::routes`; list it in NOT_MODULES with the reason, or teach this test"));
-        all.extend(module_routes(module));
+        all.extend(module_routes(module, func));
         modules += 1;
     }
     assert!(modules >= 8, "found only {modules} route modules");

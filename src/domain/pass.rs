@@ -12,46 +12,43 @@ use base64::engine::general_purpose::{STANDARD as B64_STD, URL_SAFE_NO_PAD as B6
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-/// Signatures this thread has already checked, by SHA-256 of (public key, pass).
-/// An Ed25519 verification costs about ten times the rest of `verify`, and a site
-/// behind nginx's `auth_request` presents the same pass on every request. Claims,
-/// expiry and revocation are still checked on every call; only the signature check
-/// is remembered, and only against the exact key it passed with.
-const VERIFIED_CAP: usize = 1 << 16;
+/// Passes this thread has already checked the signature of, by their exact text:
+/// the kid and public key it held under, and the claims it carries. An Ed25519
+/// verification costs about ten times the rest of `verify`, and a site behind
+/// nginx's `auth_request` presents the same pass on every request. A remembered pass
+/// counts only while its kid still publishes the very same key; its claims (issuer,
+/// audience, expiry) and revocation are checked on every call. Keyed by the whole
+/// pass, compared byte for byte by the map: no digest to compute (SHA-256 of the
+/// pass cost more than the rest of a remembered `verify`).
+const VERIFIED_CAP: usize = 1 << 14;
 
-thread_local! {
-    static VERIFIED: RefCell<HashSet<[u8; 32]>> = RefCell::new(HashSet::new());
+struct Verified {
+    kid: String,
+    key: Vec<u8>,
+    claims: PassClaims,
 }
 
-/// Whether `sig` signs `input` under `key`, remembered per thread (`VERIFIED`).
-fn signature_holds(key: &[u8], token: &str, input: &[u8], sig: &[u8]) -> bool {
-    let digest: [u8; 32] = Sha256::new()
-        .chain_update(key)
-        .chain_update(token.as_bytes())
-        .finalize()
-        .into();
-    if VERIFIED.with(|v| v.borrow().contains(&digest)) {
-        return true;
+/// Passes this thread has signed, by (public key, signing input): Ed25519 signatures
+/// are deterministic, so the same claims under the same key give the same pass, and
+/// an admission both pushes the pass and answers with it.
+const SIGNED_CAP: usize = 1 << 12;
+
+thread_local! {
+    static VERIFIED: RefCell<HashMap<Box<str>, Verified>> = RefCell::new(HashMap::new());
+    static SIGNED: RefCell<HashMap<(Vec<u8>, String), String>> = RefCell::new(HashMap::new());
+}
+
+/// Adds to a bounded per-thread memory: a full one starts over (passes live at most
+/// a day, and each entry is only a saving).
+fn remember<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, cap: usize, k: K, v: V) {
+    if map.len() >= cap {
+        map.clear();
     }
-    let holds = UnparsedPublicKey::new(&ED25519, key)
-        .verify(input, sig)
-        .is_ok();
-    if holds {
-        VERIFIED.with(|v| {
-            let mut v = v.borrow_mut();
-            // Bounded: a full set starts over (passes live at most a day).
-            if v.len() >= VERIFIED_CAP {
-                v.clear();
-            }
-            v.insert(digest);
-        });
-    }
-    holds
+    map.insert(k, v);
 }
 
 /// The longest a pass can live (`gate.pass_ttl_secs` is bounded by it): a retired
@@ -243,8 +240,14 @@ impl Passes {
         };
         let body = B64.encode(serde_json::to_vec(&claims).expect("claims serialize"));
         let input = format!("{}.{body}", s.header);
-        let sig = B64.encode(s.pair.sign(input.as_bytes()).as_ref());
-        Some(format!("{input}.{sig}"))
+        let key = (s.pair.public_key().as_ref().to_vec(), input);
+        if let Some(t) = SIGNED.with(|m| m.borrow().get(&key).cloned()) {
+            return Some(t);
+        }
+        let sig = B64.encode(s.pair.sign(key.1.as_bytes()).as_ref());
+        let token = format!("{}.{sig}", key.1);
+        SIGNED.with(|m| remember(&mut m.borrow_mut(), SIGNED_CAP, key, token.clone()));
+        Some(token)
     }
 
     /// Checks a pass for activity `aud` at `now`: EdDSA under a published key, this
@@ -253,6 +256,35 @@ impl Passes {
         if token.len() > MAX_PASS_LEN {
             return Err(PassError::Malformed);
         }
+        let claims = match self.remembered(token) {
+            Some(claims) => claims,
+            None => self.check_signature(token)?,
+        };
+        if claims.aud != aud || claims.iss != self.0.issuer {
+            return Err(PassError::WrongAudience);
+        }
+        if claims.exp.saturating_mul(1000) <= now {
+            return Err(PassError::Expired);
+        }
+        if self.is_revoked(aud, &claims.jti) {
+            return Err(PassError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a pass this thread verified, while its kid publishes the same key.
+    fn remembered(&self, token: &str) -> Option<PassClaims> {
+        VERIFIED.with(|v| {
+            let v = v.borrow();
+            let seen = v.get(token)?;
+            let ring = self.read();
+            (ring.public.get(&seen.kid)? == &seen.key).then(|| seen.claims.clone())
+        })
+    }
+
+    /// Parses a pass and checks its signature (EdDSA under a published key); then
+    /// remembers it (`VERIFIED`).
+    fn check_signature(&self, token: &str) -> Result<PassClaims, PassError> {
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -268,31 +300,29 @@ impl Passes {
             return Err(PassError::BadSignature);
         }
         let sig = B64.decode(sig).map_err(|_| PassError::Malformed)?;
-        {
+        let key = {
             let ring = self.read();
             let key = ring
                 .public
                 .get(&header.kid)
                 .ok_or(PassError::BadSignature)?;
             let input = &token[..h.len() + 1 + c.len()];
-            if !signature_holds(key, token, input.as_bytes(), &sig) {
-                return Err(PassError::BadSignature);
-            }
-        }
+            UnparsedPublicKey::new(&ED25519, key)
+                .verify(input.as_bytes(), &sig)
+                .map_err(|_| PassError::BadSignature)?;
+            key.clone()
+        };
         let claims: PassClaims = B64
             .decode(c)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(PassError::Malformed)?;
-        if claims.aud != aud || claims.iss != self.0.issuer {
-            return Err(PassError::WrongAudience);
-        }
-        if claims.exp.saturating_mul(1000) <= now {
-            return Err(PassError::Expired);
-        }
-        if self.is_revoked(aud, &claims.jti) {
-            return Err(PassError::Revoked);
-        }
+        let seen = Verified {
+            kid: header.kid,
+            key,
+            claims: claims.clone(),
+        };
+        VERIFIED.with(|v| remember(&mut v.borrow_mut(), VERIFIED_CAP, token.into(), seen));
         Ok(claims)
     }
 
@@ -417,5 +447,23 @@ mod tests {
         let later = rotated(p.records(), 10 + day);
         assert_eq!(later.len(), 2);
         assert!(later.iter().all(|r| Some(&r.kid) != old_kid.as_ref()));
+        // A remembered pass of a key no longer published is refused.
+        p.install(later);
+        assert_eq!(p.verify(&old, "gate", 20), Err(PassError::BadSignature));
+    }
+
+    #[test]
+    fn signing_the_same_claims_again_gives_the_same_pass() {
+        let p = passes();
+        let a = p.sign("gate", "ann", "1", 0, 60_000).expect("a key");
+        assert_eq!(p.sign("gate", "ann", "1", 0, 60_000).as_ref(), Some(&a));
+        let b = p.sign("gate", "ann", "2", 0, 60_000).expect("a key");
+        assert_ne!(a, b);
+        assert!(p.verify(&b, "gate", 1).is_ok());
+        // Another key: another pass, not the remembered one.
+        let q = passes();
+        let c = q.sign("gate", "ann", "1", 0, 60_000).expect("a key");
+        assert_ne!(a, c);
+        assert!(q.verify(&c, "gate", 1).is_ok());
     }
 }

@@ -45,14 +45,38 @@ fn lang_of(req: &HttpRequest) -> Lang {
     choose(explicit.as_deref(), accept)
 }
 
-/// The page of activity `raw_id` for this request, with `refused` shown.
+/// A refusal as the page says it: the contract's message, in the page's language
+/// when the page has it (the invite refusals, which a person can act on).
+fn refusal_text(lang: Lang, e: &ApiError) -> String {
+    use crate::domain::activity::{BAD_INVITE, INVITE_TAKEN, NO_INVITE};
+    let key = match e.message.as_str() {
+        NO_INVITE => "inviteMissing",
+        BAD_INVITE => "inviteUnknown",
+        INVITE_TAKEN => "inviteTaken",
+        _ => return e.message.clone(),
+    };
+    lang.t(key).to_owned()
+}
+
+/// An invite code as a form or the address gives it: trimmed, none when empty.
+fn invite_param(raw: Option<&str>) -> Option<String> {
+    raw.map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+}
+
+/// The page of activity `raw_id` for this request, with `refused` shown. `invite`
+/// fills the invite field (the code just posted); else the address's `?invite=`.
 async fn render(
     req: &HttpRequest,
     st: &AppState,
     raw_id: &str,
     refused: Option<&ApiError>,
+    invite: Option<String>,
 ) -> HttpResponse {
     let lang = lang_of(req);
+    let invite =
+        invite.or_else(|| invite_param(query_param(req.query_string(), "invite").as_deref()));
     let identity = page_user(st, req);
     let id = activity_id(raw_id).map(|a| a.as_str().to_owned()).ok();
     let activity = match &id {
@@ -64,7 +88,7 @@ async fn render(
         },
     };
     let id = id.unwrap_or_default();
-    let mut flash = refused.map(|e| e.message.clone());
+    let mut flash = refused.map(|e| refusal_text(lang, e));
     let (place, token_left_secs) = match (&identity, &activity) {
         (Identity::User(user), ActivityState::Found(_)) => place_of(req, st, &id, user).await,
         (Identity::User(_), _) => (Place::NoPlace, None),
@@ -97,6 +121,7 @@ async fn render(
         },
         token_left_secs,
         shop_pays: st.payment == crate::config::PaymentMode::External,
+        invite,
     };
     let mut res = HttpResponse::build(status);
     res.content_type("text/html; charset=utf-8")
@@ -141,6 +166,19 @@ async fn render(
 
 fn page_path(id: &str) -> String {
     format!("/a/{id}")
+}
+
+/// Percent-encodes `s` for a query value (everything but RFC 3986's unreserved).
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn id_cookie(req: &HttpRequest, jwt: &str) -> String {
@@ -191,7 +229,7 @@ async fn place_of(
 }
 
 async fn page(req: HttpRequest, st: Data<AppState>, id: Path<String>) -> HttpResponse {
-    render(&req, &st, &id, None).await
+    render(&req, &st, &id, None, None).await
 }
 
 /// Back to the page, which shows the new state (Post/Redirect/Get: a reload does not
@@ -220,6 +258,8 @@ struct LoginForm {
     username: String,
     password: String,
     action: Option<String>,
+    /// The invite code of the address the person came by, kept for the join form.
+    invite: Option<String>,
 }
 
 async fn login(
@@ -230,6 +270,7 @@ async fn login(
 ) -> HttpResponse {
     let f = form.into_inner();
     let username = f.username.trim().to_owned();
+    let invite = invite_param(f.invite.as_deref());
     let res = async {
         if f.action.as_deref() == Some("register") {
             create_account(&req, &st, &username, f.password.clone()).await?;
@@ -238,10 +279,17 @@ async fn login(
     }
     .await;
     match res {
-        Ok(s) => see_page(&id)
-            .append_header(("Set-Cookie", id_cookie(&req, &s.access_token)))
-            .finish(),
-        Err(e) => render(&req, &st, &id, Some(&e)).await,
+        Ok(s) => {
+            let mut res = see_page(&id);
+            if let Some(code) = &invite {
+                // Back to the address with the code, so the join form has it.
+                let here = format!("{}?invite={}", page_path(&id), url_encode(code));
+                res.insert_header(("Location", here));
+            }
+            res.append_header(("Set-Cookie", id_cookie(&req, &s.access_token)))
+                .finish()
+        }
+        Err(e) => render(&req, &st, &id, Some(&e), invite).await,
     }
 }
 
@@ -264,19 +312,29 @@ async fn logout(
                 set_cookie(&req, ID_COOKIE, "", "/", Life::Gone, true),
             ))
             .finish(),
-        Err(e) => render(&req, &st, &id, Some(&e)).await,
+        Err(e) => render(&req, &st, &id, Some(&e), None).await,
     }
+}
+
+#[derive(Deserialize)]
+struct JoinForm {
+    #[serde(default)]
+    csrf: String,
+    /// An invite-only activity's code (the field is shown for those only).
+    invite: Option<String>,
 }
 
 async fn join(
     req: HttpRequest,
     st: Data<AppState>,
     id: Path<String>,
-    form: Form<CsrfForm>,
+    form: Form<JoinForm>,
 ) -> HttpResponse {
+    let f = form.into_inner();
+    let invite = invite_param(f.invite.as_deref());
     let res = async {
-        let user = form_user(&st, &req, &form.csrf)?;
-        join_as(&req, &st, user.id, &id, None, None).await
+        let user = form_user(&st, &req, &f.csrf)?;
+        join_as(&req, &st, user.id, &id, None, invite.clone()).await
     }
     .await;
     match res {
@@ -291,7 +349,7 @@ async fn join(
             );
             see_page(&id).append_header(("Set-Cookie", ticket)).finish()
         }
-        Err(e) => render(&req, &st, &id, Some(&e)).await,
+        Err(e) => render(&req, &st, &id, Some(&e), invite).await,
     }
 }
 
@@ -327,7 +385,7 @@ async fn answer<T>(
 ) -> HttpResponse {
     match res {
         Ok(_) => see_page(id).finish(),
-        Err(e) => render(req, st, id, Some(&e)).await,
+        Err(e) => render(req, st, id, Some(&e), None).await,
     }
 }
 

@@ -116,8 +116,15 @@ impl PageModel {
 
     fn login_form(&self) -> String {
         let l = self.lang;
+        // The code of an invite link outlives signing in.
+        let invite = self.invite.as_deref().map_or(String::new(), |c| {
+            format!(
+                "<input type=\"hidden\" name=\"invite\" value=\"{}\">",
+                esc(c)
+            )
+        });
         format!(
-            "<form method=\"post\" action=\"{}\"><label for=\"nojs-username\">{}</label><input id=\"nojs-username\" name=\"username\" autocomplete=\"username\" required><label for=\"nojs-password\">{}</label><input id=\"nojs-password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><div class=\"actions\"><button type=\"submit\" name=\"action\" value=\"login\">{}</button><button type=\"submit\" name=\"action\" value=\"register\" class=\"secondary\">{}</button></div></form>",
+            "<form method=\"post\" action=\"{}\">{invite}<label for=\"nojs-username\">{}</label><input id=\"nojs-username\" name=\"username\" autocomplete=\"username\" required><label for=\"nojs-password\">{}</label><input id=\"nojs-password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><div class=\"actions\"><button type=\"submit\" name=\"action\" value=\"login\">{}</button><button type=\"submit\" name=\"action\" value=\"register\" class=\"secondary\">{}</button></div></form>",
             self.action("login"),
             esc(l.t("username")),
             esc(l.t("password")),
@@ -133,7 +140,20 @@ impl PageModel {
         if a.admission.join_pow_bits > 0 {
             return format!("<p class=\"notice\">{}</p>", esc(self.lang.t("nojsPow")));
         }
-        self.button_form("join", "", "rejoin", "")
+        if a.admission.access != "invite" {
+            return self.button_form("join", "", "rejoin", "");
+        }
+        // Not `required`: whoever claimed a code may join again without it.
+        let l = self.lang;
+        format!(
+            "<form method=\"post\" action=\"{}\">{}<label for=\"nojs-invite\">{}</label><p class=\"small muted\" id=\"nojs-invite-hint\">{}</p><input id=\"nojs-invite\" name=\"invite\" type=\"text\" value=\"{}\" autocomplete=\"off\" autocapitalize=\"none\" spellcheck=\"false\" maxlength=\"64\" aria-describedby=\"nojs-invite-hint\"><div class=\"actions\"><button type=\"submit\" id=\"nojs-rejoin\">{}</button></div></form>",
+            self.action("join"),
+            self.hidden_csrf(),
+            esc(l.t("inviteCode")),
+            esc(l.t("inviteHint")),
+            esc(self.invite.as_deref().unwrap_or("")),
+            esc(l.t("rejoin")),
+        )
     }
 
     fn refresh_note(&self, place: &Place) -> String {

@@ -37,6 +37,9 @@ pub struct SlotFacts {
 pub struct AdmissionFacts {
     #[serde(default)]
     pub join_pow_bits: u8,
+    /// `"invite"` for an invite-only activity; absent (empty) when open.
+    #[serde(default)]
+    pub access: String,
 }
 
 /// The ticket view (`GET /api/activities/{id}/tickets/{ticket}`).
@@ -104,6 +107,8 @@ pub struct PageModel {
     /// `payment.mode = "external"`: the shop confirms payment, the page offers no
     /// "pay" button.
     pub shop_pays: bool,
+    /// The invite code to fill in (from `?invite=`, or the one just posted).
+    pub invite: Option<String>,
 }
 
 /// Escapes text for HTML content and double-quoted attributes.
@@ -292,9 +297,13 @@ impl PageModel {
             } else {
                 ""
             };
+            // An invite link stays one in every language.
+            let invite = self.invite.as_deref().map_or(String::new(), |c| {
+                format!("&amp;invite={}", crate::http::page_forms::url_encode(c))
+            });
             let _ = write!(
                 items,
-                "<li><a href=\"{}?lang={code}\" hreflang=\"{tag}\" lang=\"{tag}\" data-lang=\"{code}\"{current}>{}</a></li>",
+                "<li><a href=\"{}?lang={code}{invite}\" hreflang=\"{tag}\" lang=\"{tag}\" data-lang=\"{code}\"{current}>{}</a></li>",
                 self.page_url(),
                 esc(l.t("langName")),
                 tag = l.html_tag(),
@@ -323,7 +332,10 @@ mod tests {
             capacity: 10,
             available: 4,
             slots: None,
-            admission: AdmissionFacts { join_pow_bits: 0 },
+            admission: AdmissionFacts {
+                join_pow_bits: 0,
+                access: String::new(),
+            },
         }
     }
 
@@ -338,6 +350,7 @@ mod tests {
             auto_refresh: true,
             token_left_secs: None,
             shop_pays: false,
+            invite: None,
         }
     }
 
@@ -399,6 +412,30 @@ mod tests {
         assert!(html.contains("href=\"/api/gate/drop-1/enter?pass=h.c.s\""));
         assert!(html.contains("Continue to the site"));
         assert!(!html.contains("action=\"/a/drop-1/buy\""));
+    }
+
+    #[test]
+    fn an_invite_only_line_asks_for_the_code_and_keeps_the_one_of_the_link() {
+        let open = model(Place::NoPlace).render();
+        assert!(
+            !open.contains("name=\"invite\""),
+            "open lines ask for no code"
+        );
+        let mut m = model(Place::NoPlace);
+        if let ActivityState::Found(a) = &mut m.activity {
+            a.admission.access = "invite".into();
+        }
+        m.invite = Some("c0de\"x".into());
+        let html = m.render();
+        assert!(html.contains("<label for=\"nojs-invite\">Invite code</label>"));
+        assert!(
+            html.contains("id=\"nojs-invite\" name=\"invite\" type=\"text\" value=\"c0de&quot;x\"")
+        );
+        assert!(html.contains("href=\"/a/drop-1?lang=fr&amp;invite=c0de%22x\""));
+        m.place = Place::SignedOut;
+        m.user = None;
+        let html = m.render();
+        assert!(html.contains("<input type=\"hidden\" name=\"invite\" value=\"c0de&quot;x\">"));
     }
 
     #[test]

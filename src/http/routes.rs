@@ -17,9 +17,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, directory: &dyn Directory) {
     // Buyers' routes first: the router tries routes in order, and each pattern with
     // a `{param}` costs a regex match (three of them ahead of purchase cost ~5% of
     // a purchase's CPU).
-    cfg.configure(activities::routes)
+    // `verify` sits in front of every request of a gated site: first, under its
+    // `/api/gate` scope (one prefix comparison for everything else).
+    cfg.configure(gate::front_routes)
+        .configure(activities::routes)
         .configure(orders::routes)
-        // `verify` sits in front of every request of a gated site.
         .configure(gate::routes)
         .configure(ops::routes)
         .configure(auth::routes)

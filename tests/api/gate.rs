@@ -427,3 +427,132 @@ async fn a_revoked_pass_fails_verify_and_its_slot_goes_to_the_next_in_line() {
     assert_eq!(left.status, 200, "{}", left.body);
     assert_eq!(verify_status(&app, "door", &bob_pass).await, 401);
 }
+
+/// The waiting page without JavaScript, as `user` (their identity cookie, as the
+/// page's login form sets it; `lang` the language cookie): redirects not followed.
+struct NoJs<'a> {
+    app: &'a Api,
+    cookie: String,
+    client: awc::Client,
+}
+
+impl<'a> NoJs<'a> {
+    fn new(app: &'a Api, user: &str, lang: &str) -> NoJs<'a> {
+        NoJs {
+            app,
+            cookie: format!("sluice_id={}; sluice_lang={lang}", app.user_token(user)),
+            client: awc::Client::builder().disable_redirects().finish(),
+        }
+    }
+
+    async fn send(
+        &self,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> (u16, awc::http::header::HeaderMap, String) {
+        let url = format!("{}{path}", self.app.base);
+        let req = match form {
+            Some(_) => self.client.post(url),
+            None => self.client.get(url),
+        }
+        .insert_header(("Cookie", self.cookie.as_str()));
+        let mut res = match form {
+            Some(f) => req.send_form(&f).await,
+            None => req.send().await,
+        }
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let body = res.body().await.expect("body");
+        let body = String::from_utf8(body.to_vec()).expect("HTML");
+        (res.status().as_u16(), res.headers().clone(), body)
+    }
+
+    /// The page's form token (a hidden field of every signed-in form).
+    async fn csrf(&self, id: &str) -> String {
+        let (status, _, html) = self.send(&format!("/a/{id}"), None).await;
+        assert_eq!(status, 200, "{html}");
+        let at = html
+            .find("name=\"csrf\" value=\"")
+            .expect("a signed-in form")
+            + 19;
+        html[at..at + html[at..].find('"').expect("end")].to_owned()
+    }
+
+    async fn join(&self, id: &str, invite: &str) -> (u16, awc::http::header::HeaderMap, String) {
+        let csrf = self.csrf(id).await;
+        let form = [("csrf", csrf.as_str()), ("invite", invite)];
+        self.send(&format!("/a/{id}/join"), Some(&form)).await
+    }
+}
+
+#[actix_web::test]
+async fn the_page_without_javascript_joins_an_invite_only_line_with_a_code() {
+    let app = spawn_app().await;
+    let r = app
+        .create(
+            json!({"id": "club", "name": "Club", "kind": "sale", "stock": 10,
+                       "admission": {"access": "invite", "rate_per_sec": 1000}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .admin(
+            "POST",
+            "/activities/club/invites",
+            Some(json!({"count": 1})),
+        )
+        .await;
+    let code = r.body["codes"][0].as_str().expect("a code").to_owned();
+
+    // The link's code fills the labelled field.
+    let ann = NoJs::new(&app, "ann", "en");
+    let (status, _, html) = ann.send(&format!("/a/club?invite={code}"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("<label for=\"nojs-invite\">Invite code</label>"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("name=\"invite\" type=\"text\" value=\"{code}\"")));
+
+    // No code: refused on the page, which says why and asks again.
+    let (status, _, html) = ann.join("club", "  ").await;
+    assert_eq!(status, 403);
+    assert!(html.contains("This line is by invitation only."), "{html}");
+    assert!(html.contains("id=\"nojs-invite\""));
+    assert!(!html.contains("\"code\":\"forbidden\""), "a page, not JSON");
+    let (status, _, html) = ann.join("club", "nope").await;
+    assert_eq!(status, 403);
+    assert!(html.contains("That invite code is not valid."), "{html}");
+
+    // The code: joined (back to the page with the place's cookie).
+    let (status, headers, _) = ann.join("club", &code).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers.get("location").expect("location"), "/a/club");
+    let set = headers.get("set-cookie").expect("the ticket cookie");
+    assert!(set.to_str().expect("ascii").starts_with("sluice_ticket="));
+
+    // Someone else with the same code: refused, in their language, code kept.
+    let bob = NoJs::new(&app, "bob", "de");
+    let (status, headers, html) = bob.join("club", &code).await;
+    assert_eq!(status, 403);
+    assert!(headers.get("set-cookie").is_none(), "no place");
+    assert!(
+        html.contains("Dieser Einladungscode wurde bereits von jemand anderem verwendet."),
+        "{html}"
+    );
+    assert!(html.contains(&format!("value=\"{code}\"")));
+
+    // Signing in from an invite link goes back to the link, code and all.
+    let eve = NoJs::new(&app, "eve", "en");
+    let form = [
+        ("username", "eve-nojs"),
+        ("password", "correct horse battery staple"),
+        ("action", "register"),
+        ("invite", code.as_str()),
+    ];
+    let (status, headers, html) = eve.send("/a/club/login", Some(&form)).await;
+    assert_eq!(status, 303, "{html}");
+    assert_eq!(
+        headers.get("location").expect("location"),
+        format!("/a/club?invite={code}").as_str()
+    );
+}

@@ -608,6 +608,35 @@ async function withoutJavaScript() {
   assert.ok(!other.url().includes('access_token'), 'no token in the address after the form');
 }
 
+// An invite-only line without JavaScript: the link's code fills a labelled field; no
+// code and a code someone else used are refused on the page; axe-core stays clean.
+async function inviteWithoutJavaScript() {
+  const id = 'bt-k-' + RUN;
+  await createSale(id, 5, { rate_per_sec: 50, access: 'invite' });
+  const r = await http('POST', `/api/admin/activities/${id}/invites`, { bearer: ADMIN_KEY, body: { count: 1 } });
+  assert.equal(r.status, 201, r.text);
+  const code = r.json.codes[0];
+  const page = await newPage('nojs-invite', { javaScriptEnabled: false });
+  await page.goto(userUrl(id, mintJwt('k-ann-' + RUN)) + '&invite=' + encodeURIComponent(code));
+  assert.equal(await page.inputValue('#nojs-invite'), code, 'the link fills the field');
+  assert.equal((await page.locator('label[for=nojs-invite]').textContent()).trim(), 'Invite code');
+  await axe(page, 'invite field, no JavaScript');
+  await shot(page, 'k1-nojs-invite');
+  await page.fill('#nojs-invite', '');
+  await submit(page, '#nojs-rejoin');
+  assert.match(await page.locator('#error').textContent(), /by invitation only/);
+  await axe(page, 'invite refused, no JavaScript');
+  await shot(page, 'k2-nojs-invite-refused');
+  await page.fill('#nojs-invite', code);
+  await submit(page, '#nojs-rejoin');
+  assert.equal(await page.locator('#nojs-buy').count(), 1, 'joined and admitted');
+  const other = await newPage('nojs-invite-taken', { javaScriptEnabled: false });
+  await other.goto(userUrl(id, mintJwt('k-bob-' + RUN)) + '&invite=' + encodeURIComponent(code));
+  await submit(other, '#nojs-rejoin');
+  assert.match(await other.locator('#error').textContent(), /already been used by someone else/);
+  assert.equal(await other.locator('#nojs-buy').count(), 0, 'no place');
+}
+
 // ---------- main ----------
 const health = await fetch(BASE + '/healthz').catch((e) => ({ ok: false, statusText: e.message }));
 if (!health.ok) { console.error(`sluice is not reachable at ${BASE}: ${health.statusText}`); process.exit(2); }
@@ -628,6 +657,7 @@ try {
   await check('(h) keyboard only: join, leave, join again, buy, pay, switch language', keyboardOnly);
   await check('(i) hidden tab: title, notification, one assertive alert; throttled polite position; bar and countdown move', hiddenTabAlerts);
   await check('(j) without JavaScript: sign up, join, the position moves across refreshes, admitted, buy, pay; Chinese', withoutJavaScript);
+  await check('(k) without JavaScript, invite-only: the link fills the code; no code and a used code refused on the page', inviteWithoutJavaScript);
 } finally {
   for (const c of contexts) await c.close().catch(() => {});
   await browser.close();

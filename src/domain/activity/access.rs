@@ -31,6 +31,11 @@ pub struct RevokedRecord {
     pub expires_at: Millis,
 }
 
+/// The refusals' messages, public so the waiting page can say them in its language.
+pub const NO_INVITE: &str = "this activity is invite-only: join with an invite code";
+pub const BAD_INVITE: &str = "no such invite code";
+pub const INVITE_TAKEN: &str = "that invite code belongs to someone else";
+
 /// Why a join was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refusal {
@@ -44,9 +49,9 @@ impl Refusal {
     pub(super) fn message(self) -> &'static str {
         match self {
             Refusal::Banned => "you may not join this activity",
-            Refusal::NoInvite => "this activity is invite-only: join with an invite code",
-            Refusal::BadInvite => "no such invite code",
-            Refusal::InviteTaken => "that invite code belongs to someone else",
+            Refusal::NoInvite => NO_INVITE,
+            Refusal::BadInvite => BAD_INVITE,
+            Refusal::InviteTaken => INVITE_TAKEN,
         }
     }
 }

@@ -28,7 +28,10 @@ mod revoke;
 mod users;
 mod view;
 
-pub use access::{BanRecord, InviteRecord, RevokedRecord, MAX_INVITES_PER_CALL};
+pub use access::{
+    BanRecord, InviteRecord, RevokedRecord, BAD_INVITE, INVITE_TAKEN, MAX_INVITES_PER_CALL,
+    NO_INVITE,
+};
 
 pub use admin::AdminCommand;
 pub use effects::{Effects, Hold, Mutation, Outbound, PlaceRecord, Push, ShuffleAudit};
