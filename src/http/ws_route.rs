@@ -20,7 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     path = "/ws/activities/{id}",
     operation_id = "ws_activity_session",
     tag = "activities",
-    params(("id" = String, Path, description = "The activity id"), ("ticket" = Option<String>, Query, description = "A ticket to resume"), ("pow_nonce" = Option<String>, Query, description = "Proof of work (API.md 6.3)"), ("pow_solution" = Option<String>, Query, description = "Proof of work (API.md 6.3)")),
+    params(("id" = String, Path, description = "The activity id"), ("ticket" = Option<String>, Query, description = "A ticket to resume"), ("pow_nonce" = Option<String>, Query, description = "Proof of work (API.md 6.3)"), ("pow_solution" = Option<String>, Query, description = "Proof of work (API.md 6.3)"), ("invite" = Option<String>, Query, description = "Invite code, for an invite-only activity (API.md 17.4)")),
     responses(
         (status = 101, description = "Switching protocols: the WebSocket session (frames in API.md 7)"),
         (status = 400, description = "`invalid_request`: no upgrade requested, an unparsable query string or an invalid WebSocket handshake", body = crate::http::schemas::ErrorBody),

@@ -209,6 +209,32 @@ async fn bad_requests_identities_and_ids_get_their_contract_errors() {
     healthy_and_unchanged(&app, "e", 1).await;
 }
 
+/// Every body over `server.max_body_bytes` is the contract's JSON `413`, also on the
+/// calls whose body is optional (the join, the shop's payment confirmation), and
+/// changes nothing.
+#[actix_web::test]
+async fn every_body_over_the_limit_is_a_json_payload_too_large() {
+    let app = spawn_app().await;
+    app.create_sale("big", 2, json!({})).await;
+    let token = app.user_token("alice");
+    let big = || Bytes::from(format!("{{\"invite\":\"{}\"}}", "a".repeat(100 * 1024)));
+    for (path, auth) in [
+        ("/api/activities/big/join", token.as_str()),
+        ("/api/activities/big/purchase", token.as_str()),
+        ("/api/admin/orders/big.1/pay", ADMIN_KEY),
+        ("/api/admin/activities", ADMIN_KEY),
+    ] {
+        let r = app
+            .raw("POST", path, Some(auth), big(), "application/json")
+            .await;
+        assert_eq!(r.status, 413, "{path}: {}", r.body);
+        r.expect_error(413, "payload_too_large");
+    }
+    // The refused join made no place: the first real join is a new one.
+    assert_eq!(app.join_http("big", "alice").await.status, 201);
+    healthy_and_unchanged(&app, "big", 0).await;
+}
+
 #[actix_web::test]
 async fn sold_out_not_open_and_queue_full() {
     let app = spawn_app().await;
