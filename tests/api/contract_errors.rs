@@ -283,6 +283,31 @@ async fn floods_over_the_limit_get_429_with_retry_after() {
     healthy_and_unchanged(&app, "flood", 0).await;
 }
 
+/// `limits.admin_per_ip_per_sec` holds every admin call from one address, checked
+/// before the key: guessing keys is limited like using one.
+#[actix_web::test]
+async fn admin_floods_from_one_address_get_429_with_retry_after() {
+    let app = spawn_with(false, |s| {
+        s.limits.admin_per_ip_per_sec = 3;
+    })
+    .await;
+    for key in [ADMIN_KEY, "a-wrong-guess"] {
+        let mut limited = None;
+        for _ in 0..10 {
+            let r = app
+                .request("GET", "/api/admin/activities", Some(key), None)
+                .await;
+            if r.status == 429 {
+                limited = Some(r);
+                break;
+            }
+        }
+        let r = limited.unwrap_or_else(|| panic!("a flood with {key} is limited"));
+        r.expect_error(429, "rate_limited");
+        assert!(r.retry_after.is_some());
+    }
+}
+
 #[actix_web::test]
 async fn a_draining_server_answers_unavailable() {
     let app = spawn_app().await;
