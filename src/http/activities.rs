@@ -90,7 +90,7 @@ pub fn pow_from(nonce: Option<String>, solution: Option<String>) -> Option<PowSo
     operation_id = "activities_join",
     tag = "activities",
     params(("id" = String, Path, description = "The activity id")),
-    request_body(content = Option<JoinBody>, description = "Empty, or a proof-of-work answer (API.md 6.3) and/or an invite code (API.md 17.4)"),
+    request_body(content = Option<JoinBody>, description = "Empty, or a proof-of-work answer (docs/api.md 6.3) and/or an invite code (docs/api.md 17.4)"),
     responses(
         (status = 201, description = "A new place", body = crate::domain::activity::TicketView),
         (status = 200, description = "The user already had a live place (same ticket)", body = crate::domain::activity::TicketView),
