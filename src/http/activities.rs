@@ -9,7 +9,7 @@ use crate::domain::ids::{is_ticket_shaped, SlotId, UserId};
 use crate::domain::pow::{self, PowSolution};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::RawBody;
-use crate::http::calls::call_id;
+use crate::http::calls::{activity_id, actor, call, call_id};
 use crate::http::fairness;
 use crate::http::identity::User;
 use crate::http::state::AppState;
@@ -339,6 +339,9 @@ pub async fn purchase_as(
     slot_id: Option<String>,
 ) -> Result<Purchased, ApiError> {
     st.limits.check_purchase(req, &user)?;
+    // The activity before the token: an id that names nothing is `404` whatever the
+    // body carries (a malformed token there is not `token_invalid`).
+    let addr = actor(st, &activity_id(raw_id)?)?;
     let claims = st
         .registry
         .key()
@@ -353,5 +356,5 @@ pub async fn purchase_as(
         quantity: quantity.unwrap_or(1),
         slot_id,
     };
-    call_id(st, raw_id, purchase).await
+    call(st, &addr, purchase).await
 }

@@ -178,6 +178,21 @@ async fn bad_requests_identities_and_ids_get_their_contract_errors() {
             .await
             .expect_error(404, "not_found");
     }
+    // A purchase on an id that names nothing is 404 whatever its token, malformed
+    // (else 401 token_invalid) or real.
+    // (Each by another user: the per-user rate limit counts purchases.)
+    for (id, token, user) in [
+        ("nope", "garbage", "p1"),
+        ("nope", token.as_str(), "p2"),
+        ("NOT-AN-ID", "x", "p3"),
+    ] {
+        app.purchase(id, user, token, None)
+            .await
+            .expect_error(404, "not_found");
+    }
+    app.purchase("e", "p4", "garbage", None)
+        .await
+        .expect_error(401, "token_invalid");
 
     // 409 conflict, limit_reached.
     app.create(json!({"id":"e","name":"again","kind":"sale","stock":1}))
