@@ -21,7 +21,7 @@ macro_rules! error_codes {
             /// Every code, in the table's order.
             const ALL: &'static [ErrorCode] = &[$(ErrorCode::$code,)+];
 
-            /// The table of API.md "Errors", in one exhaustive match.
+            /// The table of docs/api.md "Errors", in one exhaustive match.
             pub fn status_and_code(self) -> (StatusCode, &'static str) {
                 match self {
                     $(ErrorCode::$code => (StatusCode::$status, $name),)+

@@ -8,7 +8,8 @@ use crate::domain::clock::rfc3339;
 use crate::domain::ids::{is_ticket_shaped, SlotId, UserId};
 use crate::domain::pow::{self, PowSolution};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::calls::call_id;
+use crate::http::body::RawBody;
+use crate::http::calls::{activity_id, actor, call, call_id};
 use crate::http::fairness;
 use crate::http::identity::User;
 use crate::http::state::AppState;
@@ -89,12 +90,13 @@ pub fn pow_from(nonce: Option<String>, solution: Option<String>) -> Option<PowSo
     operation_id = "activities_join",
     tag = "activities",
     params(("id" = String, Path, description = "The activity id")),
-    request_body(content = Option<JoinBody>, description = "Empty, or a proof-of-work answer (API.md 6.3)"),
+    request_body(content = Option<JoinBody>, description = "Empty, or a proof-of-work answer (docs/api.md 6.3) and/or an invite code (docs/api.md 17.4)"),
     responses(
         (status = 201, description = "A new place", body = crate::domain::activity::TicketView),
         (status = 200, description = "The user already had a live place (same ticket)", body = crate::domain::activity::TicketView),
         (status = 400, description = "`invalid_request`: a bad body, or a missing or wrong proof of work", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: an invite-only activity without a valid invite code, or a banned user", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity", body = crate::http::schemas::ErrorBody),
         (status = 409, description = "`not_open` (closed), `sold_out`, `limit_reached` (already bought `per_user_limit`)", body = crate::http::schemas::ErrorBody),
         (status = 413, description = "`payload_too_large`: body over `server.max_body_bytes`", body = crate::http::schemas::ErrorBody),
@@ -108,7 +110,7 @@ pub(crate) async fn join(
     user: User,
     st: Data<AppState>,
     id: Path<String>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
         JoinBody::default()
@@ -153,7 +155,6 @@ pub async fn join_as(
     call_id(st, raw_id, join).await
 }
 
-/// A proof-of-work challenge bound to the caller, when the activity asks for one.
 /// A proof-of-work challenge bound to the caller (extension).
 #[utoipa::path(
     get,
@@ -338,6 +339,9 @@ pub async fn purchase_as(
     slot_id: Option<String>,
 ) -> Result<Purchased, ApiError> {
     st.limits.check_purchase(req, &user)?;
+    // The activity before the token: an id that names nothing is `404` whatever the
+    // body carries (a malformed token there is not `token_invalid`).
+    let addr = actor(st, &activity_id(raw_id)?)?;
     let claims = st
         .registry
         .key()
@@ -352,5 +356,5 @@ pub async fn purchase_as(
         quantity: quantity.unwrap_or(1),
         slot_id,
     };
-    call_id(st, raw_id, purchase).await
+    call(st, &addr, purchase).await
 }

@@ -7,10 +7,11 @@ use crate::actors::messages::OrderCall;
 use crate::domain::order::PaymentRef;
 use crate::error::ApiError;
 use crate::http::admin_keys::{ReadOrders, Settle};
+use crate::http::body::RawBody;
 use crate::http::identity::Admin;
 use crate::http::orders::order_call;
 use crate::http::state::AppState;
-use actix_web::web::{self, Bytes, Data, Path};
+use actix_web::web::{self, Data, Path};
 use actix_web::HttpResponse;
 use serde::Deserialize;
 
@@ -90,7 +91,7 @@ pub(crate) async fn pay(
     _: Admin<Settle>,
     st: Data<AppState>,
     id: Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let payment_ref = payment_ref(&body)?;
     order_call(&st, &id, |n| OrderCall::Pay {

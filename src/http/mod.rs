@@ -8,6 +8,7 @@ pub mod admin_keys;
 pub mod admin_orders;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod calls;
 pub mod client_addr;
 pub mod connection;

@@ -46,7 +46,7 @@ pub(crate) async fn serve() -> HttpResponse {
 #[openapi(
     info(
         title = "sluice",
-        description = "A fair virtual waiting room and inventory engine. The contract in prose, with every rule, is docs/api.md; errors are `{\"error\":{\"code\",\"message\"}}` with the HTTP status of their code (API.md section 3), and `429`/`503` carry `Retry-After`.",
+        description = "A fair virtual waiting room and inventory engine. The contract in prose, with every rule, is docs/api.md; errors are `{\"error\":{\"code\",\"message\"}}` with the HTTP status of their code (docs/api.md section 3), and `429`/`503` carry `Retry-After`.",
         license(name = "MIT", identifier = "MIT")
     ),
     paths(
@@ -103,13 +103,13 @@ pub(crate) async fn serve() -> HttpResponse {
     components(schemas(ErrorBody, ErrorDetail, ErrorCodeName)),
     modifiers(&Security),
     tags(
-        (name = "accounts", description = "Register and log in (API.md 2)"),
-        (name = "activities", description = "Activities, the waiting room, purchases (API.md 5, 6, 8, 10.1)"),
-        (name = "orders", description = "Orders (API.md 10)"),
-        (name = "admin", description = "Operator API, bearer admin key with the right role (API.md 4, 12; docs/api.md \"Scoped admin keys\")"),
+        (name = "accounts", description = "Register and log in (docs/api.md 2)"),
+        (name = "activities", description = "Activities, the waiting room, purchases (docs/api.md 5, 6, 8, 10.1)"),
+        (name = "orders", description = "Orders (docs/api.md 10)"),
+        (name = "admin", description = "Operator API, bearer admin key with the right role (docs/api.md 4, 12; docs/api.md \"Scoped admin keys\")"),
         (name = "shop", description = "The shop's backend: read orders, confirm payment, cancel (docs/api.md \"Payment confirmed by the shop\")"),
         (name = "gate", description = "Gate activities: pass keys, verification, the hand-off to the origin (docs/gate.md)"),
-        (name = "operations", description = "Health, readiness, metrics, this document (API.md 12)"),
+        (name = "operations", description = "Health, readiness, metrics, this document (docs/api.md 12)"),
     )
 )]
 pub struct ApiDoc;
@@ -128,7 +128,7 @@ impl Modify for Security {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "HS256 JWT with `sub` and `exp`, signed with `auth.jwt_secret` (API.md 2)",
+                        "HS256 JWT with `sub` and `exp`, signed with `auth.jwt_secret` (docs/api.md 2)",
                     ))
                     .build(),
             ),

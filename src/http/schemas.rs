@@ -5,7 +5,7 @@
 
 use utoipa::ToSchema;
 
-/// Every error: `{"error":{"code","message"}}` (API.md 3).
+/// Every error: `{"error":{"code","message"}}` (docs/api.md 3).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ErrorBody {
@@ -21,7 +21,7 @@ pub struct ErrorDetail {
     message: String,
 }
 
-/// The error codes of API.md section 3 (the `code` strings of `ErrorCode`).
+/// The error codes of docs/api.md section 3 (the `code` strings of `ErrorCode`).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 #[schema(as = ErrorCode)]
@@ -77,7 +77,7 @@ pub struct OrderList {
     orders: Vec<crate::domain::order::OrderView>,
 }
 
-/// A proof-of-work challenge bound to the caller, valid 120 s (API.md 6.3).
+/// A proof-of-work challenge bound to the caller, valid 120 s (docs/api.md 6.3).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Challenge {
@@ -96,7 +96,7 @@ pub struct Health {
     status: String,
 }
 
-/// `GET /readyz` (API.md 12).
+/// `GET /readyz` (docs/api.md 12).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Readiness {
@@ -111,7 +111,7 @@ pub struct Readiness {
     cluster: String,
 }
 
-/// The pre-queue shuffle audit (API.md 9.2).
+/// The pre-queue shuffle audit (docs/api.md 9.2).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ShuffleAudit {

@@ -13,16 +13,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/activities/{id}", web::get().to(not_upgraded));
 }
 
-/// The WebSocket session of a user in the waiting room (API.md 7): with `Connection:
+/// The WebSocket session of a user in the waiting room (docs/api.md 7): with `Connection:
 /// Upgrade`, `101` and then frames; without an upgrade, the same checks, then `400`.
 #[utoipa::path(
     get,
     path = "/ws/activities/{id}",
     operation_id = "ws_activity_session",
     tag = "activities",
-    params(("id" = String, Path, description = "The activity id"), ("ticket" = Option<String>, Query, description = "A ticket to resume"), ("pow_nonce" = Option<String>, Query, description = "Proof of work (API.md 6.3)"), ("pow_solution" = Option<String>, Query, description = "Proof of work (API.md 6.3)")),
+    params(("id" = String, Path, description = "The activity id"), ("ticket" = Option<String>, Query, description = "A ticket to resume"), ("pow_nonce" = Option<String>, Query, description = "Proof of work (docs/api.md 6.3)"), ("pow_solution" = Option<String>, Query, description = "Proof of work (docs/api.md 6.3)"), ("invite" = Option<String>, Query, description = "Invite code, for an invite-only activity (docs/api.md 17.4)")),
     responses(
-        (status = 101, description = "Switching protocols: the WebSocket session (frames in API.md 7)"),
+        (status = 101, description = "Switching protocols: the WebSocket session (frames in docs/api.md 7)"),
         (status = 400, description = "`invalid_request`: no upgrade requested, an unparsable query string or an invalid WebSocket handshake", body = crate::http::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: missing, malformed, badly signed or expired identity token", body = crate::http::schemas::ErrorBody),
         (status = 404, description = "`not_found`: no such activity, or a ticket that is not ticket-shaped", body = crate::http::schemas::ErrorBody),

@@ -8,7 +8,7 @@
 //! and encodes frames only while writing them. The activity writes into the queue with
 //! a short lock instead of one actor message per frame.
 //!
-//! Behaviour (API.md): joins (or resumes) first, relays facts as text frames, pings
+//! Behaviour (docs/api.md): joins (or resumes) first, relays facts as text frames, pings
 //! every 10 s and drops a client silent for 30 s, closes with 1009 on frames over
 //! 4 KiB, answers anything but `{"type":"leave"}` with an `error` frame. A client that
 //! stops reading cannot grow memory: positions coalesce in the queue, other messages

@@ -178,6 +178,21 @@ async fn bad_requests_identities_and_ids_get_their_contract_errors() {
             .await
             .expect_error(404, "not_found");
     }
+    // A purchase on an id that names nothing is 404 whatever its token, malformed
+    // (else 401 token_invalid) or real.
+    // (Each by another user: the per-user rate limit counts purchases.)
+    for (id, token, user) in [
+        ("nope", "garbage", "p1"),
+        ("nope", token.as_str(), "p2"),
+        ("NOT-AN-ID", "x", "p3"),
+    ] {
+        app.purchase(id, user, token, None)
+            .await
+            .expect_error(404, "not_found");
+    }
+    app.purchase("e", "p4", "garbage", None)
+        .await
+        .expect_error(401, "token_invalid");
 
     // 409 conflict, limit_reached.
     app.create(json!({"id":"e","name":"again","kind":"sale","stock":1}))
@@ -207,6 +222,32 @@ async fn bad_requests_identities_and_ids_get_their_contract_errors() {
     .expect_error(413, "payload_too_large");
 
     healthy_and_unchanged(&app, "e", 1).await;
+}
+
+/// Every body over `server.max_body_bytes` is the contract's JSON `413`, also on the
+/// calls whose body is optional (the join, the shop's payment confirmation), and
+/// changes nothing.
+#[actix_web::test]
+async fn every_body_over_the_limit_is_a_json_payload_too_large() {
+    let app = spawn_app().await;
+    app.create_sale("big", 2, json!({})).await;
+    let token = app.user_token("alice");
+    let big = || Bytes::from(format!("{{\"invite\":\"{}\"}}", "a".repeat(100 * 1024)));
+    for (path, auth) in [
+        ("/api/activities/big/join", token.as_str()),
+        ("/api/activities/big/purchase", token.as_str()),
+        ("/api/admin/orders/big.1/pay", ADMIN_KEY),
+        ("/api/admin/activities", ADMIN_KEY),
+    ] {
+        let r = app
+            .raw("POST", path, Some(auth), big(), "application/json")
+            .await;
+        assert_eq!(r.status, 413, "{path}: {}", r.body);
+        r.expect_error(413, "payload_too_large");
+    }
+    // The refused join made no place: the first real join is a new one.
+    assert_eq!(app.join_http("big", "alice").await.status, 201);
+    healthy_and_unchanged(&app, "big", 0).await;
 }
 
 #[actix_web::test]
@@ -255,6 +296,31 @@ async fn floods_over_the_limit_get_429_with_retry_after() {
     r.expect_error(429, "rate_limited");
     assert_eq!(r.retry_after.as_deref(), Some("1"));
     healthy_and_unchanged(&app, "flood", 0).await;
+}
+
+/// `limits.admin_per_ip_per_sec` holds every admin call from one address, checked
+/// before the key: guessing keys is limited like using one.
+#[actix_web::test]
+async fn admin_floods_from_one_address_get_429_with_retry_after() {
+    let app = spawn_with(false, |s| {
+        s.limits.admin_per_ip_per_sec = 3;
+    })
+    .await;
+    for key in [ADMIN_KEY, "a-wrong-guess"] {
+        let mut limited = None;
+        for _ in 0..10 {
+            let r = app
+                .request("GET", "/api/admin/activities", Some(key), None)
+                .await;
+            if r.status == 429 {
+                limited = Some(r);
+                break;
+            }
+        }
+        let r = limited.unwrap_or_else(|| panic!("a flood with {key} is limited"));
+        r.expect_error(429, "rate_limited");
+        assert!(r.retry_after.is_some());
+    }
 }
 
 #[actix_web::test]

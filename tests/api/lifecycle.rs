@@ -97,7 +97,16 @@ async fn orders_are_paid_or_cancelled_and_unpaid_ones_time_out_to_the_next_user(
     )
     .await
     .expect_error(403, "forbidden");
-    app.advance(60_001);
+    // Nothing is available, but b's pending order may still give its unit back: c
+    // keeps its place, and its next progress frame says what it waits for.
+    app.advance(5_000);
+    let p = c.until("position").await;
+    assert_eq!(
+        (p["position"].as_u64(), p["waiting_for_returns"].as_bool()),
+        (Some(1), Some(true)),
+        "{p}"
+    );
+    app.advance(55_001);
     let admitted = c.until("admitted").await;
     let late = app
         .request(

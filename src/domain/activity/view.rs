@@ -90,7 +90,7 @@ pub struct TicketView {
     pub ticket: String,
     /// The place's public receipt, as it appears in the fairness log.
     pub receipt: String,
-    /// `prequeue`, `waiting`, `admitted`, `expired`, `sold_out`, `closed` or `left` (API.md 6.2).
+    /// `prequeue`, `waiting`, `admitted`, `expired`, `sold_out`, `closed`, `left` or `revoked` (docs/api.md 6.2).
     #[schema(value_type = String)]
     pub status: &'static str,
     #[schema(required = true)]
