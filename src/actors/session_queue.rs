@@ -5,6 +5,11 @@
 //! client that stops reading cannot grow server memory: a newer `position` replaces an
 //! unsent one (only the latest matters), and past `MAX_PENDING` other messages the
 //! session is marked overflowed and closed by its task.
+//!
+//! A session's first status frame is its place (`queued`, `prequeue` or `admitted`):
+//! a `position` computed before the join's commit was durable (an admission tick
+//! while the commit waits, e.g. for a Redis replica) would overtake it, so positions
+//! are dropped until the place was pushed. The place frame carries the position.
 
 use crate::actors::session::{SessionOutput, ToSession};
 use crate::domain::activity::Push;
@@ -26,6 +31,8 @@ pub struct SessionQueue {
 struct Pending {
     messages: VecDeque<ToSession>,
     overflowed: bool,
+    /// The session's place was pushed: positions may follow.
+    placed: bool,
 }
 
 /// What the session task takes out in one go.
@@ -39,6 +46,13 @@ fn is_position(m: &ToSession) -> bool {
     matches!(m, ToSession::Push(Push::Position { .. }))
 }
 
+fn is_place(m: &ToSession) -> bool {
+    matches!(
+        m,
+        ToSession::Push(Push::Queued { .. } | Push::Prequeue { .. } | Push::Admitted { .. })
+    )
+}
+
 impl SessionOutput for SessionQueue {
     /// One queue per session: the id is the queue's own.
     fn push(&self, _session: u64, msg: ToSession) {
@@ -50,9 +64,10 @@ impl SessionQueue {
     pub fn push(&self, msg: ToSession) {
         {
             let mut p = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if p.overflowed {
+            if p.overflowed || (!p.placed && is_position(&msg)) {
                 return;
             }
+            p.placed |= is_place(&msg);
             if is_position(&msg) {
                 // Coalesce: drop the unsent older position, keep order otherwise.
                 if let Some(i) = p.messages.iter().position(is_position) {
@@ -96,6 +111,24 @@ mod tests {
         })
     }
 
+    fn queued() -> ToSession {
+        ToSession::Push(Push::Queued {
+            ticket: "t".into(),
+            receipt: "r".into(),
+            position: 10,
+            eta_secs: 0,
+            seq: 1,
+        })
+    }
+
+    /// A queue whose place was pushed and taken.
+    fn placed() -> SessionQueue {
+        let o = SessionQueue::default();
+        o.push(queued());
+        assert_eq!(taken(&o).len(), 1);
+        o
+    }
+
     fn taken(o: &SessionQueue) -> Vec<String> {
         match o.drain() {
             Drained::Messages(m) => m.iter().map(crate::http::protocol::encode).collect(),
@@ -105,7 +138,7 @@ mod tests {
 
     #[test]
     fn positions_coalesce_to_the_latest_and_keep_order() {
-        let o = SessionQueue::default();
+        let o = placed();
         o.push(pos(9));
         o.push(ToSession::Push(Push::Paused));
         o.push(pos(8));
@@ -119,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_client_that_never_reads_holds_bounded_memory() {
-        let o = SessionQueue::default();
+        let o = placed();
         for n in 0..100_000 {
             o.push(pos(n));
         }
@@ -133,9 +166,26 @@ mod tests {
         assert_eq!(taken(&o), vec!["overflowed".to_owned()]);
     }
 
+    #[test]
+    fn no_position_goes_out_before_the_place() {
+        let o = SessionQueue::default();
+        o.push(pos(9));
+        o.push(ToSession::Push(Push::Paused));
+        let got = taken(&o);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("paused"));
+        o.push(pos(8));
+        o.push(queued());
+        o.push(pos(7));
+        let got = taken(&o);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("queued"), "{got:?}");
+        assert!(got[1].contains(r#""position":7"#), "{got:?}");
+    }
+
     #[tokio::test]
     async fn a_push_before_waiting_is_not_lost() {
-        let o = SessionQueue::default();
+        let o = placed();
         o.push(pos(3));
         o.woken().await;
         assert_eq!(taken(&o).len(), 1);

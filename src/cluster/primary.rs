@@ -174,6 +174,18 @@ impl Primary {
         *self.observed.lock().unwrap_or_else(|e| e.into_inner()) = seen;
     }
 
+    /// Replicas of the primary in sync with it (`state=online` in `INFO
+    /// replication`); `None` if the primary cannot be asked.
+    pub async fn online_replicas(&self) -> Option<u32> {
+        let mut conn = self.conn();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        Some(online_in(&info))
+    }
+
     pub fn status(&self) -> RedisStatus {
         let seen = self.observed.lock().unwrap_or_else(|e| e.into_inner());
         RedisStatus {
@@ -273,6 +285,15 @@ async fn open(
     })
 }
 
+/// Counts the `slaveN:...,state=online,...` lines of `INFO replication`.
+fn online_in(info: &str) -> u32 {
+    let online = info
+        .lines()
+        .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+        .count();
+    u32::try_from(online).unwrap_or(u32::MAX)
+}
+
 /// `WAIT` for `acks` replicas (0 = off: true at once): whether they confirmed every
 /// write this connection made, within `timeout_ms`.
 pub async fn replicas_confirm(
@@ -289,4 +310,20 @@ pub async fn replicas_confirm(
         .query_async(conn)
         .await?;
     Ok(confirmed >= i64::from(acks))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_replicas_in_sync_count() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+            slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+            master_failover_state:no-failover\r\n";
+        assert_eq!(super::online_in(info), 1);
+        assert_eq!(
+            super::online_in("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"),
+            0
+        );
+    }
 }

@@ -37,6 +37,12 @@ impl Cluster {
     /// Takes a free activity over: lease first, then the replica.
     pub(super) async fn adopt(&self, id: &ActivityId) -> anyhow::Result<()> {
         let started = Instant::now();
+        if !self.writes_can_land().await {
+            // Its first commit would miss the replicas and step it down again: every
+            // round a new fence, and its sessions told `restarting` each time.
+            tracing::debug!(activity_id = %id, "not taking over until the primary has its replicas");
+            return Ok(());
+        }
         let (fence, since) = self.acquire(id).await?;
         if fence == 0 {
             return Ok(());
@@ -70,6 +76,18 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Whether the primary has the `replica_acks` replicas in sync that every
+    /// replicated commit waits for (after a promotion, it may have none until the
+    /// dead primary is replaced).
+    async fn writes_can_land(&self) -> bool {
+        self.replica_acks == 0
+            || self
+                .primary
+                .online_replicas()
+                .await
+                .is_some_and(|n| n >= self.replica_acks)
     }
 
     /// The replica of an activity, in `HSCAN` pages: one `HGETALL` of 100,000 places

@@ -50,7 +50,11 @@ pub(crate) async fn order_call(
     make: impl FnOnce(u64) -> OrderCall,
 ) -> Result<HttpResponse, ApiError> {
     let (activity, n) = parse_order_id(raw).ok_or_else(|| ApiError::not_found("no such order"))?;
-    let addr = actor(st, &activity).map_err(|_| ApiError::not_found("no such order"))?;
+    // An activity between owners is `503` (retry), never `404`: the order exists.
+    let addr = actor(st, &activity).map_err(|e| match e.code {
+        ErrorCode::NotFound => ApiError::not_found("no such order"),
+        _ => e,
+    })?;
     let order = call(st, &addr, make(n)).await?;
     Ok(HttpResponse::Ok().json(OrderBody::of(&order)))
 }
