@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::redis::{ClusterRedis, Redis};
+use super::redis::ClusterRedis;
+use super::redis_server::Redis;
 use super::sentinels::SentinelGroup;
 use crate::admin::Admin;
 use crate::cli::ClusterArgs;

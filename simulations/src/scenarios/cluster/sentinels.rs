@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::redis::{Redis, NO_PERSISTENCE};
-use super::resp::{command, Reply};
+use redis::InfoDict;
+
+use super::redis_server::{ask, Redis, NO_PERSISTENCE};
 
 /// The name the sentinels monitor the primary under.
 pub const MASTER: &str = "sluice";
@@ -84,8 +85,9 @@ impl SentinelGroup {
     /// The primary's port as the first sentinel that answers names it.
     pub async fn primary_port(&self) -> Option<u16> {
         for s in &self.sentinels {
-            let r = command(s.port, &["SENTINEL", "get-master-addr-by-name", MASTER]).await;
-            if let Some(port) = r.ok().and_then(|r| r.strings().get(1)?.parse().ok()) {
+            let mut q = redis::cmd("SENTINEL");
+            q.arg("get-master-addr-by-name").arg(MASTER);
+            if let Ok(Some((_host, port))) = ask::<Option<(String, u16)>>(s.port, &q).await {
                 return Some(port);
             }
         }
@@ -121,14 +123,17 @@ impl SentinelGroup {
         let until = Instant::now() + limit;
         let mut last = String::new();
         while Instant::now() < until {
-            match command(port, &["INFO", "replication"]).await {
-                Ok(Reply::Bulk(Some(info))) => {
-                    if info.contains("role:slave") && info.contains("master_link_status:up") {
+            match ask::<String>(port, redis::cmd("INFO").arg("replication")).await {
+                Ok(text) => {
+                    let info = InfoDict::new(&text);
+                    let field = |k| info.get::<String>(k);
+                    if field("role").as_deref() == Some("slave")
+                        && field("master_link_status").as_deref() == Some("up")
+                    {
                         return Ok(());
                     }
-                    last = info.replace("\r\n", " ");
+                    last = text.replace("\r\n", " ");
                 }
-                Ok(other) => last = format!("{other:?}"),
                 Err(e) => last = e,
             }
             tokio::time::sleep(POLL).await;
@@ -142,10 +147,10 @@ impl SentinelGroup {
         for s in &self.sentinels {
             let until = Instant::now() + FORM_LIMIT;
             loop {
-                let fields = command(s.port, &["SENTINEL", "MASTER", MASTER])
-                    .await
-                    .map(|r| r.strings())
-                    .unwrap_or_default();
+                let fields: Vec<String> =
+                    ask(s.port, redis::cmd("SENTINEL").arg("MASTER").arg(MASTER))
+                        .await
+                        .unwrap_or_default();
                 let n = |k: &str| {
                     fields
                         .chunks(2)
