@@ -173,10 +173,11 @@ async fn an_old_primary_back_after_a_promotion_accepts_no_write_of_the_old_owner
     let stale = nodes[0].admin("POST", &stock, add.clone()).await;
     stale.expect_error(503, "unavailable");
     let new = group.until_promoted(old).await;
-    let (owner, new_fence) = owner_after(&nodes[1], &id, fence).await;
 
     // The old primary comes back, still believing it is the primary, with whatever
-    // the old owner sent it while frozen; Sentinel demotes it.
+    // the old owner sent it while frozen; Sentinel demotes it. (Until it replicates,
+    // the promoted primary has no replica to confirm a commit, so nobody takes the
+    // activity over.)
     group.primary.signal("-CONT");
     for _ in 0..600 {
         if Sentinels::role(old).await.as_deref() == Some("slave") {
@@ -186,6 +187,7 @@ async fn an_old_primary_back_after_a_promotion_accepts_no_write_of_the_old_owner
     }
     assert_eq!(Sentinels::role(old).await.as_deref(), Some("slave"));
     group.until_replicating(old).await;
+    let (owner, new_fence) = owner_after(&nodes[1], &id, fence).await;
 
     // Writes of the old fence are refused by the new primary and by the old one.
     let old_holder = keys::holder("n1", fence);

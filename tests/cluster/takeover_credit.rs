@@ -8,7 +8,7 @@ use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Long enough that the owner surely freezes while the token is still good.
-const TTL_SECS: u64 = 8;
+const TTL_SECS: u64 = 10;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -28,15 +28,17 @@ async fn a_token_outstanding_across_a_takeover_does_not_expire_because_of_it() {
         .create_sale(&id, 3, json!({"max_active": 1, "token_ttl_secs": TTL_SECS}))
         .await;
     settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    let (_, fence) = nodes[2].owner(&id, &["n1"]).await;
     let mut ws = nodes[2].ws(&id, "ann", None).await;
     let admitted = ws.until("admitted").await;
     let token = admitted["token"].as_str().expect("token").to_owned();
     // The deadline signed into the token (`expires_at` on the wire has whole seconds).
     let expires = admitted["issued_at_ms"].as_u64().expect("issued") + TTL_SECS * 1000;
-    let (_, fence) = nodes[2].owner(&id, &["n1"]).await;
 
-    // The owner freezes, and so does everyone else until the token's own deadline
-    // has passed: the activity is unavailable for longer than the token had left.
+    // The owner freezes at once (the credit gives back what the token had left then,
+    // which is what the buyer has after the takeover), and so does everyone else until
+    // the token's own deadline has passed: the activity is unavailable for longer
+    // than the token had left.
     let stopped = now_ms();
     for n in &nodes {
         n.signal("-STOP");
