@@ -438,6 +438,17 @@ mod tests {
         assert!(html.contains("<input type=\"hidden\" name=\"invite\" value=\"c0de&quot;x\">"));
     }
 
+    /// The live page says the invite refusals in its language by their contract
+    /// messages: a reworded message would leave it saying them in English.
+    #[test]
+    fn the_live_page_knows_the_invite_refusals_by_their_messages() {
+        use crate::domain::activity::{BAD_INVITE, INVITE_TAKEN, NO_INVITE};
+        let js = include_str!("assets/waiting.js");
+        for m in [NO_INVITE, BAD_INVITE, INVITE_TAKEN] {
+            assert!(js.contains(&format!("'{m}'")), "waiting.js lacks {m:?}");
+        }
+    }
+
     #[test]
     fn the_chinese_page_is_chinese_and_unknown_activities_say_so() {
         let mut m = model(Place::SignedOut);

@@ -608,6 +608,23 @@ async function withoutJavaScript() {
   assert.ok(!other.url().includes('access_token'), 'no token in the address after the form');
 }
 
+// axe-core is JavaScript: on a page loaded without it, axe never finishes. So the page as
+// the server sent it for this state is checked in a page with JavaScript where the
+// <noscript> tags are unwrapped and the page's own script is left out: the same markup
+// and style sheet, laid out as a browser without JavaScript lays them out.
+async function axeWithoutJs(page, what) {
+  const html = (await page.content())
+    .replace(/<\/?noscript>/g, '')
+    .replace(/<script src="\/assets\/waiting\.js"><\/script>/, '');
+  assert.ok(html.includes('id="nojs"'), what + ': the no-JavaScript state is in the page');
+  const url = page.url();
+  const check = await newPage('axe-nojs');
+  await check.route(url, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: html }));
+  await check.goto(url);
+  await axe(check, what);
+  await check.context().close();
+}
+
 // An invite-only line without JavaScript: the link's code fills a labelled field; no
 // code and a code someone else used are refused on the page; axe-core stays clean.
 async function inviteWithoutJavaScript() {
@@ -620,12 +637,12 @@ async function inviteWithoutJavaScript() {
   await page.goto(userUrl(id, mintJwt('k-ann-' + RUN)) + '&invite=' + encodeURIComponent(code));
   assert.equal(await page.inputValue('#nojs-invite'), code, 'the link fills the field');
   assert.equal((await page.locator('label[for=nojs-invite]').textContent()).trim(), 'Invite code');
-  await axe(page, 'invite field, no JavaScript');
+  await axeWithoutJs(page, 'invite field, no JavaScript');
   await shot(page, 'k1-nojs-invite');
   await page.fill('#nojs-invite', '');
   await submit(page, '#nojs-rejoin');
   assert.match(await page.locator('#error').textContent(), /by invitation only/);
-  await axe(page, 'invite refused, no JavaScript');
+  await axeWithoutJs(page, 'invite refused, no JavaScript');
   await shot(page, 'k2-nojs-invite-refused');
   await page.fill('#nojs-invite', code);
   await submit(page, '#nojs-rejoin');
@@ -635,6 +652,73 @@ async function inviteWithoutJavaScript() {
   await submit(other, '#nojs-rejoin');
   assert.match(await other.locator('#error').textContent(), /already been used by someone else/);
   assert.equal(await other.locator('#nojs-buy').count(), 0, 'no place');
+}
+
+// An invite-only line with JavaScript, reached without a code: the page (German, from the
+// browser) asks for one in a labelled field, says each refusal in its language, and stops
+// there: the WebSocket opens are counted at every step, so a retry loop shows as extra
+// opens or as the "reconnecting" line. A code typed in joins and stays in the address.
+async function inviteWithJavaScript() {
+  const id = 'bt-l-' + RUN;
+  await createSale(id, 5, { rate_per_sec: 50, access: 'invite' });
+  const r = await http('POST', `/api/admin/activities/${id}/invites`, { bearer: ADMIN_KEY, body: { count: 2 } });
+  assert.equal(r.status, 201, r.text);
+  const [code, used] = r.json.codes;
+  const bob = await http('POST', `/api/activities/${id}/join`, { bearer: mintJwt('l-bob-' + RUN), body: { invite: used } });
+  assert.equal(bob.status, 201, bob.text);
+  const page = await newPage('invite-js', { locale: 'de-DE' });
+  let opens = 0;
+  page.on('websocket', () => { opens++; });
+  const stopped = async (what, n) => {
+    assert.equal(opens, n, what + ': WebSocket opens');
+    assert.equal(await page.locator('#conn').textContent(), '', what + ': no reconnect pending');
+    assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), 'invite-code', what + ': focus on the field');
+    assert.equal(await page.getAttribute('#invite-code', 'aria-invalid'), 'true');
+    assert.match(await page.getAttribute('#invite-code', 'aria-describedby'), /\binvite-error\b/);
+  };
+
+  await page.goto(userUrl(id, mintJwt('l-ann-' + RUN)));
+  await page.locator('#invite-form').waitFor({ state: 'visible' });
+  assert.equal(await page.getAttribute('html', 'lang'), 'de');
+  assert.equal((await page.locator('label[for=invite-code]').textContent()).trim(), 'Einladungscode');
+  assert.match(await page.locator('#invite-error').textContent(), /nur mit Einladung/);
+  assert.match(await page.locator('#announce').textContent(), /nur mit Einladung/, 'said in the polite live region');
+  assert.equal(await page.locator('#error').isVisible(), false, 'no English contract message');
+  await stopped('refused without a code', 1);
+  await axe(page, 'invite field, JavaScript');
+  await shot(page, 'l1-js-invite-missing');
+
+  // an empty field is answered on the page: nothing that cannot work is sent
+  await page.click('#invite-join');
+  await stopped('empty code', 1);
+
+  // a code someone else used: refused in the page's language, and again no retry
+  await page.fill('#invite-code', used);
+  await page.click('#invite-join');
+  await until('taken code refused', async () => /bereits von jemand anderem/.test(await page.locator('#invite-error').textContent()));
+  await stopped('a used code', 2);
+  assert.ok(page.url().includes('invite=' + encodeURIComponent(used)), 'the typed code is in the address');
+  await switchLanguage(page, 'fr');
+  await until('the refusal in French', async () => /déjà été utilisé/.test(await page.locator('#invite-error').textContent()));
+  assert.equal((await page.locator('label[for=invite-code]').textContent()).trim(), "Code d'invitation");
+  await page.focus('#invite-code');
+  await axe(page, 'invite refused, JavaScript');
+  await shot(page, 'l2-js-invite-taken-fr');
+  assert.equal(opens, 2, 'the language switch opens no socket');
+
+  // the person's own code: joined (and admitted: stock and rate allow it at once)
+  await page.fill('#invite-code', code);
+  await page.press('#invite-code', 'Enter');
+  await page.locator('#buy').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#invite-form').isVisible(), false);
+  assert.equal(opens, 3);
+  assert.ok(page.url().includes('invite=' + encodeURIComponent(code)), 'the code is kept in the address');
+  assert.ok(!page.url().includes('invite=' + encodeURIComponent(used)));
+  // a reload joins with it again: no field
+  await page.reload();
+  await page.locator('#buy').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#invite-form').isVisible(), false, 'no field after a reload');
+  await shot(page, 'l3-js-invite-joined');
 }
 
 // ---------- main ----------
@@ -658,6 +742,7 @@ try {
   await check('(i) hidden tab: title, notification, one assertive alert; throttled polite position; bar and countdown move', hiddenTabAlerts);
   await check('(j) without JavaScript: sign up, join, the position moves across refreshes, admitted, buy, pay; Chinese', withoutJavaScript);
   await check('(k) without JavaScript, invite-only: the link fills the code; no code and a used code refused on the page', inviteWithoutJavaScript);
+  await check('(l) invite-only without a code: the field, refusals in the page language, no reconnect loop; a typed code joins', inviteWithJavaScript);
 } finally {
   for (const c of contexts) await c.close().catch(() => {});
   await browser.close();

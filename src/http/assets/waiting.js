@@ -11,11 +11,19 @@
 
   const parts = location.pathname.split('/').filter(Boolean);
   const ID = decodeURIComponent(parts[parts.indexOf('a') + 1] || new URLSearchParams(location.search).get('activity') || '');
-  const INVITE = new URLSearchParams(location.search).get('invite') || '';
+  // An invite-only activity's code: from the link the operator sent (`?invite=`), or typed
+  // into the field the page shows after an invite refusal.
+  let INVITE = new URLSearchParams(location.search).get('invite') || '';
+  // The join refusals a person can act on (src/domain/activity/access.rs), said in the page's language.
+  const INVITE_REFUSALS = {
+    'this activity is invite-only: join with an invite code': 'inviteMissing',
+    'no such invite code': 'inviteUnknown',
+    'that invite code belongs to someone else': 'inviteTaken',
+  };
   const S = {
     act: null, jwt: null, sub: null, ticket: null, first: 0, pos: 0, eta: null, wfr: false, paused: false,
     state: 'idle', final: false, needPow: false, missing: false, mode: 'ws', ws: null, wsFails: 0, attempt: 0, retryAt: 0, retryTimer: null,
-    pollTimer: null, token: null, deadline: 0, opensAt: 0, order: null, note: '', online: true,
+    pollTimer: null, token: null, deadline: 0, opensAt: 0, order: null, note: '', online: true, inviteErr: '',
   };
 
   // ---------- HTTP ----------
@@ -118,7 +126,7 @@
     show('alerts', ['waiting', 'prequeue', 'restarting', 'connecting'].includes(st) && !!S.jwt && !S.missing);
     show('who', !!S.sub);
     $('user-id').textContent = S.sub || '';
-    let status = t('st_' + st);
+    let status = t(st === 'refused' ? 'st_noplace' : 'st_' + st);
     if (st === 'waiting' && S.paused) status = t('st_paused');
     $('status').textContent = status;
     const hasPos = waiting && S.pos > 0;
@@ -144,6 +152,7 @@
     show('leave', ['waiting', 'prequeue', 'restarting', 'connecting'].includes(st) && !!S.jwt);
     const rejoin = ['left', 'expired', 'superseded'].includes(st) || (st === 'ordered' && S.order && S.order.status === 'cancelled');
     show('rejoin', rejoin);
+    renderInvite();
     $('rejoin').textContent = st === 'superseded' ? t('useHere') : t('rejoin');
     show('admitted', st === 'admitted');
     show('order', !!S.order);
@@ -151,6 +160,17 @@
     renderConn();
     tick();
     announce();
+  }
+  // The invite field, after an invite refusal; its error is kept as a text key so a
+  // change of language says it again.
+  function renderInvite() {
+    const on = S.state === 'refused' && !!S.inviteErr;
+    show('invite-form', on);
+    $('invite-error').textContent = on ? t(S.inviteErr) : '';
+    show('invite-error', on);
+    const code = $('invite-code');
+    if (on) code.setAttribute('aria-invalid', 'true'); else code.removeAttribute('aria-invalid');
+    code.setAttribute('aria-describedby', on ? 'invite-error invite-hint' : 'invite-hint');
   }
   function renderOrder() {
     const o = S.order;
@@ -359,7 +379,39 @@
     if (m.code === 'token_expired') { S.final = true; S.state = 'expired'; S.token = null; dropTicket(); loadActivity(); return; }
     if (m.code === 'invalid_request' && /proof-of-work/i.test(m.message || '')) { S.needPow = true; return; }
     if (m.code === 'unauthorized') { S.final = true; logout(); }
+    if (m.code === 'forbidden') { refused(m.message || m.code); return; }
     showError(m.message || m.code);
+  }
+  // A refused join (no or a bad invite code, or banned): retrying cannot help, so the
+  // page stops (no reconnect, no polling) until the person submits a code.
+  function refused(message) {
+    S.final = true;
+    clearRetry(); stopPolling(); dropTicket();
+    S.state = 'refused'; S.pos = 0; S.token = null;
+    const k = INVITE_REFUSALS[message];
+    if (!k) { S.inviteErr = ''; render(); showError(message); return; }
+    inviteRefused(k);
+  }
+  function inviteRefused(k) {
+    S.inviteErr = k;
+    showError('');
+    const code = $('invite-code');
+    if (!code.value) code.value = INVITE;
+    render();
+    polite(t(k));
+    code.focus();
+  }
+  function submitInvite(e) {
+    e.preventDefault();
+    const code = $('invite-code').value.trim();
+    if (!code) { inviteRefused('inviteMissing'); return; } // nothing that could work is sent
+    INVITE = code;
+    // Kept in the address, so a reload (or the link copied from it) joins with it.
+    const q = new URLSearchParams(location.search);
+    q.set('invite', code);
+    history.replaceState(null, '', location.pathname + '?' + q + location.hash);
+    S.inviteErr = '';
+    rejoin();
   }
 
   // ---------- WebSocket ----------
@@ -429,7 +481,7 @@
     try {
       if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: joinBody(await powParams()) }));
       showError('');
-    } catch (e) { if (e.status === 401) { logout(); } showError(e.message); }
+    } catch (e) { if (e.code === 'forbidden') refused(e.message); else { if (e.status === 401) { logout(); } showError(e.message); } }
     if (!S.final && S.state !== 'admitted') S.pollTimer = setTimeout(poll, 2000);
     render();
   }
@@ -440,13 +492,12 @@
       if (!S.ticket) onTicket(await api(actPath('/join'), { method: 'POST', body: joinBody(await powParams()) }));
       else onTicket(await api(actPath('/tickets/' + encodeURIComponent(S.ticket))));
     } catch (e) {
-      if (e.status === 404) dropTicket(); else if (e.status === 401) { logout(); showError(e.message); return; } else showError(e.message);
+      if (e.status === 404) dropTicket(); else if (e.status === 401) { logout(); showError(e.message); return; } else if (e.code === 'forbidden') { refused(e.message); return; } else showError(e.message);
     }
     if (!S.final && S.state !== 'admitted') S.pollTimer = setTimeout(poll, 2000);
     renderConn();
   }
   function stopPolling() { if (S.pollTimer) clearTimeout(S.pollTimer); S.pollTimer = null; }
-  // An invite-only activity's code, from the link the operator sent (`?invite=`).
   function joinBody(pow) { return INVITE ? Object.assign({ invite: INVITE }, pow || {}) : (pow || undefined); }
   function onTicket(r) {
     const fresh = r.ticket && r.ticket !== S.ticket;
@@ -596,6 +647,7 @@
   $('register').addEventListener('click', () => login(true));
   $('leave').addEventListener('click', leave);
   $('rejoin').addEventListener('click', rejoin);
+  $('invite-form').addEventListener('submit', submitInvite);
   $('buy').addEventListener('click', buy);
   $('pay').addEventListener('click', () => orderAction('pay'));
   $('cancel').addEventListener('click', () => orderAction('cancel'));
