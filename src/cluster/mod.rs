@@ -70,6 +70,11 @@ pub struct Cluster {
     view: RwLock<ClusterView>,
     owned: Mutex<HashMap<ActivityId, Owned>>,
     pub relay: Arc<Relay>,
+    /// Takeovers run here, off the thread of the reconciliation loop: rebuilding
+    /// 100,000 places takes seconds of CPU, and a loop blocked that long misses its
+    /// heartbeats and renewals, so the lease lapsed mid-rebuild and two nodes took
+    /// the activity from each other in turn, neither ever serving it.
+    takeovers: actix::ArbiterHandle,
     /// Shared secret of node-to-node calls (the admin key).
     key: String,
     /// Its SHA-256, compared in constant time (computed once, not per request).
@@ -91,6 +96,10 @@ impl Cluster {
         let target = primary.addr();
         let advertise = settings.advertise();
         let key = settings.admin.api_key.clone();
+        let takeovers = actix::Arbiter::new();
+        let takeovers_handle = takeovers.handle();
+        // The arbiter lives as long as the process: its handle keeps it running.
+        std::mem::forget(takeovers);
         let cluster = Arc::new(Cluster {
             node_id: c.node_id.clone(),
             advertise: advertise.clone(),
@@ -114,6 +123,7 @@ impl Cluster {
                 key.clone(),
                 relay_arbiter,
             )),
+            takeovers: takeovers_handle,
             key_hash: crate::http::admin_keys::key_digest(key.as_bytes()),
             key,
             acquire: Script::new(keys::ACQUIRE),

@@ -13,8 +13,9 @@ use std::time::Instant;
 type Kv = (Vec<u8>, Vec<u8>);
 
 impl Cluster {
-    /// Claims run as their own tasks: rebuilding a large activity takes longer than a
-    /// lease, and the loop must go on renewing (that lease too) meanwhile.
+    /// Claims run as their own tasks on their own thread (`takeovers`): rebuilding a
+    /// large activity takes longer than a lease, and the loop must go on heartbeating
+    /// and renewing (that lease too) meanwhile.
     pub(super) fn claim_free(self: &Arc<Self>, view: &ClusterView) {
         let live: Vec<&str> = view.nodes.keys().map(String::as_str).collect();
         for (id, owner) in &view.activities {
@@ -26,10 +27,12 @@ impl Cluster {
                 continue;
             }
             let (me, id) = (Arc::clone(self), id.clone());
-            actix_web::rt::spawn(async move {
-                if let Err(e) = me.adopt(&id).await {
-                    tracing::warn!(activity_id = %id, error = %e, "cannot take the activity over");
-                }
+            self.takeovers.spawn_fn(move || {
+                actix_web::rt::spawn(async move {
+                    if let Err(e) = me.adopt(&id).await {
+                        tracing::warn!(activity_id = %id, error = %e, "cannot take the activity over");
+                    }
+                });
             });
         }
     }
