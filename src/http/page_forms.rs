@@ -168,19 +168,6 @@ fn page_path(id: &str) -> String {
     format!("/a/{id}")
 }
 
-/// Percent-encodes `s` for a query value (everything but RFC 3986's unreserved).
-pub(crate) fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn id_cookie(req: &HttpRequest, jwt: &str) -> String {
     set_cookie(req, ID_COOKIE, jwt, "/", Life::Session, true)
 }
@@ -283,7 +270,11 @@ async fn login(
             let mut res = see_page(&id);
             if let Some(code) = &invite {
                 // Back to the address with the code, so the join form has it.
-                let here = format!("{}?invite={}", page_path(&id), url_encode(code));
+                let here = format!(
+                    "{}?invite={}",
+                    page_path(&id),
+                    crate::http::page_render::url_encode(code)
+                );
                 res.insert_header(("Location", here));
             }
             res.append_header(("Set-Cookie", id_cookie(&req, &s.access_token)))

@@ -4,8 +4,21 @@
 //! without JavaScript. Pure: the model is read from the contract's JSON views.
 
 use crate::http::page_text::{Lang, I18N_JSON, LANGS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use std::fmt::Write;
+
+/// Everything but RFC 3986's unreserved characters is escaped in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes `s` for a query value (an invite code in a link).
+pub(crate) fn url_encode(s: &str) -> String {
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
 
 const TEMPLATE: &str = include_str!("assets/waiting.html");
 
@@ -298,9 +311,10 @@ impl PageModel {
                 ""
             };
             // An invite link stays one in every language.
-            let invite = self.invite.as_deref().map_or(String::new(), |c| {
-                format!("&amp;invite={}", crate::http::page_forms::url_encode(c))
-            });
+            let invite = self
+                .invite
+                .as_deref()
+                .map_or(String::new(), |c| format!("&amp;invite={}", url_encode(c)));
             let _ = write!(
                 items,
                 "<li><a href=\"{}?lang={code}{invite}\" hreflang=\"{tag}\" lang=\"{tag}\" data-lang=\"{code}\"{current}>{}</a></li>",
@@ -320,6 +334,12 @@ impl PageModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_escape_all_but_unreserved() {
+        assert_eq!(url_encode("aZ9-._~"), "aZ9-._~");
+        assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
 
     fn activity() -> ActivityFacts {
         ActivityFacts {
