@@ -18,6 +18,11 @@ pub struct FailoverCadence {
     pub max_excused_ms: f64,
     /// Longest kept gap that was not excused.
     pub max_violation_ms: f64,
+    /// Where the kept violations fall: ended before the kill, overlapped the
+    /// failover but ended too late, began after it (none without a failover).
+    pub before_kill: usize,
+    pub late_after_failover: usize,
+    pub after_failover: usize,
 }
 
 impl FailoverCadence {
@@ -34,6 +39,15 @@ impl FailoverCadence {
                 } else {
                     c.violations += 1;
                     c.max_violation_ms = c.max_violation_ms.max(gap);
+                    if let Some((killed, served)) = failover {
+                        if end <= killed {
+                            c.before_kill += 1;
+                        } else if end - gap >= served {
+                            c.after_failover += 1;
+                        } else {
+                            c.late_after_failover += 1;
+                        }
+                    }
                 }
             }
         }
@@ -74,6 +88,10 @@ mod tests {
         let before = with_gaps(&[[9_000.0, 7_000.0]]); // before the kill
         let c = FailoverCadence::of(&[ok, late, before], w);
         assert_eq!((c.over_limit, c.excused, c.violations), (3, 1, 2));
+        assert_eq!(
+            (c.before_kill, c.late_after_failover, c.after_failover),
+            (1, 1, 0)
+        );
         assert_eq!(c.max_excused_ms, 12_000.0);
         assert!(!c.holds());
     }

@@ -138,11 +138,14 @@ fn order_checks(
         "a waiting user hears every 5 s (+1 s), or within that after the failover",
         cadence.holds(),
         format!(
-            "{} gaps over 6 s: {} over the failover, {} not (max {} ms)",
+            "{} gaps over 6 s: {} over the failover, {} not (max {} ms; of those kept: {} ended before the kill, {} overlapped the failover and ended late, {} began after it)",
             cadence.over_limit,
             cadence.excused,
             cadence.violations,
-            f1(cadence.max_violation_ms)
+            f1(cadence.max_violation_ms),
+            cadence.before_kill,
+            cadence.late_after_failover,
+            cadence.after_failover
         ),
     );
     (fifo, cadence)
