@@ -31,6 +31,11 @@ async fn settled(nodes: &[&Node], id: &str, owner: &str) {
     for n in nodes {
         n.owner(id, &[owner]).await;
     }
+    // Named is not yet serving: a takeover rebuilds the activity after taking the
+    // lease, answering `503` (moving) meanwhile.
+    if let Some(n) = nodes.first() {
+        n.view_when_available(id).await;
+    }
 }
 
 fn node<'a>(nodes: &'a [Node], id: &str) -> &'a Node {
