@@ -107,7 +107,10 @@ async fn metrics_follow_a_sale() {
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape(&app).await;
-        if series(&text, "sluice_activity_sold", label) == Some(3.0) {
+        // (Each gauge is set by its own tick: wait for both.)
+        if series(&text, "sluice_activity_sold", label) == Some(3.0)
+            && series(&text, "sluice_activity_admitted_total", label) == Some(3.0)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
