@@ -107,7 +107,7 @@ async fn metrics_follow_a_sale() {
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape(&app).await;
-        // (Each gauge is set by its own tick: wait for both.)
+        // (Wait for both: one scrape under load showed sold 3 with admitted 1.)
         if series(&text, "sluice_activity_sold", label) == Some(3.0)
             && series(&text, "sluice_activity_admitted_total", label) == Some(3.0)
         {
