@@ -253,29 +253,16 @@ async fn a_stale_owner_cannot_write_after_another_node_took_over() {
     nodes[0].signal("-STOP");
     let (new_owner, fence) = nodes[1].owner(&id, &["n2", "n3"]).await;
     assert_eq!(fence, 2);
-    // The lease is visible before the new owner has rebuilt the activity: until
-    // then it answers `503` (moving), and the add is not applied.
-    let mut add = node(&nodes, &new_owner)
+    // The lease is visible before the new owner has rebuilt the activity: wait
+    // until it serves (it answers `503`, moving, meanwhile).
+    node(&nodes, &new_owner).view_when_available(&id).await;
+    let add = node(&nodes, &new_owner)
         .admin(
             "POST",
             &format!("/activities/{id}/stock"),
             Some(json!({"add": 1})),
         )
         .await;
-    for _ in 0..200 {
-        if add.status != 503 {
-            break;
-        }
-        add.expect_error(503, "unavailable");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        add = node(&nodes, &new_owner)
-            .admin(
-                "POST",
-                &format!("/activities/{id}/stock"),
-                Some(json!({"add": 1})),
-            )
-            .await;
-    }
     assert_eq!(add.status, 200, "{}", add.body);
 
     // n1 wakes up still believing it owns the activity. Its write is refused by the
