@@ -83,6 +83,23 @@ pub struct Totals {
     pub admitted: usize,
 }
 
+/// How late the load generator's own timers fired (see `worker::Progress`):
+/// when it is starved of CPU, every latency and gap it measures is late too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadLag {
+    /// Worst lateness in any worker process, ms.
+    pub max_ms: u32,
+    /// Firings more than `worker::LAG_EPISODE_MS` late, all workers.
+    pub episodes: u32,
+}
+
+/// What a crowd leaves when it is done.
+pub struct Finished {
+    pub records: Vec<UserRecord>,
+    pub errors: Vec<String>,
+    pub lag: LoadLag,
+}
+
 /// A running crowd.
 pub struct Crowd {
     users: usize,
@@ -232,9 +249,18 @@ impl Crowd {
         }
     }
 
+    pub fn lag(&self) -> LoadLag {
+        self.progress
+            .values()
+            .fold(LoadLag::default(), |l, p| LoadLag {
+                max_ms: l.max_ms.max(p.lag_max_ms),
+                episodes: l.episodes + p.lag_episodes,
+            })
+    }
+
     /// Waits for every worker to report (users stop by themselves at the
     /// deadline; `grace` covers the reporting), then returns all records.
-    pub async fn finish(mut self, until: Instant) -> (Vec<UserRecord>, Vec<String>) {
+    pub async fn finish(mut self, until: Instant) -> Finished {
         self.wait_for(until, |_, c| c.workers_left == 0).await;
         if self.workers_left > 0 {
             self.worker_errors.push(format!(
@@ -246,7 +272,11 @@ impl Crowd {
             let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
         }
         self.records.sort_by_key(|r| r.idx);
-        (self.records, self.worker_errors)
+        Finished {
+            lag: self.lag(),
+            records: self.records,
+            errors: self.worker_errors,
+        }
     }
 }
 

@@ -22,7 +22,17 @@ pub struct Progress {
     pub finished: usize,
     pub resumed: usize,
     pub admitted: usize,
+    /// How late this process's 200 ms progress timer fired, at worst (ms): a
+    /// load generator starved of CPU sees frames late, and its gaps with them.
+    #[serde(default)]
+    pub lag_max_ms: u32,
+    /// Timer firings more than [`LAG_EPISODE_MS`] late.
+    #[serde(default)]
+    pub lag_episodes: u32,
 }
+
+/// A progress timer this much late counts as an episode of load-generator lag.
+pub const LAG_EPISODE_MS: u32 = 1_000;
 
 /// What a worker tells its parent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,9 +78,17 @@ pub async fn run(
         let events = events.clone();
         let worker = plan.worker_id;
         tokio::spawn(async move {
+            let period = Duration::from_millis(200);
             loop {
                 let _ = events.send(WorkerEvent::Progress(progress_of(worker, &ctx)));
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let asleep = std::time::Instant::now();
+                tokio::time::sleep(period).await;
+                let late = asleep.elapsed().saturating_sub(period).as_millis();
+                let late = u32::try_from(late).unwrap_or(u32::MAX);
+                ctx.counters.lag_max_ms.fetch_max(late, Ordering::Relaxed);
+                if late > LAG_EPISODE_MS {
+                    ctx.counters.lag_episodes.fetch_add(1, Ordering::Relaxed);
+                }
             }
         })
     };
@@ -109,6 +127,8 @@ fn progress_of(worker: usize, ctx: &Ctx) -> Progress {
         finished: c.finished.load(Ordering::Relaxed),
         resumed: c.resumed.load(Ordering::Relaxed),
         admitted: c.admitted.load(Ordering::Relaxed),
+        lag_max_ms: c.lag_max_ms.load(Ordering::Relaxed),
+        lag_episodes: c.lag_episodes.load(Ordering::Relaxed),
     }
 }
 

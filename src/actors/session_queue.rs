@@ -8,8 +8,11 @@
 //!
 //! A session's first status frame is its place (`queued`, `prequeue` or `admitted`):
 //! a `position` computed before the join's commit was durable (an admission tick
-//! while the commit waits, e.g. for a Redis replica) would overtake it, so positions
-//! are dropped until the place was pushed. The place frame carries the position.
+//! while the commit waits, e.g. for a Redis replica or under a join burst) would
+//! overtake it, so the latest such position is held and goes out right after a
+//! `queued` or `prequeue` (dropped after `admitted`). Dropping it instead cost the
+//! session a whole refresh period: its next position came up to two periods after
+//! the place (measured: 43,000 of 73,000 gaps over 6 s in a 100,000-session join burst).
 
 use crate::actors::session::{SessionOutput, ToSession};
 use crate::domain::activity::Push;
@@ -33,6 +36,8 @@ struct Pending {
     overflowed: bool,
     /// The session's place was pushed: positions may follow.
     placed: bool,
+    /// The latest position pushed before the place, sent right after it.
+    early: Option<ToSession>,
 }
 
 /// What the session task takes out in one go.
@@ -64,10 +69,25 @@ impl SessionQueue {
     pub fn push(&self, msg: ToSession) {
         {
             let mut p = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if p.overflowed || (!p.placed && is_position(&msg)) {
+            if p.overflowed {
                 return;
             }
-            p.placed |= is_place(&msg);
+            if !p.placed && is_position(&msg) {
+                p.early = Some(msg);
+                return;
+            }
+            if !p.placed && is_place(&msg) {
+                p.placed = true;
+                let early = p.early.take();
+                let waiting = !matches!(msg, ToSession::Push(Push::Admitted { .. }));
+                p.messages.push_back(msg);
+                if let Some(position) = early.filter(|_| waiting) {
+                    p.messages.push_back(position);
+                }
+                drop(p);
+                self.wake.notify_one();
+                return;
+            }
             if is_position(&msg) {
                 // Coalesce: drop the unsent older position, keep order otherwise.
                 if let Some(i) = p.messages.iter().position(is_position) {
@@ -167,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn no_position_goes_out_before_the_place() {
+    fn no_position_goes_out_before_the_place_and_the_latest_follows_it() {
         let o = SessionQueue::default();
         o.push(pos(9));
         o.push(ToSession::Push(Push::Paused));
@@ -176,11 +196,30 @@ mod tests {
         assert!(got[0].contains("paused"));
         o.push(pos(8));
         o.push(queued());
-        o.push(pos(7));
         let got = taken(&o);
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].contains("queued"), "{got:?}");
-        assert!(got[1].contains(r#""position":7"#), "{got:?}");
+        assert!(got[1].contains(r#""position":8"#), "{got:?}");
+        o.push(pos(7));
+        let got = taken(&o);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains(r#""position":7"#), "{got:?}");
+    }
+
+    #[test]
+    fn a_position_held_for_the_place_is_dropped_after_admitted() {
+        let o = SessionQueue::default();
+        o.push(pos(2));
+        o.push(ToSession::Push(Push::Admitted {
+            token: "t".into(),
+            pass: None,
+            expires_at_ms: 1_000,
+            expires_in_secs: 1,
+            issued_at_ms: 0,
+        }));
+        let got = taken(&o);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("admitted"), "{got:?}");
     }
 
     #[tokio::test]

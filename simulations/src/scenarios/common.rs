@@ -11,6 +11,7 @@ use crate::admin::Admin;
 use crate::cli::{RunArgs, ServerArgs};
 use crate::client::addrs::SourceAddrs;
 use crate::client::http::HttpClient;
+use crate::crowd::LoadLag;
 use crate::report::{f1, Report};
 use crate::sampler::Sample;
 use crate::server::{ProcSample, ServerProcess, ServerSpec};
@@ -272,4 +273,14 @@ pub async fn wait_view(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     last
+}
+
+/// The load generator's own timer lag: frames it reports late by up to this
+/// much may have arrived on time.
+pub fn report_lag(report: &mut Report, lag: LoadLag) {
+    report.figure(
+        "joins",
+        "load generator timer lag: max ms / firings over 1 s late",
+        format!("{} / {}", lag.max_ms, lag.episodes),
+    );
 }

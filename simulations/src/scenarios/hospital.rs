@@ -106,8 +106,10 @@ pub async fn run(a: HospitalArgs) -> Result<bool, String> {
         "joined before opening at",
         crate::timefmt::rfc3339_now(),
     );
-    let (records, worker_errors) = crowd.finish(deadline + Duration::from_secs(20)).await;
-    report.run_errors.extend(worker_errors);
+    let finished = crowd.finish(deadline + Duration::from_secs(20)).await;
+    report.run_errors.extend(finished.errors);
+    common::report_lag(&mut report, finished.lag);
+    let records = finished.records;
     let final_view =
         common::wait_view(&target.admin, &id, Duration::from_secs(5), |v| v.held == 0).await;
     let end = target.sample();

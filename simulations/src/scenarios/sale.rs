@@ -11,7 +11,7 @@ use super::common::{self, Target};
 use crate::admin::ActivityView;
 use crate::cli::{FlashSaleArgs, SaleArgs};
 use crate::client::now_ms;
-use crate::crowd::{Crowd, CrowdSpec};
+use crate::crowd::{Crowd, CrowdSpec, LoadLag};
 use crate::plan::Behaviour;
 use crate::report::Report;
 use crate::sampler::{Sample, Sampler};
@@ -54,6 +54,8 @@ pub struct SaleRun {
     pub processes: usize,
     /// Kernel accept-queue overflows while users joined (whole machine).
     pub listen_overflows: Option<u64>,
+    /// How late the load generator's own timers fired.
+    pub load_lag: LoadLag,
     /// (seconds since start, what happened)
     pub timeline: Vec<(f64, String)>,
 }
@@ -172,8 +174,9 @@ pub async fn run(
     mid_sale(target, args, &id, twist, &mut timeline).await?;
 
     let processes = crowd.processes;
-    let (records, worker_errors) = crowd.finish(deadline + Duration::from_secs(20)).await;
-    report.run_errors.extend(worker_errors);
+    let finished = crowd.finish(deadline + Duration::from_secs(20)).await;
+    report.run_errors.extend(finished.errors);
+    let records = finished.records;
     timeline.mark("all users finished".into());
     // Let in-flight holds settle (spent tokens, sockets closing).
     let final_view = common::wait_view(&target.admin, &id, Duration::from_secs(5), |v| {
@@ -198,6 +201,7 @@ pub async fn run(
         waiting_at_peak,
         processes,
         listen_overflows,
+        load_lag: finished.lag,
         timeline: timeline.entries,
     })
 }

@@ -96,6 +96,7 @@ pub fn sale_figures(report: &mut Report, run: &SaleRun, sale: &SaleArgs, m: &Cro
             f1(m.join_window_secs)
         ),
     );
+    common::report_lag(report, run.load_lag);
     if let Some(n) = run.listen_overflows {
         report.figure(
             "joins",

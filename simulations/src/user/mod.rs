@@ -8,7 +8,7 @@ pub mod session;
 pub mod stalled;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub struct Counters {
     pub resumed: AtomicUsize,
     /// Users admitted at least once.
     pub admitted: AtomicUsize,
+    /// The worker's timer lag (see `worker::Progress`).
+    pub lag_max_ms: AtomicU32,
+    pub lag_episodes: AtomicU32,
 }
 
 impl Counters {

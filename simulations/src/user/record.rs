@@ -111,6 +111,10 @@ pub struct UserRecord {
     /// All such gaps, kept or not.
     #[serde(default)]
     pub long_gap_count: u32,
+    /// Of those, gaps between the place frame (`queued`, or a resume's first
+    /// frame) and the first `position` after it.
+    #[serde(default)]
+    pub long_first_gaps: u32,
     pub waiting_for_returns_frames: u32,
     pub admitted_ms: Option<f64>,
     pub issued_at_ms: Option<f64>,

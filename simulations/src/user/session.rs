@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::record::{Outcome, Resume, UserRecord};
+use super::record::{Outcome, Resume, UserRecord, POSITION_GAP_LIMIT_MS};
 use super::route::Route;
 use super::{encode_query, purchase, Counters, Ctx};
 use crate::client::now_ms;
@@ -39,6 +39,8 @@ struct Place {
     pending_resume: Option<Resume>,
     /// When the previous frame arrived while waiting (for the cadence).
     last_frame_ms: Option<f64>,
+    /// The previous waiting frame was the place frame (`queued`), not a position.
+    after_place_frame: bool,
     /// The node this user talks to now.
     route: Route,
 }
@@ -51,6 +53,7 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
         storm_seen: *ctx.control.borrow(),
         pending_resume: None,
         last_frame_ms: None,
+        after_place_frame: false,
         route: Route::home(idx, ctx.nodes.len()),
     };
     let mut rec = UserRecord::new(idx, user);
@@ -334,6 +337,7 @@ async fn on_frame(
             rec.first_position = rec.first_position.or(Some(position));
             rec.last_position = Some(position);
             place.last_frame_ms = Some(now);
+            place.after_place_frame = true;
             None
         }
         ServerFrame::Position {
@@ -349,7 +353,11 @@ async fn on_frame(
             }
             if let Some(last) = place.last_frame_ms {
                 rec.waiting_gap(now, now - last);
+                if place.after_place_frame && now - last > POSITION_GAP_LIMIT_MS {
+                    rec.long_first_gaps += 1;
+                }
             }
+            place.after_place_frame = false;
             place.last_frame_ms = Some(now);
             rec.last_position = Some(position);
             None

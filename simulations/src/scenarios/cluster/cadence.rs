@@ -23,6 +23,8 @@ pub struct FailoverCadence {
     pub before_kill: usize,
     pub late_after_failover: usize,
     pub after_failover: usize,
+    /// Gaps over the limit between a place frame and the first position after it.
+    pub first_after_place: usize,
 }
 
 impl FailoverCadence {
@@ -31,6 +33,7 @@ impl FailoverCadence {
         let mut c = Self::default();
         for r in records {
             c.over_limit += r.long_gap_count as usize;
+            c.first_after_place += r.long_first_gaps as usize;
             c.violations += (r.long_gap_count as usize).saturating_sub(r.long_gaps.len());
             for &[end, gap] in &r.long_gaps {
                 if pause_of_failover(end - gap, end, failover) {

@@ -138,14 +138,15 @@ fn order_checks(
         "a waiting user hears every 5 s (+1 s), or within that after the failover",
         cadence.holds(),
         format!(
-            "{} gaps over 6 s: {} over the failover, {} not (max {} ms; of those kept: {} ended before the kill, {} overlapped the failover and ended late, {} began after it)",
+            "{} gaps over 6 s: {} over the failover, {} not (max {} ms; of those kept: {} ended before the kill, {} overlapped the failover and ended late, {} began after it; {} were a place frame's first position)",
             cadence.over_limit,
             cadence.excused,
             cadence.violations,
             f1(cadence.max_violation_ms),
             cadence.before_kill,
             cadence.late_after_failover,
-            cadence.after_failover
+            cadence.after_failover,
+            cadence.first_after_place
         ),
     );
     (fifo, cadence)
@@ -296,6 +297,12 @@ fn table_figures(
     stats: &[NodeStats],
 ) {
     report.figure("summary", "joins/s", f1(m.join_rate_per_sec));
+    let lag = run.sale.load_lag;
+    report.figure(
+        "summary",
+        "load generator timer lag: max ms / firings over 1 s late",
+        format!("{} / {}", lag.max_ms, lag.episodes),
+    );
     report.figure(
         "summary",
         "admission -> client p50 / p99 ms (all; connected when admitted)",

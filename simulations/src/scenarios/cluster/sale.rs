@@ -123,8 +123,9 @@ pub async fn run(
     };
 
     let processes = crowd.processes;
-    let (records, worker_errors) = crowd.finish(deadline + Duration::from_secs(20)).await;
-    report.run_errors.extend(worker_errors);
+    let finished = crowd.finish(deadline + Duration::from_secs(20)).await;
+    report.run_errors.extend(finished.errors);
+    let records = finished.records;
     timeline.mark("all users finished".into());
     if let Some(f) = redis_failover.as_mut() {
         f.find_first_new_order(&records);
@@ -154,6 +155,7 @@ pub async fn run(
             waiting_at_peak,
             processes,
             listen_overflows,
+            load_lag: finished.lag,
             timeline: timeline.entries,
         },
         owner_before,

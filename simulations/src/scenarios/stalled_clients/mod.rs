@@ -173,12 +173,14 @@ async fn stall_run(
 
     // The stalled users read what is buffered and how their socket ended.
     stalled.storm().await;
-    let (stalled_records, errors) = stalled.finish(deadline + Duration::from_secs(20)).await;
-    report.run_errors.extend(errors);
+    let stalled_done = stalled.finish(deadline + Duration::from_secs(20)).await;
+    report.run_errors.extend(stalled_done.errors);
+    let stalled_records = stalled_done.records;
     timeline.mark("stalled users drained their sockets".into());
     let processes = normal.processes;
-    let (records, errors) = normal.finish(deadline + Duration::from_secs(20)).await;
-    report.run_errors.extend(errors);
+    let finished = normal.finish(deadline + Duration::from_secs(20)).await;
+    report.run_errors.extend(finished.errors);
+    let records = finished.records;
     timeline.mark("all normal users finished".into());
     let final_view = common::wait_view(&target.admin, &id, Duration::from_secs(5), |v| {
         v.held == 0 && v.waiting == 0
@@ -197,6 +199,7 @@ async fn stall_run(
         waiting_at_peak: view_start.as_ref().map_or(0, |v| v.waiting),
         processes,
         listen_overflows: None,
+        load_lag: finished.lag,
         timeline: timeline.entries,
     };
     let stall = Stall {
