@@ -327,7 +327,7 @@ pub struct ClusterArgs {
     /// a Sentinel group someone else runs (docs/cluster.md), never stopped.
     #[arg(long, value_name = "HOST:PORT,...", conflicts_with = "redis_url")]
     pub sentinel: Option<String>,
-    /// Start a throwaway Sentinel group (a primary, one replica, three sentinels
+    /// Start a throwaway Sentinel group (a primary, --replicas replicas, three sentinels
     /// on free loopback ports, stopped at the end) and run the nodes against it.
     /// Implied by --kill redis-primary.
     #[arg(long, conflicts_with_all = ["redis_url", "sentinel"])]
@@ -340,6 +340,10 @@ pub struct ClusterArgs {
     /// The primary's name the sentinels monitor (with --sentinel).
     #[arg(long, default_value = "sluice")]
     pub sentinel_master: String,
+    /// Replicas in the throwaway Sentinel group (two is the deployment docs/cluster.md
+    /// recommends: a promoted replica still has one to confirm writes).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// cluster.replica_acks of every node (with --sentinel: replicas that confirm each write).
     #[arg(long, default_value_t = 1)]
     pub replica_acks: u32,

@@ -109,6 +109,7 @@ impl Cluster {
                 Arc::clone(&primary),
                 c.replica_acks,
                 c.replica_ack_timeout_ms,
+                std::time::Duration::from_millis(c.lease_ms),
             ),
             primary,
             replica_acks: c.replica_acks,

@@ -4,9 +4,14 @@
 //!
 //! One task per process sends the commits in order, as pipelines of `EVALSHA APPLY`
 //! (one per commit), so the replica sees each activity's commits in commit order.
-//! A failed or fenced commit is never retried out of order: the activity stops and
-//! is rebuilt from the replica (by this node or another), which holds exactly the
-//! commits Redis applied.
+//! A pipeline that fails as a whole (a timeout, a lost connection, too few replicas
+//! confirming) is sent again, in order, for up to the lease's length: its writes are
+//! absolute and fenced, so a repeat is harmless, and once another node holds the lease
+//! the fence refuses it. A Redis that stalls for a second (a long script, a loaded
+//! machine) no longer costs the owner its activity and every session a reconnect.
+//! A commit that still fails, or is fenced, is never retried out of order: the
+//! activity stops and is rebuilt from the replica (by this node or another), which
+//! holds exactly the commits Redis applied.
 
 use super::keys;
 use super::primary::Primary;
@@ -17,6 +22,7 @@ use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Why a commit did not reach the replica.
@@ -55,16 +61,29 @@ pub struct Replicator {
 struct Acks {
     replicas: u32,
     timeout_ms: u64,
+    /// How long a pipeline that failed as a whole is sent again.
+    retry_for: Duration,
 }
+
+/// The first pause before a failed pipeline is sent again (doubling to the cap).
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_CAP: Duration = Duration::from_millis(500);
 
 impl Replicator {
     /// Starts the sending task on the current runtime. It writes to whichever
     /// primary `primary` names at each pipeline.
-    pub fn start(primary: Arc<Primary>, replica_acks: u32, ack_timeout_ms: u64) -> Replicator {
+    /// A pipeline that fails as a whole is sent again for up to `retry_for`.
+    pub fn start(
+        primary: Arc<Primary>,
+        replica_acks: u32,
+        ack_timeout_ms: u64,
+        retry_for: Duration,
+    ) -> Replicator {
         let (tx, rx) = mpsc::unbounded_channel();
         let acks = Acks {
             replicas: replica_acks,
             timeout_ms: ack_timeout_ms,
+            retry_for,
         };
         let healthy = Arc::new(AtomicBool::new(true));
         tokio::spawn(run(primary, acks, rx, Arc::clone(&healthy)));
@@ -204,9 +223,17 @@ async fn run(
                 Err(_) => break,
             }
         }
-        // Per pipeline: after a failover the next one goes to the new primary.
-        let mut conn = primary.writes();
-        let results = send(&mut conn, &script, &jobs, acks).await;
+        // Per attempt: after a failover the next one goes to the new primary.
+        let mut results = send(&mut primary.writes(), &script, &jobs, acks).await;
+        let failed_at = Instant::now();
+        let mut pause = RETRY_FIRST;
+        while failed_whole(&results) && failed_at.elapsed() < acks.retry_for {
+            healthy.store(false, Ordering::Release);
+            tracing::debug!(commits = jobs.len(), "replication failed; sending again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_CAP);
+            results = send(&mut primary.writes(), &script, &jobs, acks).await;
+        }
         let down = results
             .iter()
             .any(|r| matches!(r, Err(ReplicaError::Unavailable(_))));
@@ -288,6 +315,13 @@ async fn send(
             .collect();
     }
     all_fail(jobs, "the script could not be loaded")
+}
+
+/// Every commit of the pipeline failed for want of the store (not a fence).
+fn failed_whole(results: &[Result<(), ReplicaError>]) -> bool {
+    results
+        .iter()
+        .all(|r| matches!(r, Err(ReplicaError::Unavailable(_))))
 }
 
 fn all_fail(jobs: &[Job], why: &str) -> Vec<Result<(), ReplicaError>> {

@@ -342,6 +342,58 @@ async fn a_node_cut_off_from_redis_steps_down_and_its_activity_moves() {
 
 #[actix_web::test]
 #[ignore = "needs redis-server: run scripts/test.sh"]
+async fn a_redis_stall_shorter_than_the_lease_costs_the_owner_nothing() {
+    let redis = Redis::start().await;
+    // A lease long enough that renewals outlast the stall; the replicated write
+    // times out (after renew_ms + 500 ms) and must be sent again, not fail.
+    let settings = [
+        ("SLUICE__CLUSTER__REDIS_URL", redis.url()),
+        ("SLUICE__CLUSTER__LEASE_MS", "6000".to_owned()),
+        ("SLUICE__CLUSTER__RENEW_MS", "1000".to_owned()),
+    ];
+    let mut nodes = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        nodes.push(Node::start_with(n, &settings).await);
+    }
+    let id = id_owned_by("stall", "n1");
+    nodes[1].create_sale(&id, 2, json!({"max_active": 1})).await;
+    settled(&nodes.iter().collect::<Vec<_>>(), &id, "n1").await;
+    let path = format!("/activities/{id}/pause");
+    assert_eq!(nodes[1].admin("POST", &path, None).await.status, 200);
+    let mut direct = nodes[0].ws(&id, "d0", None).await;
+    direct.until("queued").await;
+    let (_, fence) = nodes[0].owner(&id, &["n1"]).await;
+
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let paused: String = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2500)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    assert_eq!(paused, "OK");
+    // Committed while Redis answers nobody: acknowledged once the stall is over.
+    let joined = nodes[0].join_http(&id, "h1").await;
+    assert_eq!(joined.status, 201, "{}", joined.body);
+    assert_eq!(joined.body["status"], "waiting", "{}", joined.body);
+
+    // Same owner, same fence: no step-down, no takeover, and its sessions kept
+    // their sockets and places.
+    assert_eq!(nodes[2].owner(&id, &["n1"]).await, ("n1".to_owned(), fence));
+    let path = format!("/activities/{id}/resume");
+    assert_eq!(nodes[2].admin("POST", &path, None).await.status, 200);
+    buy_when_admitted(&nodes[0], &id, "d0", &mut direct).await;
+    let v = nodes[1].assert_invariant_when_available(&id).await;
+    assert_eq!(v["sold"], 1);
+}
+
+#[actix_web::test]
+#[ignore = "needs redis-server: run scripts/test.sh"]
 async fn replicated_writes_need_the_current_fencing_token() {
     use redis::AsyncCommands;
     use sluice::cluster::replicate::{ReplicaError, Replicator};
@@ -361,7 +413,7 @@ async fn replicated_writes_need_the_current_fencing_token() {
     let primary = sluice::cluster::primary::Primary::connect(&settings)
         .await
         .expect("connects");
-    let r = Replicator::start(std::sync::Arc::new(primary), 0, 500);
+    let r = Replicator::start(std::sync::Arc::new(primary), 0, 500, Duration::ZERO);
     let put = |v: &str| vec![KvOp::Put(b"a/fenced/rec".to_vec(), v.as_bytes().to_vec())];
     assert_eq!(
         r.apply(&id, &keys::holder("n1", 1), &put("one"))

@@ -272,7 +272,12 @@ async fn a_write_no_replica_confirmed_is_not_acknowledged() {
         .await
         .expect("set");
     let put = vec![KvOp::Put(b"a/waited/rec".to_vec(), b"one".to_vec())];
-    let unconfirmed = Replicator::start(std::sync::Arc::clone(&primary), 1, 50);
+    let unconfirmed = Replicator::start(
+        std::sync::Arc::clone(&primary),
+        1,
+        50,
+        std::time::Duration::ZERO,
+    );
     let res = unconfirmed
         .apply(&id, &holder, &put)
         .await
@@ -281,7 +286,7 @@ async fn a_write_no_replica_confirmed_is_not_acknowledged() {
         matches!(&res, Err(ReplicaError::Unavailable(why)) if why.contains("0 of 1")),
         "{res:?}"
     );
-    let unwaited = Replicator::start(primary, 0, 50);
+    let unwaited = Replicator::start(primary, 0, 50, std::time::Duration::ZERO);
     assert_eq!(
         unwaited.apply(&id, &holder, &put).await.expect("answered"),
         Ok(())

@@ -129,6 +129,8 @@ impl ActivityActor {
         if opened {
             ctx.notify(FlushCommit);
         }
+        let ready = self.pipeline.take_ready();
+        self.deliver(ready);
         replies
     }
 
@@ -499,7 +501,8 @@ impl StreamHandler<Ack> for ActivityActor {
 impl Handler<FlushCommit> for ActivityActor {
     type Result = ();
     fn handle(&mut self, _: FlushCommit, _: &mut Self::Context) {
-        self.pipeline.flush(&mut self.activity);
+        let ready = self.pipeline.flush(&mut self.activity);
+        self.deliver(ready);
     }
 }
 
@@ -539,7 +542,8 @@ impl Handler<Drain> for ActivityActor {
                     let _ = done.send(());
                 }),
             );
-            self.pipeline.flush(&mut self.activity);
+            let ready = self.pipeline.flush(&mut self.activity);
+            self.deliver(ready);
         } else {
             let now = self.pipeline.commit(&mut self.activity, false);
             self.deliver(now);

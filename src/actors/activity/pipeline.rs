@@ -6,9 +6,15 @@
 //! not one each). The actor keeps deciding meanwhile (memory runs ahead of disk) but
 //! tells nobody until the disk has caught up: callers are answered, and pushes
 //! delivered, only once their commit and every commit before it is durable.
+//!
+//! Positions are the exception: a place's position changes only when a place ahead
+//! leaves the room (joins queue behind it), so a `position` waits only for the
+//! commit of the last removal, not for the joins gathered since. Under a join burst
+//! the commits in flight are seconds deep; holding positions behind them stretched
+//! the gaps between a waiting session's frames past the 5 s it is promised.
 
 use crate::actors::messages::{CallError, CallResult};
-use crate::domain::activity::{Activity, Outbound};
+use crate::domain::activity::{Activity, Mutation, Outbound, Push};
 use crate::domain::ids::ActivityId;
 use crate::store::codec::{EventLog, KvOp};
 use crate::store::layout::event_key;
@@ -123,6 +129,10 @@ pub struct Pipeline {
     gathering: Option<Gathering>,
     inflight: VecDeque<InFlight>,
     next_commit: u64,
+    /// The last commit that removed a place from the room: positions follow it.
+    last_removal: Option<u64>,
+    /// Positions deliverable now (nothing they depend on is in flight).
+    ready: Vec<Outbound>,
     /// One ordered stream of outcomes to the actor rather than a future per commit:
     /// actix polls every spawned future on each wake-up, which made each message cost
     /// O(commits in flight).
@@ -154,6 +164,8 @@ impl Pipeline {
             gathering: None,
             inflight: VecDeque::new(),
             next_commit: 0,
+            last_removal: None,
+            ready: Vec::new(),
             acks,
         };
         (pipeline, rx)
@@ -169,7 +181,8 @@ impl Pipeline {
             .as_ref()
             .is_some_and(|g| g.calls >= MAX_GATHERED)
         {
-            self.flush(activity);
+            let ready = self.flush(activity);
+            self.ready.extend(ready);
         }
         let opened = self.gathering.is_none();
         let g = self.gathering.get_or_insert_with(Gathering::default);
@@ -199,32 +212,65 @@ impl Pipeline {
         self.gathering.is_some() || activity.has_writes() || !self.inflight.is_empty()
     }
 
-    /// Sends the gathered commit, if any.
-    pub fn flush(&mut self, activity: &mut Activity) {
+    /// Sends the gathered commit, if any; returns the pushes deliverable now.
+    pub fn flush(&mut self, activity: &mut Activity) -> Vec<Outbound> {
         if self.gathering.is_some() {
-            self.commit(activity, true);
+            return self.commit(activity, true);
+        }
+        self.take_ready()
+    }
+
+    /// Positions that became deliverable in a flush the caller did not see.
+    pub fn take_ready(&mut self) -> Vec<Outbound> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Sets aside the positions among `pushes` that need not wait for this commit
+    /// (`removes`: whether it takes a place out of the room): they follow the last
+    /// removal still in flight, or are ready now.
+    fn route_positions(&mut self, pushes: &mut Vec<Outbound>, removes: bool) {
+        if removes
+            || !pushes
+                .iter()
+                .any(|o| matches!(o.push, Push::Position { .. }))
+        {
+            return;
+        }
+        let (positions, rest): (Vec<_>, Vec<_>) = std::mem::take(pushes)
+            .into_iter()
+            .partition(|o| matches!(o.push, Push::Position { .. }));
+        *pushes = rest;
+        match self
+            .last_removal
+            .and_then(|no| self.inflight.iter_mut().find(|f| f.no == no))
+        {
+            Some(f) => f.pushes.extend(positions),
+            None => self.ready.extend(positions),
         }
     }
 
     /// Sends what the activity decided (with the gathering's callers when `gathered`;
     /// they are answered once it and everything before it is durable). Pushes decided
     /// without writes follow the last commit in flight; with none in flight they are
-    /// returned, to be delivered now.
+    /// returned, to be delivered now, with the positions that need not wait.
     pub fn commit(&mut self, activity: &mut Activity, gathered: bool) -> Vec<Outbound> {
         let g = if gathered {
             self.gathering.take()
         } else {
             None
         };
-        let fx = activity.take_effects();
+        let mut fx = activity.take_effects();
+        let removes = fx
+            .mutations
+            .iter()
+            .any(|m| matches!(m, Mutation::DelPlace { .. }));
+        self.route_positions(&mut fx.pushes, removes);
         if g.is_none() && fx.mutations.is_empty() && !fx.record_dirty && self.extra.is_empty() {
-            return match self.inflight.back_mut() {
-                Some(last) => {
-                    last.pushes.extend(fx.pushes);
-                    Vec::new()
-                }
-                None => fx.pushes,
-            };
+            match self.inflight.back_mut() {
+                Some(last) => last.pushes.extend(fx.pushes),
+                None => self.ready.extend(fx.pushes),
+            }
+            return self.take_ready();
         }
         let record = fx.record_dirty.then(|| activity.record());
         self.events.mask = self.hooks.mask();
@@ -240,6 +286,9 @@ impl Pipeline {
         let hooks = (self.events.next > first_event).then(|| Arc::clone(&self.hooks));
         let no = self.next_commit;
         self.next_commit += 1;
+        if removes {
+            self.last_removal = Some(no);
+        }
         self.inflight.push_back(InFlight {
             no,
             done: None,
@@ -259,7 +308,7 @@ impl Pipeline {
                 let _ = acks.send((no, res));
             }),
         );
-        Vec::new()
+        self.take_ready()
     }
 
     /// Records a commit's outcome; returns the pushes now deliverable, a batch per commit in order
@@ -297,5 +346,81 @@ impl Pipeline {
                 Err(CallError::Unavailable("the activity stopped; retry")),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::UserId;
+    use crate::domain::spec::CreateActivity;
+    use crate::domain::token::TokenKey;
+    use crate::store::webhooks::EventSignal;
+    use crate::store::OnDurable;
+
+    const T0: u64 = 1_000_000;
+
+    /// Commits that become durable only when the test finishes them, in order.
+    #[derive(Default)]
+    struct HeldCommits(Mutex<VecDeque<OnDurable>>);
+
+    impl CommitTarget for HeldCommits {
+        fn commit(&self, _ops: Vec<KvOp>, done: OnDurable) {
+            self.0.lock().expect("lock").push_back(done);
+        }
+    }
+
+    impl HeldCommits {
+        fn finish_one(&self) {
+            let done = self.0.lock().expect("lock").pop_front().expect("a commit");
+            done(Ok(()));
+        }
+    }
+
+    fn positions(pushes: &[Outbound]) -> Vec<&str> {
+        pushes
+            .iter()
+            .filter(|o| matches!(o.push, Push::Position { .. }))
+            .map(|o| o.user.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn positions_wait_for_the_last_removal_not_for_joins_behind() {
+        let body: CreateActivity = serde_json::from_value(serde_json::json!({
+            "id": "sale", "name": "Sale", "kind": "sale", "stock": 5,
+            "admission": {"rate_per_sec": 1, "max_active": 1}
+        }))
+        .expect("test body parses");
+        let (spec, slots) = body.validate(T0).expect("valid");
+        let mut a = Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32]);
+        let target = Arc::new(HeldCommits::default());
+        let (mut p, mut acks) = Pipeline::new(
+            ActivityId::parse("sale").expect("id"),
+            false,
+            (EventSignal::new(), 0..0),
+            Arc::clone(&target) as Arc<dyn CommitTarget>,
+        );
+        let user = |n: &str| UserId::parse(n).expect("id");
+        for n in ["a", "b", "c"] {
+            a.join(&user(n), true, T0).expect("join");
+        }
+        // "a" is admitted at once (rate 1, one active): a removal, still in flight.
+        assert!(p.commit(&mut a, false).is_empty());
+        // Later joins: in flight too, but behind everyone waiting.
+        a.join(&user("d"), true, T0 + 10).expect("join");
+        assert!(p.commit(&mut a, false).is_empty());
+        // The refreshes come due: they follow the admission, not the join after it.
+        a.tick(T0 + 5_000);
+        assert!(positions(&p.commit(&mut a, false)).is_empty());
+        target.finish_one();
+        let (no, res) = acks.try_recv().expect("the admission's outcome");
+        let ready: Vec<Outbound> = p.on_durable(no, res).expect("no divergence").concat();
+        let told = positions(&ready);
+        assert!(told.contains(&"b") && told.contains(&"c"), "{told:?}");
+        // Nothing removed since: the next refreshes go out while the join is in flight.
+        a.tick(T0 + 10_000);
+        let now = p.commit(&mut a, false);
+        assert!(positions(&now).contains(&"b"), "{:?}", positions(&now));
     }
 }

@@ -138,15 +138,25 @@ impl Activity {
             .map_err(|r| ActivityError::Forbidden(r.message().into()))
     }
 
-    /// Resumes by ticket: the ticket must be this user's live place.
+    /// Resumes by ticket: the ticket must be this user's live place. A line that
+    /// ended forgets its tickets, so a session back after the end (its final frame
+    /// lost to a failover or a dropped socket) hears how the line ended instead.
     pub fn resume(
         &mut self,
         user: &UserId,
         ticket: &str,
         now: Millis,
     ) -> Result<Joined, ActivityError> {
-        self.users.check_owner(user, ticket)?;
-        self.join(user, true, now)
+        match self.users.check_owner(user, ticket) {
+            Err(ActivityError::NotFound(_)) if self.is_closed(now) => {
+                Err(ActivityError::NotOpen("the activity is closed".into()))
+            }
+            Err(ActivityError::NotFound(_)) if self.is_sold_out() => {
+                Err(ActivityError::SoldOut("everything has been sold".into()))
+            }
+            Err(e) => Err(e),
+            Ok(()) => self.join(user, true, now),
+        }
     }
 
     /// Marks the place attached or polled and tells an attaching session where it stands.

@@ -202,14 +202,15 @@ impl Queue {
         Some((seq, user, ticket, joined_at))
     }
 
-    /// Removes every place, the room's first then the pre-queue's: their users and
-    /// where they were.
-    pub(super) fn take_all(&mut self, fx: &mut Effects) -> Vec<(UserId, Spot)> {
+    /// Removes up to `n` places, the room's first then the pre-queue's: their users
+    /// and where they were.
+    pub(super) fn take_front(&mut self, n: usize, fx: &mut Effects) -> Vec<(UserId, Spot)> {
         let spots: Vec<Spot> = self
             .room
             .iter()
             .map(|(s, _)| Spot::Room(s))
             .chain(self.pre.keys().map(|&n| Spot::Pre(n)))
+            .take(n)
             .collect();
         spots
             .into_iter()

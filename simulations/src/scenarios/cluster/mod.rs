@@ -43,7 +43,7 @@ pub async fn run(args: ClusterArgs) -> Result<bool, String> {
             json!({
                 "nodes": args.nodes, "lease_ms": args.lease_ms, "kill_after_sold": args.kill_after(),
                 "redis_url_given": args.redis_url.is_some(), "sentinel": args.sentinel, "failover_timeout_secs": args.failover_timeout_secs,
-                "kill": args.kill.name(), "sentinel_group": args.own_sentinels(), "replica_acks": args.replica_acks,
+                "kill": args.kill.name(), "sentinel_group": args.own_sentinels(), "replica_acks": args.replica_acks, "replicas": args.replicas,
             }),
         ),
     );
@@ -108,10 +108,10 @@ fn validate(args: &ClusterArgs) -> Result<(), String> {
                 .into(),
         );
     }
-    if args.own_sentinels() && args.replica_acks > 1 {
+    if args.own_sentinels() && args.replica_acks as usize > args.replicas {
         return Err(format!(
-            "--replica-acks {}: the run's Sentinel group has one replica",
-            args.replica_acks
+            "--replica-acks {}: the run's Sentinel group has {} replica(s) (--replicas)",
+            args.replica_acks, args.replicas
         ));
     }
     if !args.spawn_server.is_file() {

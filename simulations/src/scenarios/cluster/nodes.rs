@@ -71,7 +71,7 @@ impl Nodes {
         let started = match &given {
             Some(url) => Ok(ClusterRedis::Single(Box::new(Redis::given(url)))),
             None if args.own_sentinels() => {
-                SentinelGroup::start(&args.redis_server, &dir.join("redis"))
+                SentinelGroup::start(&args.redis_server, &dir.join("redis"), args.replicas)
                     .await
                     .map(|g| ClusterRedis::Group(Box::new(g)))
             }

@@ -22,9 +22,13 @@ impl ClusterRedis {
                 if r.is_ours() { "throwaway" } else { "given" }
             ),
             Self::Group(g) => format!(
-                "throwaway Sentinel group: primary 127.0.0.1:{}, replica 127.0.0.1:{}, sentinels {}",
+                "throwaway Sentinel group: primary 127.0.0.1:{}, replicas {}, sentinels {}",
                 g.primary.port,
-                g.replica.port,
+                g.replicas
+                    .iter()
+                    .map(|r| format!("127.0.0.1:{}", r.port))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 g.addresses()
             ),
         }

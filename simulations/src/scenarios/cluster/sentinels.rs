@@ -1,5 +1,5 @@
 //! A throwaway Sentinel group (`--sentinel-group`, implied by
-//! `--kill redis-primary`): a Redis primary, one replica and three sentinels
+//! `--kill redis-primary`): a Redis primary, `--replicas` replicas and three sentinels
 //! (`redis-server --sentinel`), each on a free loopback port with its own
 //! dir, no persistence. The sentinels judge a primary down after 1 s, so a
 //! promotion takes a few seconds (as in scripts/sentinel-group.sh).
@@ -23,7 +23,7 @@ pub struct SentinelGroup {
     /// The primary the group started with (killed by `--kill redis-primary`,
     /// then replaced by an empty one on the same port).
     pub primary: Redis,
-    pub replica: Redis,
+    pub replicas: Vec<Redis>,
     pub sentinels: Vec<Redis>,
     binary: PathBuf,
     dir: PathBuf,
@@ -33,25 +33,27 @@ pub struct SentinelGroup {
 
 impl SentinelGroup {
     /// Starts the group under `dir` and waits until every sentinel knows the
-    /// replica and the two other sentinels (a failover can be agreed on).
-    pub async fn start(binary: &Path, dir: &Path) -> Result<Self, String> {
+    /// replicas and the two other sentinels (a failover can be agreed on).
+    pub async fn start(binary: &Path, dir: &Path, replicas: usize) -> Result<Self, String> {
         let free = crate::server::free_port;
         let primary = Redis::launch(binary, &dir.join("primary"), free()?, &NO_PERSISTENCE).await?;
         let p = primary.port.to_string();
         let mut replica_args = NO_PERSISTENCE.to_vec();
         replica_args.extend(["--replicaof", "127.0.0.1", &p]);
-        let replica = Redis::launch(binary, &dir.join("replica"), free()?, &replica_args).await?;
         let mut group = Self {
             primary,
-            replica,
+            replicas: Vec::new(),
             sentinels: Vec::new(),
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
             restarts: 0,
         };
-        group
-            .until_replicating(group.replica.port, FORM_LIMIT)
-            .await?;
+        for i in 1..=replicas.max(1) {
+            let rdir = dir.join(format!("replica{i}"));
+            let replica = Redis::launch(binary, &rdir, free()?, &replica_args).await?;
+            group.until_replicating(replica.port, FORM_LIMIT).await?;
+            group.replicas.push(replica);
+        }
         let conf = format!(
             "sentinel monitor {MASTER} 127.0.0.1 {p} 2\n\
              sentinel down-after-milliseconds {MASTER} 1000\n\
@@ -157,12 +159,13 @@ impl SentinelGroup {
                         .find(|kv| kv[0] == k)
                         .and_then(|kv| kv.get(1)?.parse::<u32>().ok())
                 };
-                if n("num-slaves") >= Some(1) && n("num-other-sentinels") >= Some(2) {
+                let replicas = u32::try_from(self.replicas.len()).unwrap_or(u32::MAX);
+                if n("num-slaves") >= Some(replicas) && n("num-other-sentinels") >= Some(2) {
                     break;
                 }
                 if Instant::now() >= until {
                     return Err(format!(
-                        "sentinel on {} did not see the replica and two other sentinels within {FORM_LIMIT:?}: {fields:?}",
+                        "sentinel on {} did not see the replicas and two other sentinels within {FORM_LIMIT:?}: {fields:?}",
                         s.port
                     ));
                 }
@@ -177,7 +180,9 @@ impl SentinelGroup {
         for s in &mut self.sentinels {
             s.stop().await;
         }
-        self.replica.stop().await;
+        for r in &mut self.replicas {
+            r.stop().await;
+        }
         self.primary.stop().await;
     }
 
@@ -186,7 +191,9 @@ impl SentinelGroup {
         for s in &mut self.sentinels {
             s.kill_now();
         }
-        self.replica.kill_now();
+        for r in &mut self.replicas {
+            r.kill_now();
+        }
         self.primary.kill_now();
     }
 }

@@ -108,6 +108,48 @@ fn everyone_waiting_hears_sold_out_once_nothing_is_left() {
 }
 
 #[test]
+fn a_long_line_hears_sold_out_a_ticks_share_at_a_time_and_a_late_resume_hears_it_too() {
+    use super::lifecycle::ENDS_PER_TICK;
+    let mut a =
+        sale(r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"rate_per_sec":100}}"#);
+    let n = ENDS_PER_TICK + 501;
+    let tickets: Vec<String> = (0..n)
+        .map(|i| a.join(&u(i), true, T0).expect("join").ticket)
+        .collect();
+    a.tick(T0 + 100);
+    let fx = a.take_effects();
+    let token = token_of(&fx, &u(0)).expect("first admitted");
+    buy(&mut a, &u(0), &token, T0 + 200).expect("buy");
+    let ended = |fx: &Effects| {
+        let told = fx.pushes.iter().filter(|o| o.push == Push::SoldOut).count();
+        let deleted = fx
+            .mutations
+            .iter()
+            .filter(|m| matches!(m, Mutation::DelPlace { .. }))
+            .count();
+        (told, deleted)
+    };
+    // One commit never ends the whole line: its write would be as long as the line.
+    assert_eq!(ended(&a.take_effects()), (ENDS_PER_TICK, ENDS_PER_TICK));
+    assert_eq!(pushes_for(&a.take_effects(), &u(n - 1)), vec![]);
+    a.tick(T0 + 250);
+    assert_eq!(ended(&a.take_effects()), (500, 500));
+    a.tick(T0 + 300);
+    assert_eq!(ended(&a.take_effects()), (0, 0));
+    assert_eq!(a.view(T0 + 300, false).waiting, 0);
+    // Its final frame lost (a failover), a session comes back with its ticket.
+    assert!(matches!(
+        a.resume(&u(1), &tickets[1], T0 + 400),
+        Err(ActivityError::SoldOut(_))
+    ));
+    assert!(matches!(
+        a.resume(&u(1), "no-such-ticket", T0 + 400),
+        Err(ActivityError::SoldOut(_))
+    ));
+    a.check_invariants().expect("invariants");
+}
+
+#[test]
 fn expired_hold_returns_unit_and_admits_next() {
     let mut a = sale(
         r#"{"id":"s","name":"S","kind":"sale","stock":1,"admission":{"rate_per_sec":100,"token_ttl_secs":2}}"#,
