@@ -158,16 +158,19 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     assert_eq!(hex(&digest), commitment);
 
     // Later joiners: over WebSocket, one by HTTP polling that never polls again
-    // (dropped after the grace), one who leaves.
+    // (dropped after the grace), one who leaves; a few milliseconds apart, so
+    // their join times differ.
     let mut late = Vec::new();
     let mut late_tickets = Vec::new();
     for i in 0..3 {
+        app.advance(7);
         let mut s = app.ws("drop", &format!("late{i}"), None).await;
         let q = s.until("queued").await;
         receipt_of(&q);
         late_tickets.push(q["ticket"].as_str().expect("ticket").to_owned());
         late.push(s);
     }
+    app.advance(7);
     let polled = app.join_http("drop", "poller").await;
     assert_eq!(polled.status, 201);
     let t = polled.body["ticket"].as_str().expect("ticket");
@@ -220,6 +223,25 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     );
     assert!(outcomes.contains(&"admitted"), "{outcomes:?}");
     assert_eq!(lines.iter().filter(|l| l["prequeue"] == true).count(), 11);
+    // Every line says when its place joined (RFC 3339, milliseconds); the later
+    // joiners' times are the clock's at their joins, in line order.
+    let joined: Vec<&str> = lines
+        .iter()
+        .map(|l| l["joined_at"].as_str().expect("joined_at on every line"))
+        .collect();
+    assert!(
+        joined.iter().all(|j| j.len() == 24 && j.ends_with('Z')),
+        "{joined:?}"
+    );
+    let late_joined: Vec<u64> = joined[11..]
+        .iter()
+        .map(|j| sluice::domain::clock::parse_rfc3339(j).expect("RFC 3339"))
+        .collect();
+    assert_eq!(
+        late_joined,
+        vec![opens + 7, opens + 14, opens + 21, opens + 28],
+        "{joined:?}"
+    );
 
     let (verdict, ok) = verify(vec![app.base.clone(), "drop".into()]).await;
     assert!(ok, "{verdict}");
@@ -249,6 +271,18 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     let l_bad = save("swapped.ndjson", &(swapped.join("\n") + "\n"));
     let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
     assert!(!ok && verdict.starts_with("FAIL"), "{verdict}");
+
+    // Two later joiners swapped (neither admitted, so only their join times
+    // give it away).
+    let mut swapped: Vec<&str> = log.lines().collect();
+    let late_unadmitted: Vec<usize> = (11..lines.len())
+        .filter(|&i| lines[i]["admitted_at"].is_null())
+        .collect();
+    assert!(late_unadmitted.len() >= 2, "{log}");
+    swapped.swap(late_unadmitted[0], late_unadmitted[1]);
+    let l_bad = save("late-swapped.ndjson", &(swapped.join("\n") + "\n"));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(!ok && verdict.contains("joined_at"), "{verdict}");
 
     let wrong = fairness_text.replace(seed, &"0".repeat(64));
     let f_bad = save("wrong.json", &wrong);
