@@ -422,3 +422,50 @@ async fn opens_at_set_later_commits_and_keeps_its_seed_across_a_restart_and_a_mo
         .await
         .expect_error(409, "conflict");
 }
+
+#[actix_web::test]
+async fn a_log_longer_than_a_page_streams_every_place_once() {
+    // 2,500 places: two full pages of 1,000 lines and a partial third.
+    const PLACES: usize = 2_500;
+    let app = spawn_app().await;
+    app.create_sale("long", 1, json!({"rate_per_sec": 1, "max_active": 1}))
+        .await;
+    let mut receipts = std::collections::HashMap::new();
+    let users: Vec<String> = (0..PLACES).map(|i| format!("u{i:04}")).collect();
+    for batch in users.chunks(50) {
+        let joins = batch.iter().map(|u| app.join_http("long", u));
+        for (u, r) in batch
+            .iter()
+            .zip(futures_util::future::join_all(joins).await)
+        {
+            assert_eq!(r.status, 201, "{u}: {}", r.body);
+            let receipt = receipt_of(&r.body);
+            assert!(
+                receipts.insert(receipt, u.clone()).is_none(),
+                "unique receipts"
+            );
+        }
+    }
+
+    let (status, log) = app.get_text("/api/activities/long/fairness/log").await;
+    assert_eq!(status, 200);
+    assert!(log.ends_with('\n'), "whole lines only");
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for l in log.lines() {
+        let v: Value = serde_json::from_str(l).expect("NDJSON");
+        *seen
+            .entry(v["receipt"].as_str().expect("receipt").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(log.lines().count(), PLACES, "one line per place");
+    assert_eq!(seen.len(), PLACES);
+    for r in receipts.keys() {
+        assert_eq!(seen.get(r), Some(&1), "receipt {r} exactly once");
+    }
+    let (verdict, ok) = verify(vec![app.base.clone(), "long".into()]).await;
+    assert!(ok, "{verdict}");
+    assert!(
+        verdict.starts_with(&format!("PASS: {PLACES} places")),
+        "{verdict}"
+    );
+}
