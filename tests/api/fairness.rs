@@ -284,6 +284,45 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
     assert!(!ok && verdict.contains("joined_at"), "{verdict}");
 
+    // Each other way a log can be doctored fails for its own reason.
+    let doctored = |i: usize, line: String| {
+        let mut all: Vec<String> = log.lines().map(str::to_owned).collect();
+        all[i] = line;
+        all.join("\n") + "\n"
+    };
+    // An admission moved back in time (not the first: it has nothing before it).
+    let admitted: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i]["admitted_at"].is_string())
+        .collect();
+    assert!(admitted.len() >= 2, "{log}");
+    let mut earlier = lines[admitted[1]].clone();
+    earlier["admitted_at"] = json!("2000-01-01T00:00:00Z");
+    let l_bad = save(
+        "earlier.ndjson",
+        &doctored(admitted[1], earlier.to_string()),
+    );
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(
+        !ok && verdict.contains("admitted_at goes back in time"),
+        "{verdict}"
+    );
+    // One receipt listed twice (a place given another's receipt).
+    let mut twice = lines[1].clone();
+    twice["receipt"] = lines[0]["receipt"].clone();
+    let l_bad = save("twice.ndjson", &doctored(1, twice.to_string()));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(!ok && verdict.contains("appears twice"), "{verdict}");
+    // A pre-queue place moved behind the later joiners.
+    let mut moved: Vec<&str> = log.lines().collect();
+    let last_pre = moved.remove(10);
+    moved.push(last_pre);
+    let l_bad = save("moved.ndjson", &(moved.join("\n") + "\n"));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(
+        !ok && verdict.contains("a pre-queue place after a later joiner"),
+        "{verdict}"
+    );
+
     let wrong = fairness_text.replace(seed, &"0".repeat(64));
     let f_bad = save("wrong.json", &wrong);
     let (verdict, ok) = verify(files(&f_bad, &l_ok)).await;
