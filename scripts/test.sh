@@ -51,6 +51,20 @@ target/debug/simulate crash-campaign --spawn-server target/debug/sluice \
     --kills 20 --life-ms 4000 --max-secs 170 --out-dir "$campaign_out"
 rm -rf "$campaign_out"
 
+# The flash-sale and hospital scenarios at a small size on the debug binaries (about
+# 5 and 12 s): each ends with its fairness verdicts (its own verifier and
+# scripts/verify-fairness.py) and the post-event report checked against what the
+# simulated users measured; any failed check exits 1 and fails the suite. 1,000
+# patients keep the shuffle's 10 x 10 chi-square at 10 expected per cell.
+step "simulations: flash-sale, hospital"
+sim_out=$(mktemp -d)
+target/debug/simulate flash-sale --spawn-server target/debug/sluice \
+    --users 1000 --stock 100 --rate 100 --max-secs 60 --out-dir "$sim_out"
+target/debug/simulate hospital --spawn-server target/debug/sluice \
+    --patients 1000 --doctors 2 --slots-per-doctor 8 --capacity 3 \
+    --unpaid-fraction 0.2 --payment-timeout 2 --max-secs 60 --out-dir "$sim_out"
+rm -rf "$sim_out"
+
 # browser tests: the real binary (built by cargo test above) on a free port with a
 # throwaway store, driven by Playwright in Debian's headless Chromium: the flows,
 # axe-core (WCAG 2.2 A/AA, from the lock file) in every page state, keyboard only, a

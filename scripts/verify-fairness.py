@@ -12,7 +12,9 @@ Checks, from the seed and the log only (see docs/fairness.md):
   1. the seed matches the commitment published before opening (SHA-256); an
      activity open from creation has none, and then may have no pre-queue;
   2. every receipt appears once;
-  3. the pre-queue comes first, then later joiners (join order after opening);
+  3. the pre-queue comes first, then later joiners in join order: their
+     joined_at never decreases down the line (lines without one, written by
+     an older server, are not checked);
   4. the pre-queue is in order of HMAC-SHA256(key = seed, message = receipt);
   5. admitted_at never decreases down the line, and no place still waits ahead
      of one already admitted.
@@ -88,6 +90,15 @@ def verify(fairness_text, log_text):
     for i in range(pre, len(lines)):
         if lines[i]["prequeue"]:
             return False, f"line {i + 1}: a pre-queue place after a later joiner"
+    last_join = None
+    for i in range(pre, len(lines)):
+        at = lines[i].get("joined_at")
+        if at is None:
+            continue
+        t = when(at)
+        if last_join is not None and t < last_join:
+            return False, f"line {i + 1}: joined_at goes back in time (not in join order)"
+        last_join = t
 
     ranks = [hmac.new(seed, l["receipt"].encode("utf-8"), hashlib.sha256).digest()
              for l in lines[:pre]]
@@ -114,7 +125,7 @@ def verify(fairness_text, log_text):
     checked = ("seed matches commitment, pre-queue in HMAC order, " if seed is not None
                else "no commitment and no pre-queue (open from creation), ")
     return True, (f"{len(lines)} places ({pre} pre-queued, {admitted} admitted): "
-                  f"{checked}admissions in line order")
+                  f"{checked}later joiners in join order, admissions in line order")
 
 
 def main(argv):

@@ -47,6 +47,22 @@ pub fn check(fairness: &Value, log: &str) -> Result<String, String> {
             pre + i + 1
         ));
     }
+    // Later joiners follow in join order. RFC 3339 UTC with fixed millisecond digits:
+    // text order is time order. A line without `joined_at` (an older server) is
+    // not checked.
+    let mut last_join: Option<&str> = None;
+    for (i, l) in lines.iter().enumerate().skip(pre) {
+        let Some(at) = l["joined_at"].as_str() else {
+            continue;
+        };
+        if last_join.is_some_and(|p| at < p) {
+            return Err(format!(
+                "line {}: joined_at goes back in time (not in join order)",
+                i + 1
+            ));
+        }
+        last_join = Some(at);
+    }
     match &seed {
         Some(seed) => {
             let ranks: Vec<[u8; 32]> = lines[..pre]
@@ -93,7 +109,7 @@ pub fn check(fairness: &Value, log: &str) -> Result<String, String> {
         .filter(|l| l["admitted_at"].is_string())
         .count();
     Ok(format!(
-        "{} places ({pre} pre-queued, {admitted} admitted): {}admissions in line order",
+        "{} places ({pre} pre-queued, {admitted} admitted): {}later joiners in join order, admissions in line order",
         lines.len(),
         if seed.is_some() {
             "seed matches commitment, pre-queue in HMAC order, "
@@ -178,9 +194,14 @@ mod tests {
     use serde_json::json;
 
     fn line(receipt: &str, pre: bool, at: Option<&str>) -> String {
+        joined(receipt, pre, at, "2026-12-01T09:59:00.000Z")
+    }
+
+    fn joined(receipt: &str, pre: bool, at: Option<&str>, joined_at: &str) -> String {
         let outcome = if at.is_some() { "admitted" } else { "left" };
-        json!({"receipt": receipt, "prequeue": pre, "outcome": outcome, "admitted_at": at})
-            .to_string()
+        json!({"receipt": receipt, "prequeue": pre, "outcome": outcome, "admitted_at": at,
+               "joined_at": joined_at})
+        .to_string()
     }
 
     #[test]
@@ -209,5 +230,28 @@ mod tests {
         assert!(check(&fairness, &lines.join("\n")).is_err());
         let wrong = json!({"commitment": hex(&Sha256::digest(seed)), "seed": hex(&[6u8; 32])});
         assert!(check(&wrong, &log).is_err());
+    }
+
+    #[test]
+    fn later_joiners_out_of_join_order_fail() {
+        let fairness = json!({"commitment": null, "seed": null});
+        let mut lines = [
+            joined("a", false, None, "2026-12-01T10:00:00.100Z"),
+            joined("b", false, None, "2026-12-01T10:00:00.100Z"),
+            joined("c", false, None, "2026-12-01T10:00:00.250Z"),
+        ];
+        assert!(check(&fairness, &lines.join("\n")).is_ok());
+        lines.swap(1, 2);
+        let verdict = check(&fairness, &lines.join("\n"));
+        assert!(
+            verdict.as_ref().is_err_and(|e| e.contains("joined_at")),
+            "{verdict:?}"
+        );
+        // Lines from an older server, without joined_at, are not checked.
+        let old: Vec<String> = ["x", "y"]
+            .iter()
+            .map(|r| json!({"receipt": r, "prequeue": false, "outcome": "left"}).to_string())
+            .collect();
+        assert!(check(&fairness, &old.join("\n")).is_ok());
     }
 }

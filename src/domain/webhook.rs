@@ -150,9 +150,87 @@ pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
 /// Longest receiver URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
 
+/// A receiver URL's parts: `scheme://`, the userinfo before `@` (if any), the rest
+/// from the host on, and where the fragment starts in that rest (if any).
+fn url_parts(url: &str) -> Option<(&str, Option<&str>, &str)> {
+    let scheme_end = url.find("://")? + 3;
+    let (scheme, rest) = url.split_at(scheme_end);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => Some((scheme, Some(&rest[..at]), &rest[at + 1..])),
+        None => Some((scheme, None, rest)),
+    }
+}
+
+/// Percent-decodes `s` (userinfo is percent-encoded in a URL); `None` if a `%` is not
+/// followed by two hex digits.
+fn percent_decoded(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Where and how a receiver is sent to: its URL without credentials or fragment (a
+/// fragment is never sent over HTTP; credentials go in a header, not the URL), and
+/// the `Authorization: Basic` value its `user:password@` stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub authorization: Option<String>,
+}
+
+/// The target of a URL `check_url` accepted.
+pub fn target(url: &str) -> Target {
+    let Some((scheme, userinfo, rest)) = url_parts(url) else {
+        return Target {
+            url: url.to_owned(),
+            authorization: None,
+        };
+    };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let authorization = userinfo.map(|u| {
+        let (user, password) = u.split_once(':').unwrap_or((u, ""));
+        let mut plain = percent_decoded(user).unwrap_or_default();
+        plain.push(b':');
+        plain.extend(percent_decoded(password).unwrap_or_default());
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(plain)
+        )
+    });
+    Target {
+        url: format!("{scheme}{rest}"),
+        authorization,
+    }
+}
+
+/// A receiver URL as shown (listings, answers, logs): its password, or a userinfo
+/// without one (which may be a token), replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match url_parts(url) {
+        Some((scheme, Some(userinfo), rest)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}{user}:***@{rest}"),
+            None => format!("{scheme}***@{rest}"),
+        },
+        _ => url.to_owned(),
+    }
+}
+
 /// Checks a receiver URL: absolute `http` or `https`, a host, an optional numeric
-/// port, no credentials, no fragment, nothing unprintable. Private and loopback
-/// addresses are allowed (the shop's backend usually sits beside sluice).
+/// port, nothing unprintable. Credentials (`user:password@`, sent as HTTP Basic
+/// authorization) and a fragment (dropped before sending) are allowed. Private and
+/// loopback addresses are allowed (the shop's backend usually sits beside sluice).
 pub fn check_url(url: &str) -> Result<(), String> {
     if url.is_empty() || url.len() > MAX_URL_LEN {
         return Err(format!("url must be 1-{MAX_URL_LEN} characters"));
@@ -165,13 +243,17 @@ pub fn check_url(url: &str) -> Result<(), String> {
         .iter()
         .find_map(|s| lower.starts_with(s).then(|| &url[s.len()..]))
         .ok_or("url must be an absolute http:// or https:// URL")?;
-    if rest.contains('#') {
-        return Err("url must not have a fragment".into());
-    }
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err("url must not carry credentials".into());
-    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:%".contains(c);
+            if !userinfo.chars().all(allowed) || percent_decoded(userinfo).is_none() {
+                return Err("url has invalid credentials (percent-encode them)".into());
+            }
+            host
+        }
+        None => authority,
+    };
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (h, after) = v6
@@ -221,6 +303,9 @@ mod tests {
             "http://[::1]:8080/",
             "HTTP://backend.internal",
             "http://10.0.0.5/h",
+            "http://user:pw@shop.example/",
+            "https://shop.example/hook#frag",
+            "https://u%40x:p%3Aw@shop.example:8443/h?x=1#f",
         ] {
             assert_eq!(check_url(ok), Ok(()), "{ok}");
         }
@@ -230,8 +315,10 @@ mod tests {
             "/relative/path",
             "http://",
             "http:///path",
-            "http://user:pw@shop.example/",
-            "http://shop.example/#frag",
+            "http://us er:pw@shop.example/",
+            "http://user:p%zz@shop.example/",
+            "http://user@pw@shop.example/",
+            "http://user:pw@/",
             "http://shop.example:99999/",
             "http://shop.example:0/",
             "http://shop example/",
@@ -242,6 +329,32 @@ mod tests {
             assert!(check_url(bad).is_err(), "{bad}");
         }
         assert!(check_url(&format!("http://a/{}", "x".repeat(MAX_URL_LEN))).is_err());
+    }
+
+    #[test]
+    fn credentials_go_in_a_header_fragments_are_dropped_and_passwords_never_shown() {
+        let t = target("https://u%40x:p%3Aw@shop.example:8443/h?x=1#f");
+        assert_eq!(t.url, "https://shop.example:8443/h?x=1");
+        let basic = base64::engine::general_purpose::STANDARD.encode("u@x:p:w");
+        assert_eq!(t.authorization, Some(format!("Basic {basic}")));
+        assert_eq!(
+            target("http://127.0.0.1:9000/hooks"),
+            Target {
+                url: "http://127.0.0.1:9000/hooks".into(),
+                authorization: None
+            }
+        );
+        assert_eq!(target("http://h/p#x").url, "http://h/p");
+        assert_eq!(
+            redacted_url("https://user:s3cret@shop.example/p#f"),
+            "https://user:***@shop.example/p#f"
+        );
+        assert_eq!(
+            redacted_url("https://tok3n@shop.example/"),
+            "https://***@shop.example/"
+        );
+        assert_eq!(redacted_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(target("http://h/a@b").url, "http://h/a@b");
     }
 
     #[test]

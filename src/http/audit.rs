@@ -7,7 +7,7 @@
 //! node relayed here is recorded by the node that relayed it (which sees the answer
 //! too), so the log of the whole cluster is every node's log merged.
 
-use crate::domain::clock::{parse_rfc3339, Millis};
+use crate::domain::clock::{parse_rfc3339, rfc3339_ms};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::identity::{admin_key_in, Admin};
 use crate::http::state::AppState;
@@ -85,21 +85,6 @@ pub struct AuditEntry {
     pub method: String,
     pub path: String,
     pub status: u16,
-}
-
-fn rfc3339_ms(ms: Millis) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }
 
 impl From<AuditRecord> for AuditEntry {

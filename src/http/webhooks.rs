@@ -1,7 +1,7 @@
 //! `/api/admin/webhooks`: register, list and remove receivers, and read their recent
 //! delivery attempts (docs/api.md, "Webhooks"). The secret is shown once, at creation.
 
-use crate::domain::webhook::{check_url, secret_text, EventType};
+use crate::domain::webhook::{check_url, redacted_url, secret_text, target, EventType};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::admin_keys::Read;
 use crate::http::identity::Admin;
@@ -31,7 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// Where events are POSTed: an absolute `http` or `https` URL (private and
-    /// loopback addresses allowed), no credentials, no fragment.
+    /// loopback addresses allowed); `user:password@` is sent as HTTP Basic
+    /// authorization (and never shown again), a `#fragment` is not sent.
     pub url: String,
     /// One or more of `order.created`, `order.paid`, `order.cancelled`,
     /// `activity.phase_changed`, `place.admitted`.
@@ -95,7 +96,11 @@ pub(crate) async fn create(
     let body = body.into_inner();
     check_url(&body.url).map_err(ApiError::invalid)?;
     // What the delivery client must be able to send to, too.
-    if body.url.parse::<actix_web::http::Uri>().is_err() {
+    if target(&body.url)
+        .url
+        .parse::<actix_web::http::Uri>()
+        .is_err()
+    {
         return Err(ApiError::invalid("url is not a valid URL"));
     }
     let events = parse_events(&body.events)?;
@@ -114,10 +119,11 @@ pub(crate) async fn create(
         created_at: st.clock.now_ms(),
     };
     st.webhooks.add(hook.clone()).await.map_err(unavailable)?;
-    tracing::info!(webhook = %id, url = %hook.url, "webhook registered");
+    let shown = redacted_url(&hook.url);
+    tracing::info!(webhook = %id, url = %shown, "webhook registered");
     Ok(HttpResponse::Created().json(serde_json::json!({
         "id": hook.id,
-        "url": hook.url,
+        "url": shown,
         "events": crate::webhooks::names(&hook.events),
         "secret": hook.secret,
     })))

@@ -117,7 +117,7 @@ impl Webhooks {
                 events: names(&h.events),
                 created_at: rfc3339(h.created_at),
                 id: h.id,
-                url: h.url,
+                url: crate::domain::webhook::redacted_url(&h.url),
             })
             .collect()
     }

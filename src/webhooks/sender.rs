@@ -5,7 +5,9 @@
 
 use super::{Attempt, Webhooks};
 use crate::domain::clock::rfc3339;
-use crate::domain::webhook::{body_type, event_id, secret_key, signature, EventType};
+use crate::domain::webhook::{
+    body_type, event_id, secret_key, signature, target, EventType, Target,
+};
 use crate::store::webhooks::Webhook;
 use actix_web::web::Bytes;
 use rand::Rng;
@@ -29,6 +31,7 @@ pub async fn run(hub: Arc<Webhooks>, hook: Webhook) {
     };
     let mut w = Sender {
         hub,
+        to: target(&hook.url),
         hook,
         key,
         client,
@@ -53,6 +56,8 @@ pub async fn run(hub: Arc<Webhooks>, hook: Webhook) {
 struct Sender {
     hub: Arc<Webhooks>,
     hook: Webhook,
+    /// Where and with which credentials it is sent (never the URL's password).
+    to: Target,
     key: Vec<u8>,
     client: awc::Client,
     /// The next event per activity, as far as this worker got.
@@ -159,9 +164,11 @@ impl Sender {
             let now = self.hub.deps.clock.now_ms();
             let ts = now / 1000;
             let started = Instant::now();
-            let sent = self
-                .client
-                .post(&self.hook.url)
+            let mut req = self.client.post(&self.to.url);
+            if let Some(auth) = &self.to.authorization {
+                req = req.insert_header(("authorization", auth.as_str()));
+            }
+            let sent = req
                 .insert_header(("webhook-id", id.as_str()))
                 .insert_header(("webhook-timestamp", ts.to_string()))
                 .insert_header(("webhook-signature", signature(&self.key, &id, ts, &body)))

@@ -158,16 +158,19 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     assert_eq!(hex(&digest), commitment);
 
     // Later joiners: over WebSocket, one by HTTP polling that never polls again
-    // (dropped after the grace), one who leaves.
+    // (dropped after the grace), one who leaves; a few milliseconds apart, so
+    // their join times differ.
     let mut late = Vec::new();
     let mut late_tickets = Vec::new();
     for i in 0..3 {
+        app.advance(7);
         let mut s = app.ws("drop", &format!("late{i}"), None).await;
         let q = s.until("queued").await;
         receipt_of(&q);
         late_tickets.push(q["ticket"].as_str().expect("ticket").to_owned());
         late.push(s);
     }
+    app.advance(7);
     let polled = app.join_http("drop", "poller").await;
     assert_eq!(polled.status, 201);
     let t = polled.body["ticket"].as_str().expect("ticket");
@@ -220,6 +223,25 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     );
     assert!(outcomes.contains(&"admitted"), "{outcomes:?}");
     assert_eq!(lines.iter().filter(|l| l["prequeue"] == true).count(), 11);
+    // Every line says when its place joined (RFC 3339, milliseconds); the later
+    // joiners' times are the clock's at their joins, in line order.
+    let joined: Vec<&str> = lines
+        .iter()
+        .map(|l| l["joined_at"].as_str().expect("joined_at on every line"))
+        .collect();
+    assert!(
+        joined.iter().all(|j| j.len() == 24 && j.ends_with('Z')),
+        "{joined:?}"
+    );
+    let late_joined: Vec<u64> = joined[11..]
+        .iter()
+        .map(|j| sluice::domain::clock::parse_rfc3339(j).expect("RFC 3339"))
+        .collect();
+    assert_eq!(
+        late_joined,
+        vec![opens + 7, opens + 14, opens + 21, opens + 28],
+        "{joined:?}"
+    );
 
     let (verdict, ok) = verify(vec![app.base.clone(), "drop".into()]).await;
     assert!(ok, "{verdict}");
@@ -249,6 +271,57 @@ async fn a_sale_driven_over_websocket_passes_the_verifier_and_a_doctored_log_fai
     let l_bad = save("swapped.ndjson", &(swapped.join("\n") + "\n"));
     let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
     assert!(!ok && verdict.starts_with("FAIL"), "{verdict}");
+
+    // Two later joiners swapped (neither admitted, so only their join times
+    // give it away).
+    let mut swapped: Vec<&str> = log.lines().collect();
+    let late_unadmitted: Vec<usize> = (11..lines.len())
+        .filter(|&i| lines[i]["admitted_at"].is_null())
+        .collect();
+    assert!(late_unadmitted.len() >= 2, "{log}");
+    swapped.swap(late_unadmitted[0], late_unadmitted[1]);
+    let l_bad = save("late-swapped.ndjson", &(swapped.join("\n") + "\n"));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(!ok && verdict.contains("joined_at"), "{verdict}");
+
+    // Each other way a log can be doctored fails for its own reason.
+    let doctored = |i: usize, line: String| {
+        let mut all: Vec<String> = log.lines().map(str::to_owned).collect();
+        all[i] = line;
+        all.join("\n") + "\n"
+    };
+    // An admission moved back in time (not the first: it has nothing before it).
+    let admitted: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i]["admitted_at"].is_string())
+        .collect();
+    assert!(admitted.len() >= 2, "{log}");
+    let mut earlier = lines[admitted[1]].clone();
+    earlier["admitted_at"] = json!("2000-01-01T00:00:00Z");
+    let l_bad = save(
+        "earlier.ndjson",
+        &doctored(admitted[1], earlier.to_string()),
+    );
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(
+        !ok && verdict.contains("admitted_at goes back in time"),
+        "{verdict}"
+    );
+    // One receipt listed twice (a place given another's receipt).
+    let mut twice = lines[1].clone();
+    twice["receipt"] = lines[0]["receipt"].clone();
+    let l_bad = save("twice.ndjson", &doctored(1, twice.to_string()));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(!ok && verdict.contains("appears twice"), "{verdict}");
+    // A pre-queue place moved behind the later joiners.
+    let mut moved: Vec<&str> = log.lines().collect();
+    let last_pre = moved.remove(10);
+    moved.push(last_pre);
+    let l_bad = save("moved.ndjson", &(moved.join("\n") + "\n"));
+    let (verdict, ok) = verify(files(&f_ok, &l_bad)).await;
+    assert!(
+        !ok && verdict.contains("a pre-queue place after a later joiner"),
+        "{verdict}"
+    );
 
     let wrong = fairness_text.replace(seed, &"0".repeat(64));
     let f_bad = save("wrong.json", &wrong);
@@ -387,4 +460,51 @@ async fn opens_at_set_later_commits_and_keeps_its_seed_across_a_restart_and_a_mo
     app.admin("PATCH", "/activities/busy/schedule", Some(at(opens)))
         .await
         .expect_error(409, "conflict");
+}
+
+#[actix_web::test]
+async fn a_log_longer_than_a_page_streams_every_place_once() {
+    // 2,500 places: two full pages of 1,000 lines and a partial third.
+    const PLACES: usize = 2_500;
+    let app = spawn_app().await;
+    app.create_sale("long", 1, json!({"rate_per_sec": 1, "max_active": 1}))
+        .await;
+    let mut receipts = std::collections::HashMap::new();
+    let users: Vec<String> = (0..PLACES).map(|i| format!("u{i:04}")).collect();
+    for batch in users.chunks(50) {
+        let joins = batch.iter().map(|u| app.join_http("long", u));
+        for (u, r) in batch
+            .iter()
+            .zip(futures_util::future::join_all(joins).await)
+        {
+            assert_eq!(r.status, 201, "{u}: {}", r.body);
+            let receipt = receipt_of(&r.body);
+            assert!(
+                receipts.insert(receipt, u.clone()).is_none(),
+                "unique receipts"
+            );
+        }
+    }
+
+    let (status, log) = app.get_text("/api/activities/long/fairness/log").await;
+    assert_eq!(status, 200);
+    assert!(log.ends_with('\n'), "whole lines only");
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for l in log.lines() {
+        let v: Value = serde_json::from_str(l).expect("NDJSON");
+        *seen
+            .entry(v["receipt"].as_str().expect("receipt").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(log.lines().count(), PLACES, "one line per place");
+    assert_eq!(seen.len(), PLACES);
+    for r in receipts.keys() {
+        assert_eq!(seen.get(r), Some(&1), "receipt {r} exactly once");
+    }
+    let (verdict, ok) = verify(vec![app.base.clone(), "long".into()]).await;
+    assert!(ok, "{verdict}");
+    assert!(
+        verdict.starts_with(&format!("PASS: {PLACES} places")),
+        "{verdict}"
+    );
 }

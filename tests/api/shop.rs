@@ -58,6 +58,15 @@ async fn the_shop_confirms_payment_once_and_never_after_a_cancel() {
     )
     .await;
     let a = buy(&app, "shop", "ann").await;
+    let create = json!({"id": "shop-2", "name": "S", "kind": "sale", "stock": 1});
+    app.request(
+        "POST",
+        "/api/admin/activities",
+        Some(SHOP_KEY),
+        Some(create),
+    )
+    .await
+    .expect_error(403, "forbidden");
 
     // The buyer cannot mark it paid; keys without the right cannot either.
     app.as_user("ann", "POST", &format!("/api/orders/{a}/pay"), None)
@@ -172,6 +181,48 @@ async fn the_shop_confirms_payment_once_and_never_after_a_cancel() {
         .await;
     assert_eq!(r.body["order"]["status"], "cancelled");
     app.assert_invariant("shop").await;
+
+    // Every admin call above with a known key is in the audit, under the key's
+    // name, refused ones included; the buyer's own call and the unknown key's are
+    // not.
+    let audit = app.admin("GET", "/audit", None).await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let mut got: Vec<(String, String, String, u64)> = audit.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["key_name"].as_str().expect("name").to_owned(),
+                e["method"].as_str().expect("method").to_owned(),
+                e["path"].as_str().expect("path").to_owned(),
+                e["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    got.reverse();
+    let e = |k: &str, p: String, s| (k.to_owned(), "POST".to_owned(), p, s);
+    let pay = |o: &str| format!("/api/admin/orders/{o}/pay");
+    let cancel_path = format!("/api/admin/orders/{b}/cancel");
+    assert_eq!(
+        got,
+        vec![
+            e("default", "/api/admin/activities".into(), 201),
+            e("shop-backend", "/api/admin/activities".into(), 403),
+            e("ops-viewer", pay(&a), 403),
+            e("shop-backend", pay(&a), 400),
+            e("shop-backend", pay(&a), 400),
+            e("shop-backend", pay(&a), 400),
+            e("shop-backend", pay(&a), 200),
+            e("shop-backend", pay(&a), 200),
+            e("ops-viewer", cancel_path.clone(), 403),
+            e("shop-backend", cancel_path.clone(), 200),
+            e("shop-backend", cancel_path, 200),
+            e("shop-backend", pay(&b), 409),
+            e("shop-backend", pay(&c_order), 409),
+        ],
+        "the audit, oldest first"
+    );
 }
 
 /// (key, method, path, expected status) for a representative set of endpoints.
@@ -182,6 +233,19 @@ async fn each_role_reaches_exactly_its_endpoints() {
         .await;
     let order = buy(&app, "roles", "ann").await;
     let create = json!({"id": "roles-2", "name": "R", "kind": "sale", "stock": 1});
+    // A receiver registration for the webhook cases (nothing listens there: only
+    // who may register and delete is checked).
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["order.paid"]});
+    let registered = app
+        .request(
+            "POST",
+            "/api/admin/webhooks",
+            Some(ADMIN_KEY),
+            Some(hook.clone()),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let hook_id = registered.body["id"].as_str().expect("id").to_owned();
     let cases: Vec<(&str, &str, String, Option<Value>, u16)> = vec![
         // viewer: every admin GET, no change
         (VIEWER_KEY, "GET", "/api/admin/activities".into(), None, 200),
@@ -230,6 +294,21 @@ async fn each_role_reaches_exactly_its_endpoints() {
             403,
         ),
         (VIEWER_KEY, "GET", "/api/admin/audit".into(), None, 403),
+        (VIEWER_KEY, "GET", "/api/admin/webhooks".into(), None, 200),
+        (
+            VIEWER_KEY,
+            "POST",
+            "/api/admin/webhooks".into(),
+            Some(hook.clone()),
+            403,
+        ),
+        (
+            VIEWER_KEY,
+            "DELETE",
+            format!("/api/admin/webhooks/{hook_id}"),
+            None,
+            403,
+        ),
         // shop: orders only
         (
             SHOP_KEY,
@@ -263,6 +342,21 @@ async fn each_role_reaches_exactly_its_endpoints() {
         ),
         (SHOP_KEY, "GET", "/api/admin/events".into(), None, 403),
         (SHOP_KEY, "GET", "/api/admin/audit".into(), None, 403),
+        (SHOP_KEY, "GET", "/api/admin/webhooks".into(), None, 403),
+        (
+            SHOP_KEY,
+            "POST",
+            "/api/admin/webhooks".into(),
+            Some(hook.clone()),
+            403,
+        ),
+        (
+            SHOP_KEY,
+            "DELETE",
+            format!("/api/admin/webhooks/{hook_id}"),
+            None,
+            403,
+        ),
         (
             SHOP_KEY,
             "POST",
@@ -323,6 +417,44 @@ async fn each_role_reaches_exactly_its_endpoints() {
             r.expect_error(want, code);
         }
     }
+    // The operator deletes it; the registration, the refused attempts and the
+    // deletion are audited under their keys' names.
+    let del = format!("/api/admin/webhooks/{hook_id}");
+    let r = app.request("DELETE", &del, Some(ADMIN_KEY), None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let audit = app.admin("GET", "/audit", None).await;
+    let hooks: Vec<(String, String, String, u64)> = audit.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| {
+            e["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/api/admin/webhooks"))
+        })
+        .map(|e| {
+            (
+                e["key_name"].as_str().expect("name").to_owned(),
+                e["method"].as_str().expect("method").to_owned(),
+                e["path"].as_str().expect("path").to_owned(),
+                e["status"].as_u64().expect("status"),
+            )
+        })
+        .rev()
+        .collect();
+    let e = |k: &str, m: &str, p: &str, s| (k.to_owned(), m.to_owned(), p.to_owned(), s);
+    assert_eq!(
+        hooks,
+        vec![
+            e("default", "POST", "/api/admin/webhooks", 201),
+            e("ops-viewer", "POST", "/api/admin/webhooks", 403),
+            e("ops-viewer", "DELETE", &del, 403),
+            e("shop-backend", "POST", "/api/admin/webhooks", 403),
+            e("shop-backend", "DELETE", &del, 403),
+            e("default", "DELETE", &del, 204),
+        ],
+        "webhook registration in the audit, oldest first"
+    );
 }
 
 #[actix_web::test]

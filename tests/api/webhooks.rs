@@ -58,12 +58,12 @@ async fn registrations_are_validated_listed_without_secrets_and_removed() {
             "relative",
         ),
         (
-            json!({"url": "http://user:pw@shop.example/h", "events": ["order.paid"]}),
-            "credentials",
+            json!({"url": "http://us er:pw@shop.example/h", "events": ["order.paid"]}),
+            "credentials with a space",
         ),
         (
-            json!({"url": "http://shop.example/h#x", "events": ["order.paid"]}),
-            "fragment",
+            json!({"url": "http://user:p%zz@shop.example/h", "events": ["order.paid"]}),
+            "credentials badly percent-encoded",
         ),
         (
             json!({"url": "http:///h", "events": ["order.paid"]}),
@@ -513,6 +513,115 @@ async fn https_receivers_are_verified_against_the_configured_certificates() {
                 e.contains("certificate") || e.contains("issuer") || e.contains("tls"),
                 "{a}"
             );
+        }
+    }
+}
+
+/// A receiver URL may carry `user:password@` (sent as HTTP Basic authorization, the
+/// password never shown again) and a `#fragment` (never sent), as the contract
+/// allows any http or https URL.
+#[actix_web::test]
+async fn credentials_in_a_receiver_url_are_sent_as_basic_auth_and_never_shown() {
+    const PASSWORD: &str = "s3cr3t:pw";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("sluice.log");
+    let env = [
+        ("SLUICE__WEBHOOKS__MIN_BACKOFF_MS", "20".to_owned()),
+        ("SLUICE__WEBHOOKS__MAX_BACKOFF_MS", "200".to_owned()),
+        ("SLUICE__WEBHOOKS__REFRESH_MS", "100".to_owned()),
+        ("SLUICE__LOG__LEVEL", "trace".to_owned()),
+    ];
+    let app = Process::start_logged("sluice", &env, Some(&log)).await;
+    let rx = Receiver::start().await;
+    // `shop@acme` / `s3cr3t:pw`, percent-encoded in the URL as RFC 3986 wants.
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("shop@acme:{PASSWORD}"))
+    );
+    rx.require(&basic);
+    let url = format!(
+        "http://shop%40acme:s3cr3t%3Apw@127.0.0.1:{}/hooks?v=1#section",
+        rx.port
+    );
+    let shown = format!(
+        "http://shop%40acme:***@127.0.0.1:{}/hooks?v=1#section",
+        rx.port
+    );
+    let made = register(&app, &url, &["order.created"]).await;
+    assert_eq!(made["url"], shown.as_str(), "the answer hides the password");
+    let good = made["id"].as_str().expect("id").to_owned();
+    // The same receiver with a wrong password: it answers 401, retried.
+    let wrong = format!("http://shop%40acme:nope@127.0.0.1:{}/hooks", rx.port);
+    let bad = register(&app, &wrong, &["order.created"]).await;
+    let bad = bad["id"].as_str().expect("id").to_owned();
+
+    sale(&app, "basic", 2).await;
+    buy(&app, "basic", "ann").await.expect("ann buys");
+    let got = rx
+        .wait_for("an authorized delivery and a refused one", |g| {
+            g.iter()
+                .any(|d| d.authorization.as_deref() == Some(basic.as_str()))
+                && g.iter()
+                    .any(|d| d.authorization.as_deref() != Some(basic.as_str()))
+        })
+        .await;
+    for d in &got {
+        assert!(
+            d.authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Basic ")),
+            "{d:?}"
+        );
+        assert!(!d.uri.contains('#') && !d.uri.contains('@'), "{}", d.uri);
+        assert!(d.uri.starts_with("/hooks"), "{}", d.uri);
+    }
+    let ok = got
+        .iter()
+        .find(|d| d.authorization.as_deref() == Some(basic.as_str()))
+        .expect("authorized");
+    assert_eq!(ok.uri, "/hooks?v=1", "the fragment is not sent");
+    assert_eq!(ok.kind(), "order.created");
+
+    // The refused one is retried and its attempts say 401.
+    let mut attempt = Value::Null;
+    for _ in 0..400 {
+        let d = app
+            .admin("GET", &format!("/webhooks/{bad}/deliveries"), None)
+            .await;
+        attempt = d.body["deliveries"][0].clone();
+        if attempt["status"] == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(attempt["status"], 401, "{attempt}");
+
+    // Nowhere does the password show: listings, deliveries, the server's log.
+    let listed = app.admin("GET", "/webhooks", None).await;
+    let urls: Vec<&str> = listed.body["webhooks"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|h| h["url"].as_str().expect("url"))
+        .collect();
+    assert!(urls.contains(&shown.as_str()), "{urls:?}");
+    let texts = [
+        listed.body.to_string(),
+        app.admin("GET", &format!("/webhooks/{good}/deliveries"), None)
+            .await
+            .body
+            .to_string(),
+        app.admin("GET", &format!("/webhooks/{bad}/deliveries"), None)
+            .await
+            .body
+            .to_string(),
+        std::fs::read_to_string(&log).expect("log"),
+    ];
+    assert!(texts[3].contains("webhook registered"), "{}", texts[3]);
+    for text in texts {
+        for secret in ["s3cr3t", "nope", basic.as_str()] {
+            assert!(!text.contains(secret), "{secret} shown in {text}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `Receiver`: a real webhook receiver (an actix-web server on a free port) that
 //! records every delivery and answers as the test says: `2xx`, an error status, not
-//! at all for a while (slow), or not listening (down, then up again on its port).
+//! at all for a while (slow), not listening (down, then up again on its port), or
+//! `401` to a request without the `Authorization` it requires.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::Value;
@@ -14,6 +15,10 @@ pub struct Delivery {
     pub id: String,
     pub timestamp: String,
     pub signature: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The request's path and query, as sent.
+    pub uri: String,
     pub body: Vec<u8>,
 }
 
@@ -34,6 +39,8 @@ struct Script {
     status: AtomicU16,
     /// Requests before this number (1-based) are held this long before answering.
     slow_ms: AtomicU64,
+    /// The `Authorization` a request needs (else `401`), if any.
+    require: Mutex<Option<String>>,
 }
 
 pub struct Receiver {
@@ -95,6 +102,11 @@ impl Receiver {
         self.script.slow_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Answers `401` to every later request whose `Authorization` is not `auth`.
+    pub fn require(&self, auth: &str) {
+        *self.script.require.lock().expect("lock") = Some(auth.to_owned());
+    }
+
     pub fn received(&self) -> Vec<Delivery> {
         self.script.got.lock().expect("lock").clone()
     }
@@ -132,8 +144,18 @@ async fn receive(req: HttpRequest, body: web::Bytes, s: web::Data<Arc<Script>>) 
         id: h("webhook-id"),
         timestamp: h("webhook-timestamp"),
         signature: h("webhook-signature"),
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        uri: req.uri().to_string(),
         body: body.to_vec(),
     });
+    let required = s.require.lock().expect("lock").clone();
+    if required.is_some_and(|r| h("authorization") != r) {
+        return HttpResponse::Unauthorized().finish();
+    }
     let slow = s.slow_ms.load(Ordering::Relaxed);
     if slow > 0 {
         tokio::time::sleep(Duration::from_millis(slow)).await;

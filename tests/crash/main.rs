@@ -7,6 +7,7 @@ mod common;
 
 mod full_disk;
 mod journal_damage;
+mod order_events;
 mod tickets;
 mod webhooks;
 

@@ -6,11 +6,12 @@
 //! it, orders by it and reveals it, so every decision here is reproducible.
 
 use super::{Activity, Effects, Mutation};
-use crate::domain::clock::{rfc3339, Millis};
+use crate::domain::clock::{rfc3339, rfc3339_ms, Millis};
 use crate::domain::token::TokenKey;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::num::NonZeroU64;
 
 /// Hex characters in a receipt (96 bits: unique per activity in practice).
 const RECEIPT_HEX: usize = 24;
@@ -146,6 +147,10 @@ pub struct LineRecord {
     pub prequeue: bool,
     pub outcome: Outcome,
     pub admitted_at: Option<Millis>,
+    /// When the place joined (the pre-queue or the room); `None` in lines written
+    /// before the log carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_at: Option<Millis>,
 }
 
 /// One line of the public NDJSON log.
@@ -155,6 +160,10 @@ pub struct LogLine {
     pub prequeue: bool,
     pub outcome: Outcome,
     pub admitted_at: Option<String>,
+    /// When the place joined, RFC 3339 with milliseconds (`null` for a line
+    /// recorded before the log carried it). Later joiners are in join order, so it
+    /// never decreases down their part of the line.
+    pub joined_at: Option<String>,
 }
 
 /// One page of the log and where the next starts (`None`: the end).
@@ -184,6 +193,43 @@ pub(super) struct Fairness {
     lines: Lines,
 }
 
+/// A line as held in memory: `LineRecord` with its times packed so a line stays 32
+/// bytes (a time of 0, the epoch, is never a real one, so it can stand for none).
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    receipt: Receipt,
+    prequeue: bool,
+    outcome: Outcome,
+    admitted_at: Option<NonZeroU64>,
+    joined_at: Option<NonZeroU64>,
+}
+
+impl From<LineRecord> for Line {
+    fn from(l: LineRecord) -> Self {
+        Line {
+            receipt: l.receipt,
+            prequeue: l.prequeue,
+            outcome: l.outcome,
+            admitted_at: l.admitted_at.and_then(NonZeroU64::new),
+            joined_at: l.joined_at.and_then(NonZeroU64::new),
+        }
+    }
+}
+
+impl Line {
+    fn record(&self) -> LineRecord {
+        LineRecord {
+            receipt: self.receipt,
+            prequeue: self.prequeue,
+            outcome: self.outcome,
+            admitted_at: self.admitted_at.map(NonZeroU64::get),
+            joined_at: self.joined_at.map(NonZeroU64::get),
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Option<Line>>() == 32);
+
 /// The line by sequence number. Sequence numbers are dense from 0 (one per place
 /// that entered the room), so a vector indexed by them holds each line in its 32
 /// bytes with no node or search per entry (a `BTreeMap` cost ~1,000 instructions
@@ -191,12 +237,12 @@ pub(super) struct Fairness {
 /// `None`.
 #[derive(Debug, Default)]
 struct Lines {
-    by_seq: Vec<Option<LineRecord>>,
+    by_seq: Vec<Option<Line>>,
     len: usize,
 }
 
 impl Lines {
-    fn slot(&mut self, seq: u64) -> &mut Option<LineRecord> {
+    fn slot(&mut self, seq: u64) -> &mut Option<Line> {
         let i = usize::try_from(seq).expect("sequence numbers count places in memory");
         if i >= self.by_seq.len() {
             self.by_seq.resize(i + 1, None);
@@ -204,17 +250,17 @@ impl Lines {
         &mut self.by_seq[i]
     }
 
-    fn insert(&mut self, seq: u64, line: LineRecord) {
+    fn insert(&mut self, seq: u64, line: Line) {
         if self.slot(seq).replace(line).is_none() {
             self.len += 1;
         }
     }
 
-    fn get_mut(&mut self, seq: u64) -> Option<&mut LineRecord> {
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Line> {
         self.by_seq.get_mut(usize::try_from(seq).ok()?)?.as_mut()
     }
 
-    fn or_insert_with(&mut self, seq: u64, line: impl FnOnce() -> LineRecord) {
+    fn or_insert_with(&mut self, seq: u64, line: impl FnOnce() -> Line) {
         let slot = self.slot(seq);
         if slot.is_none() {
             *slot = Some(line());
@@ -223,7 +269,7 @@ impl Lines {
     }
 
     /// Lines from sequence number `from` on, in order.
-    fn from(&self, from: u64) -> impl Iterator<Item = (u64, &LineRecord)> {
+    fn from(&self, from: u64) -> impl Iterator<Item = (u64, &Line)> {
         let start = usize::try_from(from).map_or(self.by_seq.len(), |f| f.min(self.by_seq.len()));
         self.by_seq[start..]
             .iter()
@@ -267,20 +313,29 @@ impl Fairness {
         }
     }
 
-    /// A place entered the line at `seq`. A later joiner's line is not written now:
-    /// its place record, written in the same commit, rebuilds it (`ensure_line`), so
-    /// a join costs no extra key; it is written when its outcome changes.
-    pub(super) fn enter(&mut self, seq: u64, receipt: Receipt, prequeue: bool, fx: &mut Effects) {
-        let line = LineRecord {
+    /// A place that joined at `joined_at` entered the line at `seq`. A later
+    /// joiner's line is not written now: its place record, written in the same
+    /// commit, rebuilds it (`ensure_line`), so a join costs no extra key; it is
+    /// written when its outcome changes.
+    pub(super) fn enter(
+        &mut self,
+        seq: u64,
+        receipt: Receipt,
+        prequeue: bool,
+        joined_at: Millis,
+        fx: &mut Effects,
+    ) {
+        let line = Line {
             receipt,
             prequeue,
             outcome: Outcome::Waiting,
             admitted_at: None,
+            joined_at: NonZeroU64::new(joined_at),
         };
         if prequeue {
             fx.mutations.push(Mutation::PutLine {
                 seq,
-                line: line.clone(),
+                line: line.record(),
             });
         }
         self.lines.insert(seq, line);
@@ -296,28 +351,29 @@ impl Fairness {
         }
         line.outcome = outcome;
         if outcome == Outcome::Admitted {
-            line.admitted_at = Some(now);
+            line.admitted_at = NonZeroU64::new(now);
         }
         fx.mutations.push(Mutation::PutLine {
             seq,
-            line: line.clone(),
+            line: line.record(),
         });
     }
 
     /// Recovery: a line found in the store.
     pub(super) fn restore_line(&mut self, seq: u64, line: LineRecord) {
-        self.lines.insert(seq, line);
+        self.lines.insert(seq, line.into());
     }
 
     /// Recovery: a waiting place without a line record (a later joiner, whose line
     /// is written only when its outcome changes, or a store written before the log
     /// existed) gets its line in memory.
-    pub(super) fn ensure_line(&mut self, seq: u64, receipt: Receipt) {
-        self.lines.or_insert_with(seq, || LineRecord {
+    pub(super) fn ensure_line(&mut self, seq: u64, receipt: Receipt, joined_at: Millis) {
+        self.lines.or_insert_with(seq, || Line {
             receipt,
             prequeue: false,
             outcome: Outcome::Waiting,
             admitted_at: None,
+            joined_at: NonZeroU64::new(joined_at),
         });
     }
 
@@ -334,7 +390,8 @@ impl Fairness {
                 receipt: l.receipt.hex(),
                 prequeue: l.prequeue,
                 outcome: l.outcome,
-                admitted_at: l.admitted_at.map(rfc3339),
+                admitted_at: l.admitted_at.map(|t| rfc3339(t.get())),
+                joined_at: l.joined_at.map(|t| rfc3339_ms(t.get())),
             });
         }
         LogPage { lines, next }

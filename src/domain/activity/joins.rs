@@ -106,7 +106,7 @@ impl Activity {
             &mut self.fx,
         ) {
             Spot::Room(seq) => {
-                self.fair.enter(seq, receipt, false, &mut self.fx);
+                self.fair.enter(seq, receipt, false, now, &mut self.fx);
                 Stage::Waiting(seq)
             }
             Spot::Pre(n) => Stage::Pre(n),

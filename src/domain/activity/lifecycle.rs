@@ -70,8 +70,8 @@ impl Activity {
         let moved = self
             .queue
             .open(&seed, seed_hex, now, deadline, &mut self.fx);
-        for (user, seq, attached, receipt) in moved {
-            self.fair.enter(seq, receipt, true, &mut self.fx);
+        for (user, seq, attached, receipt, joined_at) in moved {
+            self.fair.enter(seq, receipt, true, joined_at, &mut self.fx);
             self.users.set_stage(&user, Stage::Waiting(seq));
             if attached {
                 self.reattach(&user, Stage::Waiting(seq), true, now);

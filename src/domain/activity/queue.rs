@@ -248,7 +248,8 @@ impl Queue {
 
     /// Opening: the pre-queue is put in order of `HMAC-SHA256(seed, receipt)`
     /// ascending (see `fairness`), audited, and placed ahead of every later join.
-    /// Returns `(user, seq, attached, receipt)` for each place moved, in its new order.
+    /// Returns `(user, seq, attached, receipt, joined_at)` for each place moved, in its
+    /// new order.
     pub(super) fn open(
         &mut self,
         seed: &[u8; 32],
@@ -256,7 +257,7 @@ impl Queue {
         now: Millis,
         deadline: Millis,
         fx: &mut Effects,
-    ) -> Vec<(UserId, u64, bool, Receipt)> {
+    ) -> Vec<(UserId, u64, bool, Receipt, Millis)> {
         let mut entries: Vec<([u8; 32], u64, Place)> = std::mem::take(&mut self.pre)
             .into_iter()
             .map(|(n, p)| (p.receipt.rank(seed), n, p))
@@ -278,12 +279,13 @@ impl Queue {
             let user = place.user.clone();
             let attached = place.attached;
             let receipt = place.receipt;
+            let joined_at = place.joined_at;
             let record = place.record();
             place.deadline = None;
             let seq = self.room.push(place);
             fx.mutations.push(Mutation::PutPlace { seq, place: record });
             self.attach(Spot::Room(seq), attached, deadline);
-            moved.push((user, seq, attached, receipt));
+            moved.push((user, seq, attached, receipt, joined_at));
         }
         moved
     }
@@ -402,7 +404,7 @@ mod tests {
         let mut q = prequeue_of(8, &mut fx);
         let seed = [3u8; 32];
         let moved = q.open(&seed, String::new(), 0, 1, &mut fx);
-        let got: Vec<[u8; 32]> = moved.iter().map(|(_, _, _, r)| r.rank(&seed)).collect();
+        let got: Vec<[u8; 32]> = moved.iter().map(|(_, _, _, r, _)| r.rank(&seed)).collect();
         let mut sorted = got.clone();
         sorted.sort_unstable();
         assert_eq!(got, sorted);
@@ -424,10 +426,10 @@ mod tests {
             .expect("audited");
         let order: Vec<String> = moved
             .iter()
-            .map(|(user, _, _, _)| user.to_string())
+            .map(|(user, _, _, _, _)| user.to_string())
             .collect();
         assert_eq!(audit, order);
-        for (i, (_, seq, _, _)) in moved.iter().enumerate() {
+        for (i, (_, seq, _, _, _)) in moved.iter().enumerate() {
             assert_eq!(q.position(*seq), Some(i as u64 + 1));
         }
         assert_eq!((q.len(), q.next_pre()), (5, 5));

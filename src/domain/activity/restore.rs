@@ -159,7 +159,7 @@ impl Activity {
             a.users
                 .restore_place(&p.user, &p.ticket, Stage::Waiting(seq));
             let receipt = Receipt::of(&a.key, &p.ticket);
-            a.fair.ensure_line(seq, receipt);
+            a.fair.ensure_line(seq, receipt, p.joined_at);
             a.queue.restore_place(seq, p, receipt, deadline);
         }
         // Every admission takes the next hold id (from 1), and admissions do not

@@ -259,6 +259,10 @@ proptest! {
         // Admissions follow the line.
         let admitted: Vec<&String> = log.iter().filter_map(|l| l.admitted_at.as_ref()).collect();
         prop_assert!(admitted.windows(2).all(|w| w[0] <= w[1]));
+        // Every line says when its place joined; later joiners are in join order.
+        prop_assert!(log.iter().all(|l| l.joined_at.is_some()));
+        let joined: Vec<&String> = log[pre.len()..].iter().filter_map(|l| l.joined_at.as_ref()).collect();
+        prop_assert!(joined.windows(2).all(|w| w[0] <= w[1]));
         a.check_invariants().map_err(TestCaseError::fail)?;
     }
 }
