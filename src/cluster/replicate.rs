@@ -44,8 +44,12 @@ struct Job {
     ack: ReplicaAck,
 }
 
-/// Commits waiting to be replicated are sent as one pipeline of at most this many.
+/// Commits waiting to be replicated are sent as one pipeline of at most this many,
+/// and of at most `MAX_PIPELINE_OPS` writes (past the first commit): a pipeline
+/// must come back within the write timeout, and a sold-out line's commits carry
+/// thousands of writes each.
 const MAX_PIPELINE: usize = 512;
+const MAX_PIPELINE_OPS: usize = 8_192;
 
 #[derive(Clone)]
 pub struct Replicator {
@@ -215,11 +219,28 @@ async fn run(
     healthy: Arc<AtomicBool>,
 ) {
     let script = Script::new(keys::APPLY);
-    while let Some(first) = rx.recv().await {
+    // A commit that would have made the last pipeline too long starts the next.
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        let mut ops = first.ops.len();
         let mut jobs = vec![first];
-        while jobs.len() < MAX_PIPELINE {
+        while jobs.len() < MAX_PIPELINE && ops < MAX_PIPELINE_OPS {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(j) if ops + j.ops.len() > MAX_PIPELINE_OPS => {
+                    carried = Some(j);
+                    break;
+                }
+                Ok(j) => {
+                    ops += j.ops.len();
+                    jobs.push(j);
+                }
                 Err(_) => break,
             }
         }

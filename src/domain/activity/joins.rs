@@ -47,7 +47,8 @@ impl Activity {
         now: Millis,
     ) -> Result<JoinedView, ActivityError> {
         if let Some(t) = ticket {
-            self.ticket(user, t, now)?;
+            self.ticket(user, t, now)
+                .map_err(|e| self.after_the_end(e, now))?;
         }
         self.check_pow(user, pow, now)?;
         let joined = match ticket {
@@ -147,15 +148,22 @@ impl Activity {
         ticket: &str,
         now: Millis,
     ) -> Result<Joined, ActivityError> {
-        match self.users.check_owner(user, ticket) {
-            Err(ActivityError::NotFound(_)) if self.is_closed(now) => {
-                Err(ActivityError::NotOpen("the activity is closed".into()))
+        self.users
+            .check_owner(user, ticket)
+            .map_err(|e| self.after_the_end(e, now))?;
+        self.join(user, true, now)
+    }
+
+    /// An unknown ticket of a line that ended is answered with how it ended.
+    fn after_the_end(&self, e: ActivityError, now: Millis) -> ActivityError {
+        match e {
+            ActivityError::NotFound(_) if self.is_closed(now) => {
+                ActivityError::NotOpen("the activity is closed".into())
             }
-            Err(ActivityError::NotFound(_)) if self.is_sold_out() => {
-                Err(ActivityError::SoldOut("everything has been sold".into()))
+            ActivityError::NotFound(_) if self.is_sold_out() => {
+                ActivityError::SoldOut("everything has been sold".into())
             }
-            Err(e) => Err(e),
-            Ok(()) => self.join(user, true, now),
+            e => e,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::domain::webhook::{EventData, EventType};
 /// of them in one commit made one write of every place: at 100,000 places its Redis
 /// replication ran past the cluster's Redis timeout, the owner stepped down, and the
 /// final frames were lost with the commit (seen in the 100,000-session run).
-pub(super) const ENDS_PER_TICK: usize = 2_000;
+pub(super) const ENDS_PER_TICK: usize = 1_000;
 
 impl Activity {
     /// After a takeover: the activity could not be served from `since` (when its

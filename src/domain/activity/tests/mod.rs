@@ -146,6 +146,12 @@ fn a_long_line_hears_sold_out_a_ticks_share_at_a_time_and_a_late_resume_hears_it
         a.resume(&u(1), "no-such-ticket", T0 + 400),
         Err(ActivityError::SoldOut(_))
     ));
+    // The same through the whole join request (WebSocket, relay), which reads the
+    // ticket first.
+    assert!(matches!(
+        a.join_or_resume(&u(2), Some(&tickets[2]), None, true, T0 + 400),
+        Err(ActivityError::SoldOut(_))
+    ));
     a.check_invariants().expect("invariants");
 }
 
