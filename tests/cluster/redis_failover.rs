@@ -21,7 +21,7 @@ async fn sentinel_nodes(group: &Sentinels) -> Vec<Node> {
 
 /// Buys with `token` through `via`, retrying while the cluster answers `unavailable`
 /// (the activity moving to a new primary / owner); the order id.
-pub async fn buy_through_failover(via: &Api, id: &str, user: &str, token: &str) -> String {
+async fn buy_through_failover(via: &Api, id: &str, user: &str, token: &str) -> String {
     for _ in 0..600 {
         let r = via.purchase(id, user, token, None).await;
         match r.status {
