@@ -420,7 +420,8 @@ impl Application {
                 settings.server.max_ws_per_ip,
                 settings.server.ws_messages_per_sec,
                 session_cap(settings.server.max_ws_sessions),
-            ),
+            )
+            .with_tick(settings.server.tick_ms),
             limits: RateLimits::new(&settings.limits, governor::clock::DefaultClock::default()),
             proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,

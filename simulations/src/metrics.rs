@@ -100,6 +100,10 @@ pub struct CrowdMetrics {
     pub position_frames: u64,
     pub position_gap_mean_ms: f64,
     pub position_gap_max_ms: f64,
+    /// `position` frames that were repeats (the activity's refresh was late), and
+    /// the longest gap between the activity's own frames.
+    pub position_repeats: u64,
+    pub news_gap_max_ms: f64,
     pub position_increases: u64,
     pub connect_errors: u64,
     pub unexpected_closes: u64,
@@ -165,6 +169,8 @@ impl CrowdMetrics {
             gap_sum += r.gap_sum_ms;
             gap_n += u64::from(r.gap_count);
             m.position_gap_max_ms = m.position_gap_max_ms.max(r.gap_max_ms);
+            m.position_repeats += u64::from(r.position_repeats);
+            m.news_gap_max_ms = m.news_gap_max_ms.max(r.news_gap_max_ms);
             m.position_increases += u64::from(r.position_increases);
             m.connect_errors += u64::from(r.connect_errors);
             m.unexpected_closes += u64::from(r.unexpected_closes);

@@ -19,6 +19,10 @@ pub enum ServerFrame {
         position: u64,
         #[serde(default)]
         waiting_for_returns: bool,
+        /// Extension: the session's node repeated its latest position because
+        /// the activity's refresh was late.
+        #[serde(default)]
+        repeat: bool,
     },
     Admitted {
         token: String,

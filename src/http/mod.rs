@@ -37,6 +37,7 @@ pub mod routes;
 pub mod schemas;
 pub mod state;
 pub mod webhooks;
+pub mod ws_refresh;
 pub mod ws_route;
 pub mod ws_session;
 pub mod ws_upgrade;

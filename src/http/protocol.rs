@@ -23,6 +23,10 @@ pub enum ServerFrame<'a> {
         eta_secs: u64,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         waiting_for_returns: bool,
+        /// Extension: the session's node repeats the latest position because the
+        /// activity's refresh is late (`ws_refresh`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        repeat: bool,
     },
     Admitted {
         /// The purchase token (absent for a gate).
@@ -103,6 +107,7 @@ pub fn encode(msg: &ToSession) -> String {
                 position: *position,
                 eta_secs: *eta_secs,
                 waiting_for_returns: *waiting_for_returns,
+                repeat: false,
             },
             Push::Admitted {
                 token,
@@ -148,6 +153,16 @@ pub fn encode(msg: &ToSession) -> String {
     to_json(&frame)
 }
 
+/// The latest position again, marked as a repeat (`ws_refresh`).
+pub fn repeated_position(position: u64, eta_secs: u64, waiting_for_returns: bool) -> String {
+    to_json(&ServerFrame::Position {
+        position,
+        eta_secs,
+        waiting_for_returns,
+        repeat: true,
+    })
+}
+
 /// Parses a client text frame; `Err` carries the message for the `error` frame.
 pub fn parse_client(text: &str) -> Result<ClientFrame, String> {
     serde_json::from_str(text).map_err(|e| {
@@ -168,6 +183,10 @@ mod tests {
             waiting_for_returns: false,
         }));
         assert_eq!(f, r#"{"type":"position","position":3,"eta_secs":1}"#);
+        assert_eq!(
+            repeated_position(3, 1, true),
+            r#"{"type":"position","position":3,"eta_secs":1,"waiting_for_returns":true,"repeat":true}"#
+        );
         assert_eq!(
             encode(&ToSession::Push(Push::SoldOut)),
             r#"{"type":"sold_out"}"#

@@ -62,6 +62,8 @@ pub struct WsLimits {
     pub messages_per_sec: u32,
     /// `None`: no cap (the open-file limit is unknown or unlimited).
     pub max_total: Option<u32>,
+    /// When a waiting socket's latest position is repeated (`ws_refresh`).
+    pub repeat_after: std::time::Duration,
     open: Mutex<OpenSessions>,
 }
 
@@ -117,8 +119,15 @@ impl WsLimits {
             max_per_ip,
             messages_per_sec,
             max_total,
+            repeat_after: crate::http::ws_refresh::repeat_after(50),
             open: Mutex::new(OpenSessions::default()),
         }
+    }
+
+    /// For a server ticking every `tick_ms`.
+    pub fn with_tick(mut self, tick_ms: u64) -> Self {
+        self.repeat_after = crate::http::ws_refresh::repeat_after(tick_ms);
+        self
     }
 
     /// Counts a new connection, unless the IP or the process already has its maximum.

@@ -24,6 +24,7 @@ use crate::http::connection::Conn;
 use crate::http::directory::{JoinFailure, SessionLink};
 use crate::http::protocol::{encode, error_frame, parse_client, ClientFrame};
 use crate::http::state::AppState;
+use crate::http::ws_refresh::Refresh;
 use actix_codec::{Decoder, Encoder};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
 use actix_web::web::{Bytes, BytesMut, Data};
@@ -63,6 +64,8 @@ struct Session {
     last_heard: Instant,
     window_start: Instant,
     window_count: u32,
+    /// The cadence of a waiting socket, kept here too (`ws_refresh`).
+    refresh: Refresh,
 }
 
 /// What ends a session: a close frame to send, or nothing (the connection is gone).
@@ -74,7 +77,8 @@ enum End {
 enum Event {
     Queued,
     Readable(io::Result<()>),
-    Heartbeat,
+    /// The heartbeat, or a repeat of the latest position, is due.
+    Timer,
 }
 
 impl Drop for Session {
@@ -97,6 +101,7 @@ fn close_code(push: &ToSession) -> Option<(CloseCode, &'static str)> {
 /// Serves an upgraded connection until it ends. `pending` holds any bytes the client
 /// sent right behind its handshake.
 pub fn run(io: Conn, pending: BytesMut, spec: SessionSpec) -> impl Future<Output = ()> {
+    let refresh = Refresh::new(spec.state.ws.repeat_after);
     let s = Session {
         id: spec.state.next_session_id(),
         spec,
@@ -105,6 +110,7 @@ pub fn run(io: Conn, pending: BytesMut, spec: SessionSpec) -> impl Future<Output
         last_heard: Instant::now(),
         window_start: Instant::now(),
         window_count: 0,
+        refresh,
     };
     serve_session(io, pending, s)
 }
@@ -199,11 +205,12 @@ impl Session {
             return end;
         }
         loop {
+            let next_timer = self.refresh.due().map_or(next_ping, |d| d.min(next_ping));
             let event = tokio::select! {
                 biased;
                 _ = self.queue.woken() => Event::Queued,
                 r = io.readable() => Event::Readable(r),
-                _ = sleep_until(next_ping) => Event::Heartbeat,
+                _ = sleep_until(next_timer) => Event::Timer,
             };
             let step = match event {
                 Event::Queued => Box::pin(self.flush_queue(io)).await,
@@ -215,20 +222,30 @@ impl Session {
                         Err(End::Gone)
                     }
                 }
-                Event::Heartbeat => {
-                    if self.last_heard.elapsed() > CLIENT_TIMEOUT {
-                        tracing::debug!(user = %self.spec.user, "dropping silent websocket client");
-                        Err(End::Gone)
-                    } else {
-                        next_ping = Instant::now() + HEARTBEAT;
-                        Box::pin(self.send(io, Message::Ping(Bytes::new()))).await
-                    }
-                }
+                Event::Timer => Box::pin(self.on_timer(io, &mut next_ping)).await,
             };
             if let Err(end) = step {
                 return end;
             }
         }
+    }
+
+    /// A late position's repeat, then the heartbeat, whichever are due.
+    async fn on_timer(&mut self, io: &mut Conn, next_ping: &mut Instant) -> Result<(), End> {
+        let now = Instant::now();
+        if let Some(repeat) = self.refresh.take_due(now) {
+            metrics::counter!("sluice_ws_position_repeats_total").increment(1);
+            self.send_text(io, repeat).await?;
+        }
+        if now < *next_ping {
+            return Ok(());
+        }
+        if self.last_heard.elapsed() > CLIENT_TIMEOUT {
+            tracing::debug!(user = %self.spec.user, "dropping silent websocket client");
+            return Err(End::Gone);
+        }
+        *next_ping = now + HEARTBEAT;
+        self.send(io, Message::Ping(Bytes::new())).await
     }
 
     /// Decodes and handles every complete frame in `rbuf`; frees it once empty, so an
@@ -312,8 +329,10 @@ impl Session {
         };
         let mut out = BytesMut::new();
         let mut end = None;
+        let now = Instant::now();
         for m in &messages {
             self.encode(Message::Text(encode(m).into()), &mut out);
+            self.refresh.wrote(m, now);
             if let Some((code, why)) = close_code(m) {
                 end = Some(End::Close(code, why));
                 break;

@@ -145,6 +145,15 @@ pub fn sale_figures(report: &mut Report, run: &SaleRun, sale: &SaleArgs, m: &Cro
         ),
     );
     report.figure(
+        "admission",
+        "positions repeated by the socket's node (activity refresh late); longest gap between the activity's own frames",
+        format!(
+            "{} / {} ms",
+            m.position_repeats,
+            f1(m.news_gap_max_ms)
+        ),
+    );
+    report.figure(
         "sale",
         "orders created / stock",
         format!("{} / {}", m.orders, sale.stock),

@@ -116,6 +116,13 @@ pub struct UserRecord {
     #[serde(default)]
     pub long_first_gaps: u32,
     pub waiting_for_returns_frames: u32,
+    /// `position` frames marked `repeat` (the activity's refresh was late).
+    #[serde(default)]
+    pub position_repeats: u32,
+    /// Longest gap between frames from the activity itself (the place frame and
+    /// positions that were not repeats): what the cadence would be without repeats.
+    #[serde(default)]
+    pub news_gap_max_ms: f64,
     pub admitted_ms: Option<f64>,
     pub issued_at_ms: Option<f64>,
     /// Node (index in the run's node list) the user was on when it joined.

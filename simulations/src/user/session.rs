@@ -41,6 +41,8 @@ struct Place {
     last_frame_ms: Option<f64>,
     /// The previous waiting frame was the place frame (`queued`), not a position.
     after_place_frame: bool,
+    /// When the last frame from the activity itself came (not a repeat).
+    last_news_ms: Option<f64>,
     /// The node this user talks to now.
     route: Route,
 }
@@ -54,6 +56,7 @@ pub async fn run_user(ctx: Arc<Ctx>, idx: usize, user: String) -> UserRecord {
         pending_resume: None,
         last_frame_ms: None,
         after_place_frame: false,
+        last_news_ms: None,
         route: Route::home(idx, ctx.nodes.len()),
     };
     let mut rec = UserRecord::new(idx, user);
@@ -150,6 +153,7 @@ fn after_connect_error(
 /// The silence since the last waiting frame counts as a gap.
 fn start_resume(rec: &mut UserRecord, place: &mut Place, cause: &'static str) {
     let waiting_frame_ms = place.last_frame_ms.take();
+    place.last_news_ms = None;
     if let Some(last) = waiting_frame_ms {
         let now = now_ms();
         rec.waiting_gap(now, now - last);
@@ -337,14 +341,24 @@ async fn on_frame(
             rec.first_position = rec.first_position.or(Some(position));
             rec.last_position = Some(position);
             place.last_frame_ms = Some(now);
+            place.last_news_ms = Some(now);
             place.after_place_frame = true;
             None
         }
         ServerFrame::Position {
             position,
             waiting_for_returns,
+            repeat,
         } => {
             rec.position_frames += 1;
+            if repeat {
+                rec.position_repeats += 1;
+            } else {
+                if let Some(last) = place.last_news_ms {
+                    rec.news_gap_max_ms = rec.news_gap_max_ms.max(now - last);
+                }
+                place.last_news_ms = Some(now);
+            }
             if waiting_for_returns {
                 rec.waiting_for_returns_frames += 1;
             }

@@ -325,6 +325,11 @@ fn table_figures(
         (None, None) => "no kill".into(),
     };
     report.figure("summary", "failover time", failover);
+    report.figure(
+        "summary",
+        "positions repeated by the socket's node / longest gap between the activity's own frames",
+        format!("{} / {} ms", m.position_repeats, f1(m.news_gap_max_ms)),
+    );
     let owner_index = run.owner_before.map(|(i, _)| i);
     let kib = |x: Option<f64>| x.map_or("-".to_string(), f1);
     let owner = owner_index.and_then(|i| stats.get(i)?.kib_per_session);
