@@ -29,6 +29,12 @@ use tokio::sync::mpsc;
 /// A gathered commit goes to the target early once this many calls joined it, so a
 /// mailbox that never runs dry still commits.
 const MAX_GATHERED: usize = 1024;
+/// ...or once it holds this many writes. A busy mailbox (100,000 relayed re-joins
+/// after a failover) kept ticks gathering into one commit: a sold-out line, ended
+/// 1,000 places a tick, went out as commits of 20,000-135,000 deletions, each one
+/// Redis script of up to 2.5 s that stalled every node and cost the owner its lease
+/// (seen in Redis's SLOWLOG during a 100,000-session run).
+const MAX_GATHERED_WRITES: usize = 4096;
 
 /// Events one prune deletes at most (the next prune takes the rest).
 const MAX_PRUNED: u64 = 10_000;
@@ -176,11 +182,9 @@ impl Pipeline {
     /// queues its flush behind the mailbox).
     pub fn gather(&mut self, activity: &mut Activity) -> (Replies, bool) {
         // A full gathering goes first: the caller's answer must join one not yet sent.
-        if self
-            .gathering
-            .as_ref()
-            .is_some_and(|g| g.calls >= MAX_GATHERED)
-        {
+        if self.gathering.as_ref().is_some_and(|g| {
+            g.calls >= MAX_GATHERED || activity.pending_writes() >= MAX_GATHERED_WRITES
+        }) {
             let ready = self.flush(activity);
             self.ready.extend(ready);
         }
@@ -383,6 +387,40 @@ mod tests {
             .filter(|o| matches!(o.push, Push::Position { .. }))
             .map(|o| o.user.as_str())
             .collect()
+    }
+
+    #[test]
+    fn a_gathering_goes_out_once_it_holds_enough_writes() {
+        let body: CreateActivity = serde_json::from_value(serde_json::json!({
+            "id": "sale", "name": "Sale", "kind": "sale", "stock": 5,
+            "admission": {"rate_per_sec": 1, "max_active": 1}
+        }))
+        .expect("test body parses");
+        let (spec, slots) = body.validate(T0).expect("valid");
+        let mut a = Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32]);
+        let target = Arc::new(HeldCommits::default());
+        let (mut p, _acks) = Pipeline::new(
+            ActivityId::parse("sale").expect("id"),
+            false,
+            (EventSignal::new(), 0..0),
+            Arc::clone(&target) as Arc<dyn CommitTarget>,
+        );
+        // One call opens a gathering; then writes pile up without another call (ticks
+        // on a mailbox that never runs dry).
+        let (_, opened) = p.gather(&mut a);
+        assert!(opened);
+        let mut n = 0;
+        while a.pending_writes() < MAX_GATHERED_WRITES {
+            let user = UserId::parse(&format!("u{n}")).expect("id");
+            a.join(&user, true, T0).expect("join");
+            n += 1;
+        }
+        assert!(target.0.lock().expect("lock").is_empty(), "not sent yet");
+        // The next call does not join it: the full gathering goes out first.
+        let (_, opened) = p.gather(&mut a);
+        assert!(opened, "a new gathering for the next call");
+        assert_eq!(target.0.lock().expect("lock").len(), 1);
+        assert_eq!(a.pending_writes(), 0);
     }
 
     #[test]

@@ -148,6 +148,11 @@ impl Activity {
         !self.fx.mutations.is_empty() || self.fx.record_dirty
     }
 
+    /// How many writes are decided and not yet sent to a commit.
+    pub fn pending_writes(&self) -> usize {
+        self.fx.mutations.len()
+    }
+
     /// Ends a call made at `now`: its webhook events are stamped and recorded, and a
     /// change of phase (by the call, or by time) becomes an event too.
     pub fn end_call(&mut self, now: Millis) {
