@@ -15,6 +15,9 @@ pub struct TestApp {
     pub settings: Settings,
     pub state: actix_web::web::Data<sluice::http::state::AppState>,
     stopper: Stopper,
+    /// The server's task: after a stop it still closes the store, which a reopen on
+    /// the same directory must wait for (sled holds a file lock until then).
+    running: std::cell::RefCell<Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl std::ops::Deref for TestApp {
@@ -70,7 +73,7 @@ async fn start(settings: Settings, dir: tempfile::TempDir, manual: bool) -> Test
     let api = Api::new(app.port(), &settings.auth.jwt_secret, clock_dyn);
     let stopper = app.stopper();
     let state = app.state();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         api,
         clock,
@@ -78,6 +81,7 @@ async fn start(settings: Settings, dir: tempfile::TempDir, manual: bool) -> Test
         settings,
         state,
         stopper,
+        running: std::cell::RefCell::new(Some(running)),
     }
 }
 
@@ -86,9 +90,13 @@ impl TestApp {
         self.clock.as_ref().expect("manual clock").advance_ms(ms);
     }
 
-    /// Graceful shutdown, as on SIGTERM.
+    /// Graceful shutdown, as on SIGTERM; returns once the store is closed.
     pub async fn stop(&self) {
         self.stopper.stop().await;
+        let running = self.running.borrow_mut().take();
+        if let Some(task) = running {
+            let _ = task.await;
+        }
     }
 
     /// A new app on this one's store and settings (after `stop`), on the system clock.
