@@ -115,6 +115,9 @@ pub struct UserRecord {
     /// frame) and the first `position` after it.
     #[serde(default)]
     pub long_first_gaps: u32,
+    /// Those gaps by the node the socket was on.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub long_gaps_by_node: std::collections::BTreeMap<usize, u32>,
     pub waiting_for_returns_frames: u32,
     /// `position` frames marked `repeat` (the activity's refresh was late).
     #[serde(default)]
@@ -189,6 +192,14 @@ impl UserRecord {
     pub fn anomaly(&mut self, what: impl Into<String>) {
         if self.anomalies.len() < MAX_ANOMALIES {
             self.anomalies.push(what.into());
+        }
+    }
+
+    /// `waiting_gap`, for a socket on node `node` (index in the run's node list).
+    pub fn waiting_gap_on(&mut self, end_ms: f64, gap_ms: f64, node: usize) {
+        self.waiting_gap(end_ms, gap_ms);
+        if gap_ms > POSITION_GAP_LIMIT_MS {
+            *self.long_gaps_by_node.entry(node).or_default() += 1;
         }
     }
 

@@ -156,7 +156,7 @@ fn start_resume(rec: &mut UserRecord, place: &mut Place, cause: &'static str) {
     place.last_news_ms = None;
     if let Some(last) = waiting_frame_ms {
         let now = now_ms();
-        rec.waiting_gap(now, now - last);
+        rec.waiting_gap_on(now, now - last, place.route.node());
     }
     if place.pending_resume.is_none() {
         place.pending_resume = Some(Resume {
@@ -265,7 +265,7 @@ async fn session(ctx: &Ctx, rec: &mut UserRecord, place: &mut Place, mut ws: Ws)
                 if let Some(last) = place.last_frame_ms {
                     // Silence until the deadline is a gap too.
                     let now = now_ms();
-                    rec.waiting_gap(now, now - last);
+                    rec.waiting_gap_on(now, now - last, place.route.node());
                 }
                 rec.outcome = Outcome::Timeout;
                 let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
@@ -366,7 +366,7 @@ async fn on_frame(
                 rec.position_increases += 1;
             }
             if let Some(last) = place.last_frame_ms {
-                rec.waiting_gap(now, now - last);
+                rec.waiting_gap_on(now, now - last, place.route.node());
                 if place.after_place_frame && now - last > POSITION_GAP_LIMIT_MS {
                     rec.long_first_gaps += 1;
                 }

@@ -25,6 +25,8 @@ pub struct FailoverCadence {
     pub after_failover: usize,
     /// Gaps over the limit between a place frame and the first position after it.
     pub first_after_place: usize,
+    /// Gaps over the limit by the node the socket was on (index in the node list).
+    pub by_node: std::collections::BTreeMap<usize, usize>,
 }
 
 impl FailoverCadence {
@@ -34,6 +36,9 @@ impl FailoverCadence {
         for r in records {
             c.over_limit += r.long_gap_count as usize;
             c.first_after_place += r.long_first_gaps as usize;
+            for (&node, &n) in &r.long_gaps_by_node {
+                *c.by_node.entry(node).or_default() += n as usize;
+            }
             c.violations += (r.long_gap_count as usize).saturating_sub(r.long_gaps.len());
             for &[end, gap] in &r.long_gaps {
                 if pause_of_failover(end - gap, end, failover) {

@@ -123,6 +123,21 @@ fn order_checks(
             .and_then(|f| Some((f.killed_at_ms, f.served_at_ms?))),
     };
     let cadence = FailoverCadence::of(records, window);
+    // Node indices as "n<i+1>", the names the nodes are spawned with.
+    let by_node: Vec<String> = cadence
+        .by_node
+        .iter()
+        .map(|(i, n)| format!("n{}: {n}", i + 1))
+        .collect();
+    report.figure(
+        "failover",
+        "gaps over 6 s by the node the socket was on",
+        if by_node.is_empty() {
+            "-".to_owned()
+        } else {
+            by_node.join(", ")
+        },
+    );
     report.figure(
         "failover",
         "gaps over 6 s: over the failover / others",
