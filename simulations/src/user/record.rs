@@ -115,9 +115,9 @@ pub struct UserRecord {
     /// frame) and the first `position` after it.
     #[serde(default)]
     pub long_first_gaps: u32,
-    /// Those gaps by the node the socket was on.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub long_gaps_by_node: std::collections::BTreeMap<usize, u32>,
+    /// Those gaps by the node the socket was on (index in the node list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub long_gaps_by_node: Vec<u32>,
     pub waiting_for_returns_frames: u32,
     /// `position` frames marked `repeat` (the activity's refresh was late).
     #[serde(default)]
@@ -199,7 +199,10 @@ impl UserRecord {
     pub fn waiting_gap_on(&mut self, end_ms: f64, gap_ms: f64, node: usize) {
         self.waiting_gap(end_ms, gap_ms);
         if gap_ms > POSITION_GAP_LIMIT_MS {
-            *self.long_gaps_by_node.entry(node).or_default() += 1;
+            if self.long_gaps_by_node.len() <= node {
+                self.long_gaps_by_node.resize(node + 1, 0);
+            }
+            self.long_gaps_by_node[node] += 1;
         }
     }
 

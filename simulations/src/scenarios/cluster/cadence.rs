@@ -36,7 +36,12 @@ impl FailoverCadence {
         for r in records {
             c.over_limit += r.long_gap_count as usize;
             c.first_after_place += r.long_first_gaps as usize;
-            for (&node, &n) in &r.long_gaps_by_node {
+            for (node, &n) in r
+                .long_gaps_by_node
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+            {
                 *c.by_node.entry(node).or_default() += n as usize;
             }
             c.violations += (r.long_gap_count as usize).saturating_sub(r.long_gaps.len());
@@ -85,6 +90,22 @@ mod tests {
             r.waiting_gap(end, gap);
         }
         r
+    }
+
+    #[test]
+    fn gaps_by_node_survive_the_workers_line_and_add_up() {
+        let mut r = UserRecord::default();
+        r.waiting_gap_on(20_000.0, 7_000.0, 6);
+        r.waiting_gap_on(30_000.0, 1_000.0, 2);
+        // As a load-generator process sends it to the parent.
+        let line = serde_json::to_string(&crate::worker::WorkerEvent::Record(Box::new(r)))
+            .expect("serializes");
+        let back = match serde_json::from_str(&line).expect("parses") {
+            crate::worker::WorkerEvent::Record(r) => *r,
+            _ => panic!("not a record"),
+        };
+        let c = FailoverCadence::of(&[back.clone(), back], None);
+        assert_eq!(c.by_node.into_iter().collect::<Vec<_>>(), vec![(6, 2)]);
     }
 
     #[test]
