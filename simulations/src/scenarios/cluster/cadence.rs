@@ -25,6 +25,9 @@ pub struct FailoverCadence {
     pub after_failover: usize,
     /// Gaps over the limit between a place frame and the first position after it.
     pub first_after_place: usize,
+    /// When the kept gaps that began after the failover began, in seconds after it
+    /// ended: (earliest, latest).
+    pub after_failover_starts_s: Option<(f64, f64)>,
     /// Gaps over the limit by the node the socket was on (index in the node list).
     pub by_node: std::collections::BTreeMap<usize, usize>,
 }
@@ -57,6 +60,11 @@ impl FailoverCadence {
                             c.before_kill += 1;
                         } else if end - gap >= served {
                             c.after_failover += 1;
+                            let at = (end - gap - served) / 1000.0;
+                            c.after_failover_starts_s = Some(match c.after_failover_starts_s {
+                                Some((lo, hi)) => (lo.min(at), hi.max(at)),
+                                None => (at, at),
+                            });
                         } else {
                             c.late_after_failover += 1;
                         }

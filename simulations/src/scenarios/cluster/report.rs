@@ -129,6 +129,13 @@ fn order_checks(
         .iter()
         .map(|(i, n)| format!("n{}: {n}", i + 1))
         .collect();
+    if let Some((lo, hi)) = cadence.after_failover_starts_s {
+        report.figure(
+            "failover",
+            "gaps over 6 s that began after the failover: began s after it ended",
+            format!("{} .. {}", f1(lo), f1(hi)),
+        );
+    }
     report.figure(
         "failover",
         "gaps over 6 s by the node the socket was on",
