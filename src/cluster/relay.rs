@@ -138,6 +138,9 @@ pub struct RelayBatch {
     pub items: Vec<(u64, ToSession)>,
 }
 
+/// The sessions a node holds for activities owned elsewhere, by session id.
+type Sessions = Arc<Mutex<HashMap<u64, RemoteSession>>>;
+
 /// The owner's link to a node holding sessions of its activities.
 pub struct NodeLink {
     node: String,
@@ -145,6 +148,11 @@ pub struct NodeLink {
     key: String,
     pending: Mutex<Vec<(u64, ToSession)>>,
     wake: Notify,
+    /// Set when the node is this one: a node that took over an activity holds its
+    /// own relayed sockets, and their messages go straight into their queues rather
+    /// than through an HTTP request to itself (after a takeover, that loopback was
+    /// the new owner's largest extra load next to the activity itself).
+    local: Option<Sessions>,
 }
 
 impl SessionOutput for NodeLink {
@@ -152,6 +160,10 @@ impl SessionOutput for NodeLink {
     /// node holding the socket re-joins the session at the next owner itself.
     fn push(&self, session: u64, msg: ToSession) {
         if matches!(msg, ToSession::Restarting) {
+            return;
+        }
+        if let Some(sessions) = &self.local {
+            deliver_to(sessions, std::iter::once((session, msg)));
             return;
         }
         {
@@ -288,7 +300,7 @@ pub struct Relay {
     /// Node side: links to owners, by base URL.
     ops: Mutex<HashMap<String, Arc<OpsLink>>>,
     /// Node side: sessions whose socket is here and whose activity is elsewhere.
-    sessions: Mutex<HashMap<u64, RemoteSession>>,
+    sessions: Sessions,
     /// Node side: the owner each activity's relayed sessions last joined.
     owners: Mutex<HashMap<ActivityId, OwnerRef>>,
 }
@@ -302,7 +314,7 @@ impl Relay {
             arbiter,
             links: Mutex::new(HashMap::new()),
             ops: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
             owners: Mutex::new(HashMap::new()),
         }
     }
@@ -313,14 +325,19 @@ impl Relay {
         if let Some(l) = links.get(node).filter(|l| l.base == base) {
             return Arc::clone(l);
         }
+        let local = node == self.node_id;
         let link = Arc::new(NodeLink {
             node: node.to_owned(),
             base: base.to_owned(),
             key: self.key.clone(),
             pending: Mutex::new(Vec::new()),
             wake: Notify::new(),
+            local: local.then(|| Arc::clone(&self.sessions)),
         });
         links.insert(node.to_owned(), Arc::clone(&link));
+        if local {
+            return link;
+        }
         let l = Arc::clone(&link);
         // `spawn_fn`: the task uses the actix client, which is not `Send`.
         self.arbiter.spawn_fn(move || {
@@ -495,25 +512,7 @@ impl Relay {
 
     /// Node side: messages from owners for sessions held here.
     pub fn deliver(&self, items: Vec<(u64, ToSession)>) {
-        let mut sessions = self.sessions();
-        for (id, msg) in items {
-            let Some(s) = sessions.get_mut(&id) else {
-                continue;
-            };
-            if let ToSession::Push(Push::Queued { ticket, .. } | Push::Prequeue { ticket, .. }) =
-                &msg
-            {
-                s.ticket = Some(ticket.clone());
-            }
-            let last = match &msg {
-                ToSession::Push(p) => p.is_final(),
-                ToSession::Superseded | ToSession::Restarting => true,
-            };
-            s.queue.push(msg);
-            if last {
-                sessions.remove(&id);
-            }
-        }
+        deliver_to(&self.sessions, items);
     }
 
     /// Node side: sessions held here whose activity is owned elsewhere.
@@ -580,6 +579,31 @@ impl Relay {
                     }
                 });
             });
+        }
+    }
+}
+
+/// Node side: messages from an owner (over HTTP, or this node's own activity) into
+/// the queues of the sessions held here; a session's final message unregisters it.
+fn deliver_to(
+    sessions: &Mutex<HashMap<u64, RemoteSession>>,
+    items: impl IntoIterator<Item = (u64, ToSession)>,
+) {
+    let mut sessions = sessions.lock().unwrap_or_else(|e| e.into_inner());
+    for (id, msg) in items {
+        let Some(s) = sessions.get_mut(&id) else {
+            continue;
+        };
+        if let ToSession::Push(Push::Queued { ticket, .. } | Push::Prequeue { ticket, .. }) = &msg {
+            s.ticket = Some(ticket.clone());
+        }
+        let last = match &msg {
+            ToSession::Push(p) => p.is_final(),
+            ToSession::Superseded | ToSession::Restarting => true,
+        };
+        s.queue.push(msg);
+        if last {
+            sessions.remove(&id);
         }
     }
 }
@@ -652,5 +676,52 @@ mod tests {
         let back: RelayBatch =
             serde_json::from_str(&serde_json::to_string(&batch).expect("ser")).expect("parses");
         assert_eq!(back.items.len(), 2);
+    }
+
+    #[test]
+    fn an_owner_tells_its_own_relayed_sockets_directly() {
+        let _system = actix::System::new();
+        let relay = Relay::new(
+            "n1".into(),
+            "http://n1.test".into(),
+            "k".into(),
+            actix::Arbiter::current(),
+        );
+        let queue = Arc::new(SessionQueue::default());
+        relay.sessions().insert(
+            7,
+            RemoteSession {
+                queue: Arc::clone(&queue),
+                activity: ActivityId::parse("drop").expect("id"),
+                user: UserId::parse("u1").expect("id"),
+                ticket: None,
+                owner: OwnerRef {
+                    node: "n1".into(),
+                    base: "http://n1.test".into(),
+                    fence: 2,
+                },
+            },
+        );
+        // The link to this node itself: no request, the queue has the message at once.
+        let link = relay.link_to("n1", "http://n1.test");
+        link.push(
+            7,
+            ToSession::Push(Push::Queued {
+                ticket: "t7".into(),
+                receipt: "r".into(),
+                position: 3,
+                eta_secs: 1,
+                seq: 9,
+            }),
+        );
+        assert!(link.pending.lock().expect("lock").is_empty());
+        assert_eq!(relay.sessions()[&7].ticket.as_deref(), Some("t7"));
+        // A final message unregisters the session, as over HTTP.
+        link.push(7, ToSession::Push(Push::SoldOut));
+        assert!(relay.sessions().is_empty());
+        match queue.drain() {
+            crate::actors::session_queue::Drained::Messages(m) => assert_eq!(m.len(), 2),
+            crate::actors::session_queue::Drained::Overflowed => panic!("overflowed"),
+        }
     }
 }
