@@ -17,7 +17,17 @@ fn join_as_the_handler_did(
     now: Millis,
 ) -> Result<JoinedView, ActivityError> {
     if let Some(t) = ticket {
-        a.ticket(user, t, now)?;
+        // One deliberate change since: an unknown ticket of a line that ended hears how
+        // it ended, not `not_found` (`resume` below already said so; this check did not).
+        a.ticket(user, t, now).map_err(|e| match e {
+            ActivityError::NotFound(_) if a.is_closed(now) => {
+                ActivityError::NotOpen("the activity is closed".into())
+            }
+            ActivityError::NotFound(_) if a.is_sold_out() => {
+                ActivityError::SoldOut("everything has been sold".into())
+            }
+            e => e,
+        })?;
     }
     a.check_pow(user, pow, now)?;
     let joined = match ticket {
