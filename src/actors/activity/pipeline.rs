@@ -389,22 +389,33 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_gathering_goes_out_once_it_holds_enough_writes() {
+    /// A sale admitting one at a time, and its pipeline committing to `HeldCommits`.
+    fn sale_with_held_commits() -> (
+        Activity,
+        Arc<HeldCommits>,
+        Pipeline,
+        mpsc::UnboundedReceiver<Ack>,
+    ) {
         let body: CreateActivity = serde_json::from_value(serde_json::json!({
             "id": "sale", "name": "Sale", "kind": "sale", "stock": 5,
             "admission": {"rate_per_sec": 1, "max_active": 1}
         }))
         .expect("test body parses");
         let (spec, slots) = body.validate(T0).expect("valid");
-        let mut a = Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32]);
+        let a = Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32]);
         let target = Arc::new(HeldCommits::default());
-        let (mut p, _acks) = Pipeline::new(
+        let (p, acks) = Pipeline::new(
             ActivityId::parse("sale").expect("id"),
             false,
             (EventSignal::new(), 0..0),
             Arc::clone(&target) as Arc<dyn CommitTarget>,
         );
+        (a, target, p, acks)
+    }
+
+    #[test]
+    fn a_gathering_goes_out_once_it_holds_enough_writes() {
+        let (mut a, target, mut p, _acks) = sale_with_held_commits();
         // One call opens a gathering; then writes pile up without another call (ticks
         // on a mailbox that never runs dry).
         let (_, opened) = p.gather(&mut a);
@@ -425,20 +436,7 @@ mod tests {
 
     #[test]
     fn positions_wait_for_the_last_removal_not_for_joins_behind() {
-        let body: CreateActivity = serde_json::from_value(serde_json::json!({
-            "id": "sale", "name": "Sale", "kind": "sale", "stock": 5,
-            "admission": {"rate_per_sec": 1, "max_active": 1}
-        }))
-        .expect("test body parses");
-        let (spec, slots) = body.validate(T0).expect("valid");
-        let mut a = Activity::new(spec, &slots, TokenKey::new(b"k"), T0, [9; 32]);
-        let target = Arc::new(HeldCommits::default());
-        let (mut p, mut acks) = Pipeline::new(
-            ActivityId::parse("sale").expect("id"),
-            false,
-            (EventSignal::new(), 0..0),
-            Arc::clone(&target) as Arc<dyn CommitTarget>,
-        );
+        let (mut a, target, mut p, mut acks) = sale_with_held_commits();
         let user = |n: &str| UserId::parse(n).expect("id");
         for n in ["a", "b", "c"] {
             a.join(&user(n), true, T0).expect("join");

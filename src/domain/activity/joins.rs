@@ -155,7 +155,7 @@ impl Activity {
     }
 
     /// An unknown ticket of a line that ended is answered with how it ended.
-    fn after_the_end(&self, e: ActivityError, now: Millis) -> ActivityError {
+    pub(super) fn after_the_end(&self, e: ActivityError, now: Millis) -> ActivityError {
         match e {
             ActivityError::NotFound(_) if self.is_closed(now) => {
                 ActivityError::NotOpen("the activity is closed".into())

@@ -19,15 +19,8 @@ fn join_as_the_handler_did(
     if let Some(t) = ticket {
         // One deliberate change since: an unknown ticket of a line that ended hears how
         // it ended, not `not_found` (`resume` below already said so; this check did not).
-        a.ticket(user, t, now).map_err(|e| match e {
-            ActivityError::NotFound(_) if a.is_closed(now) => {
-                ActivityError::NotOpen("the activity is closed".into())
-            }
-            ActivityError::NotFound(_) if a.is_sold_out() => {
-                ActivityError::SoldOut("everything has been sold".into())
-            }
-            e => e,
-        })?;
+        a.ticket(user, t, now)
+            .map_err(|e| a.after_the_end(e, now))?;
     }
     a.check_pow(user, pow, now)?;
     let joined = match ticket {
