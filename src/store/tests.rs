@@ -78,11 +78,11 @@ async fn reads_follow_commits_through_checkpoints_and_a_restart() {
     .await;
     store.shutdown();
     assert_eq!(
-        std::fs::read_dir(dir.path().join("journal"))
+        super::journal::segments(&dir.path().join("journal"))
             .expect("lists")
-            .count(),
+            .len(),
         0,
-        "a clean stop leaves everything in sled"
+        "a clean stop leaves everything in sled (a spare may stay for the next start)"
     );
 
     let store = open(dir.path());

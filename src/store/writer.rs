@@ -28,6 +28,10 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// latency-sensitive threads get the cores.
 const CHECKPOINT_SLICE: usize = 1024;
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(1);
+/// The smallest spare journal segment, and the unit spares are sized in.
+const SPARE_MIN: u64 = 1 << 20;
+/// The checkpoint thread's nice value (`in_background`).
+const CHECKPOINT_NICE: i32 = 10;
 
 /// How often a recovering writer tries to re-establish the journal.
 pub(super) const RETRY: Duration = Duration::from_millis(100);
@@ -80,7 +84,10 @@ pub(super) fn run(
         let (inner, db, dir) = (Arc::clone(&inner), db.clone(), journal_dir.clone());
         std::thread::Builder::new()
             .name("sluice-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(&inner, &db, &dir, &checkpoint_rx))
+            .spawn(move || {
+                in_background();
+                checkpoint_loop(&inner, &db, &dir, &checkpoint_rx)
+            })
     };
     let mut w = Writer {
         inner,
@@ -145,8 +152,9 @@ pub(super) fn run(
     if let Ok(h) = checkpointer {
         let _ = h.join();
     }
-    // A clean stop leaves sled whole and the journal empty (unless the disk has no
-    // room for it: then the journal keeps everything for the next start).
+    // A clean stop leaves sled whole and no journal segment, only the spare for the
+    // next start (unless the disk has no room for the checkpoint: then the journal
+    // keeps everything for the next start).
     w.inner.mem.freeze();
     if w.inner
         .mem
@@ -363,16 +371,47 @@ impl Writer {
     }
 }
 
+/// Lowers the calling thread's priority to `CHECKPOINT_NICE`. A checkpoint competes
+/// for the same cores as the threads a purchase passes through; at nice 0 it delayed
+/// their replies. Lowered, it takes the CPU they leave idle and still gets about a
+/// tenth of a busy core, so it keeps up under sustained load.
+fn in_background() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), CHECKPOINT_NICE) {
+        tracing::debug!(error = %e, "checkpoint thread keeps its priority");
+    }
+}
+
 /// Runs the checkpoints the writer asks for, each once the disk has room for it.
 fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>) {
     let mut waiting: Option<u64> = None;
+    let mut spare = SPARE_MIN;
     loop {
+        // A spare only where it leaves the room a checkpoint needs: it must never be
+        // what fills the disk under the journal.
+        if waiting.is_none()
+            && free_bytes(dir).is_none_or(|free| free >= 2 * spare + CHECKPOINT_HEADROOM)
+        {
+            if let Err(e) = journal::prepare_spare(dir, spare) {
+                tracing::warn!(error = %e, "no spare journal segment: the next one grows as it is written");
+            }
+        }
         let got = match waiting {
             Some(_) => rx.recv_timeout(CHECKPOINT_ROOM_RETRY),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match got {
-            Ok(upto) => waiting = Some(upto),
+            Ok(upto) => {
+                // The next spare is as large as the segment just closed (cut back to its
+                // frames): a trickle of commits does not rewrite 64 MiB of zeros each
+                // rotation, a sale gets a whole segment.
+                let used =
+                    std::fs::metadata(journal::segment_path(dir, upto)).map_or(0, |m| m.len());
+                spare = used
+                    .next_multiple_of(SPARE_MIN)
+                    .clamp(SPARE_MIN, SEGMENT_BYTES);
+                waiting = Some(upto);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
@@ -388,16 +427,21 @@ fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>)
     }
 }
 
+/// Free bytes on the filesystem of `dir`, if it says.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let fs = rustix::fs::statvfs(dir).ok()?;
+    Some(fs.f_bavail.saturating_mul(fs.f_frsize))
+}
+
 /// Whether the filesystem of `dir` has room for sled to take `frozen` (unknown: yes).
 fn has_room(dir: &Path, frozen: &Writes) -> bool {
-    let Ok(fs) = rustix::fs::statvfs(dir) else {
+    let Some(free) = free_bytes(dir) else {
         return true;
     };
     let writes: u64 = frozen
         .iter()
         .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
         .sum();
-    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
     let room = free >= writes.saturating_mul(2).saturating_add(CHECKPOINT_HEADROOM);
     if !room {
         tracing::warn!(

@@ -18,16 +18,33 @@ fn last_segment(store: &Path) -> PathBuf {
     segs.pop().expect("a segment")
 }
 
-/// The byte offsets of the frames of a segment (`len: u32 LE` heads each frame).
+/// The byte offsets of the frames of a segment (`len: u32 LE` heads each frame),
+/// up to the zeros a segment written over a spare ends in.
 fn frame_offsets(data: &[u8]) -> Vec<usize> {
     let mut at = 0;
     let mut out = Vec::new();
     while at + 8 <= data.len() {
-        out.push(at);
         let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push(at);
         at += 8 + len;
     }
     out
+}
+
+/// Damages the tail of a segment where a crash would: right after its last frame,
+/// keeping the zeros that followed it (a segment over a spare) after the damage.
+fn damage_tail(data: &mut Vec<u8>, damage: fn(&mut Vec<u8>)) {
+    let last = *frame_offsets(data).last().expect("a frame");
+    let len = u32::from_le_bytes(data[last..last + 4].try_into().expect("4 bytes")) as usize;
+    let size = data.len();
+    data.truncate(last + 8 + len);
+    damage(data);
+    if data.len() < size {
+        data.resize(size, 0);
+    }
 }
 
 /// The binary with no checkpoint during the test: every acknowledged commit stays
@@ -84,7 +101,7 @@ async fn a_damaged_tail_after_kill_9_is_dropped_and_every_acknowledged_order_sur
             !frame_offsets(&data).is_empty(),
             "{what}: the journal holds the sale"
         );
-        damage(&mut data);
+        damage_tail(&mut data, *damage);
         std::fs::write(&seg, &data).expect("writes");
         app.restart().await;
         assert_kept(&app, "tail", &orders).await;

@@ -221,3 +221,92 @@ fn a_sealed_segment_ends_at_its_last_synced_frame() {
     empty.seal().expect("seals");
     assert!(!segment_path(dir.path(), 9).exists());
 }
+
+#[test]
+fn a_segment_takes_over_the_spare_and_only_the_last_may_end_in_zeros() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    prepare_spare(dir.path(), 4096).expect("spare");
+    assert_eq!(
+        fs::metadata(dir.path().join(SPARE)).expect("spare").len(),
+        4096
+    );
+    prepare_spare(dir.path(), 1024).expect("a ready spare at least as large is kept");
+    assert_eq!(
+        fs::metadata(dir.path().join(SPARE)).expect("spare").len(),
+        4096
+    );
+
+    let mut j = Journal::create(dir.path(), 0, Arc::default()).expect("segment");
+    assert!(
+        !dir.path().join(SPARE).exists(),
+        "the segment took the spare"
+    );
+    let (good, _) = acknowledged(3);
+    j.append(&good).expect("append");
+    let first = segment_path(dir.path(), 0);
+    assert_eq!(
+        fs::metadata(&first).expect("stat").len(),
+        4096,
+        "written over zeros"
+    );
+
+    // No spare now: the next segment grows as it is written.
+    let closed = j.rotate().expect("rotates");
+    assert_eq!(closed, 0);
+    assert_eq!(
+        fs::metadata(&first).expect("stat").len(),
+        good.len() as u64,
+        "a closed segment is cut back to its frames"
+    );
+    j.append(&frame(&[(b"k3", Some(b"last"))])).expect("append");
+    assert_eq!(
+        fs::metadata(segment_path(dir.path(), 1))
+            .expect("stat")
+            .len(),
+        j.bytes()
+    );
+
+    let (_db_dir, db) = temp_db();
+    replay(&db, dir.path()).expect("replays");
+    assert_keeps(&db, 3);
+    assert_eq!(db.get(b"k3").expect("get").as_deref(), Some(&b"last"[..]));
+}
+
+#[test]
+fn a_crash_over_zeros_keeps_every_acknowledged_frame() {
+    let (good, _) = acknowledged(3);
+    let last = frame(&[(b"unacked", Some(&[7u8; 40][..]))]);
+    // The rest of a spare after the frames; a partial append, cut at any byte and with
+    // its first bytes lost (written out of order), before the zeros.
+    let mut cases = vec![("zeros only", good.clone())];
+    for cut in [1, HEADER, last.len() - 1] {
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(&last[..cut]);
+        cases.push(("a partial frame", bytes));
+        let mut bytes = good.clone();
+        bytes.resize(good.len() + HEADER, 0);
+        bytes.extend_from_slice(&last[HEADER..cut.max(HEADER + 1)]);
+        cases.push(("a frame whose header was not written", bytes));
+    }
+    for (what, mut bytes) in cases {
+        bytes.resize(1 << 16, 0);
+        let (res, db, _dir) = replay_bytes(&bytes);
+        assert!(res.is_ok(), "{what}: {res:?}");
+        assert_keeps(&db, 3);
+        assert_eq!(db.get(b"unacked").expect("get"), None, "{what}");
+    }
+}
+
+#[test]
+fn a_closed_segment_ending_in_zeros_is_damage() {
+    let (dir, db) = temp_db();
+    let jdir = dir.path().join("journal");
+    fs::create_dir_all(&jdir).expect("dir");
+    let (good, _) = acknowledged(2);
+    let mut zero_tail = good.clone();
+    zero_tail.resize(good.len() + 4096, 0);
+    fs::write(segment_path(&jdir, 0), &zero_tail).expect("write");
+    fs::write(segment_path(&jdir, 1), &good).expect("write");
+    let err = replay(&db, &jdir).expect_err("acknowledged frames may be missing");
+    assert!(err.to_string().contains("not the last"), "{err}");
+}
