@@ -389,9 +389,7 @@ fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>)
     loop {
         // A spare only where it leaves the room a checkpoint needs: it must never be
         // what fills the disk under the journal.
-        if waiting.is_none()
-            && free_bytes(dir).is_none_or(|free| free >= 2 * spare + CHECKPOINT_HEADROOM)
-        {
+        if waiting.is_none() && free_bytes(dir).is_none_or(|free| room_for(free, spare)) {
             if let Err(e) = journal::prepare_spare(dir, spare) {
                 tracing::warn!(error = %e, "no spare journal segment: the next one grows as it is written");
             }
@@ -433,6 +431,12 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(fs.f_bavail.saturating_mul(fs.f_frsize))
 }
 
+/// The one rule for background writes to the store's disk: twice their size plus
+/// `CHECKPOINT_HEADROOM` must be free, so they never take the journal's last room.
+fn room_for(free: u64, bytes: u64) -> bool {
+    free >= bytes.saturating_mul(2).saturating_add(CHECKPOINT_HEADROOM)
+}
+
 /// Whether the filesystem of `dir` has room for sled to take `frozen` (unknown: yes).
 fn has_room(dir: &Path, frozen: &Writes) -> bool {
     let Some(free) = free_bytes(dir) else {
@@ -442,7 +446,7 @@ fn has_room(dir: &Path, frozen: &Writes) -> bool {
         .iter()
         .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
         .sum();
-    let room = free >= writes.saturating_mul(2).saturating_add(CHECKPOINT_HEADROOM);
+    let room = room_for(free, writes);
     if !room {
         tracing::warn!(
             free_bytes = free,
