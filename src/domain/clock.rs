@@ -45,29 +45,47 @@ impl Clock for ManualClock {
     }
 }
 
-/// RFC 3339 in UTC with second precision, as the contract shows it.
+/// RFC 3339 in UTC with second precision, as the contract shows it. Every order in
+/// an answer carries two, so the digits are written directly rather than through a
+/// format description.
 pub fn rfc3339(ms: Millis) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    utc_text(ms - ms % 1000, false)
 }
 
 /// RFC 3339 in UTC with millisecond precision, always three digits (so text order
 /// is time order).
 pub fn rfc3339_ms(ms: Millis) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    utc_text(ms, true)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.mmm]Z`; the epoch for an instant past year 9999.
+fn utc_text(ms: Millis, millis: bool) -> String {
+    let (t, ms) = i64::try_from(ms / 1000)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map_or((time::OffsetDateTime::UNIX_EPOCH, 0), |t| (t, ms));
+    let mut out = String::with_capacity(24);
+    let year = u32::try_from(t.year()).unwrap_or(0);
+    digits(&mut out, year, 4, "-");
+    digits(&mut out, u32::from(u8::from(t.month())), 2, "-");
+    digits(&mut out, u32::from(t.day()), 2, "T");
+    digits(&mut out, u32::from(t.hour()), 2, ":");
+    digits(&mut out, u32::from(t.minute()), 2, ":");
+    digits(&mut out, u32::from(t.second()), 2, "");
+    if millis {
+        out.push('.');
+        digits(&mut out, (ms % 1000) as u32, 3, "");
+    }
+    out.push('Z');
+    out
+}
+
+/// The last `width` decimal digits of `n`, zero-padded, then `sep`.
+fn digits(out: &mut String, n: u32, width: u32, sep: &str) {
+    for p in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
+    out.push_str(sep);
 }
 
 /// Parses RFC 3339 with any offset; `None` if malformed or before 1970.
@@ -80,6 +98,33 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_what_the_time_crate_writes() {
+        let rfc = &time::format_description::well_known::Rfc3339;
+        for ms in [
+            0,
+            999,
+            1_000,
+            1_700_000_000_123,
+            951_782_400_000,
+            253_402_300_799_999,
+        ] {
+            let t =
+                time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).expect("in range");
+            assert_eq!(rfc3339(ms), t.format(rfc).expect("formats"), "{ms}");
+            let t = t + time::Duration::milliseconds((ms % 1000) as i64);
+            let want = t.format(rfc).expect("formats");
+            let want = match want.strip_suffix('Z').and_then(|w| w.split_once('.')) {
+                Some((secs, frac)) => format!("{secs}.{frac:0<3}Z"),
+                None => want.replace('Z', ".000Z"),
+            };
+            assert_eq!(rfc3339_ms(ms), want, "{ms}");
+        }
+        // Past year 9999 (beyond what the time crate represents): the epoch, as before.
+        assert_eq!(rfc3339(253_402_300_800_000), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(253_402_300_800_001), "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn rfc3339_round_trips_at_second_precision() {

@@ -25,8 +25,22 @@ pub struct EventLog {
     pub next: u64,
 }
 
+/// JSON of `v` in a vector of exactly its size (it stays in the memtable until the
+/// next checkpoint). Written into a reused buffer first: growing a fresh vector took
+/// a handful of reallocations per order.
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("store types serialize")
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, v).expect("store types serialize");
+        let out = buf.to_vec();
+        // A large record (a shuffle audit) does not keep its buffer.
+        buf.truncate(0);
+        buf.shrink_to(4096);
+        out
+    })
 }
 
 /// Encodes mutations (and the activity record, when it changed). With `outbox`, every

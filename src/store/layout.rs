@@ -44,8 +44,22 @@ pub fn activity_key(a: &ActivityId, rest: &str) -> Vec<u8> {
     format!("a/{a}/{rest}").into_bytes()
 }
 
+/// `a/{a}/{kind}/{n:016x}`, built without the formatting machinery: every purchase
+/// writes two of these keys.
 pub fn numbered(a: &ActivityId, kind: char, n: u64) -> Vec<u8> {
-    format!("a/{a}/{kind}/{n:016x}").into_bytes()
+    let a = a.as_str().as_bytes();
+    let mut key = Vec::with_capacity(a.len() + 24);
+    key.extend_from_slice(b"a/");
+    key.extend_from_slice(a);
+    key.push(b'/');
+    key.extend_from_slice(kind.encode_utf8(&mut [0; 4]).as_bytes());
+    key.push(b'/');
+    key.extend(
+        (0..16)
+            .rev()
+            .map(|i| b"0123456789abcdef"[(n >> (i * 4)) as usize & 0xf]),
+    );
+    key
 }
 
 pub fn outbox_key(seq: u64) -> Vec<u8> {
@@ -133,6 +147,12 @@ mod tests {
             Some(ActivityKey::Numbered("drop-1", 'p', 255))
         );
         assert_eq!(parse_activity_key(b"a/x/p/zz"), None);
+        for n in [0, 9, 10, 255, 0xdead_beef, u64::MAX] {
+            assert_eq!(
+                numbered(&a, 'o', n),
+                format!("a/drop-1/o/{n:016x}").into_bytes()
+            );
+        }
         assert_eq!(parse_outbox_seq(&outbox_key(7)), Some(7));
         assert_eq!(parse_event_seq(&event_key("drop-1", 300)), Some(300));
     }

@@ -104,7 +104,10 @@ impl OrderBook {
         self.pending += 1;
         self.by_hold.insert(order.hold, n);
         fx.mutations.push(Mutation::PutOrder(order.clone()));
-        fx.event(EventType::OrderCreated, EventData::Order(order.view()));
+        fx.event(
+            EventType::OrderCreated,
+            EventData::Order(Box::new(order.clone())),
+        );
         self.orders.entry(n).or_insert(order)
     }
 
@@ -126,7 +129,10 @@ impl OrderBook {
                     self.pending -= 1;
                     self.paid_units += u64::from(q);
                     fx.mutations.push(Mutation::PutOrder(order.clone()));
-                    fx.event(EventType::OrderPaid, EventData::Order(order.view()));
+                    fx.event(
+                        EventType::OrderPaid,
+                        EventData::Order(Box::new(order.clone())),
+                    );
                 }
                 Ok(order)
             }
@@ -152,7 +158,10 @@ impl OrderBook {
                 self.pending -= 1;
                 self.cancelled_units += u64::from(order.quantity);
                 fx.mutations.push(Mutation::PutOrder(order.clone()));
-                fx.event(EventType::OrderCancelled, EventData::Order(order.view()));
+                fx.event(
+                    EventType::OrderCancelled,
+                    EventData::Order(Box::new(order.clone())),
+                );
                 Ok((order, Transition::Changed))
             }
             Ok(Transition::Unchanged) => Ok((order.clone(), Transition::Unchanged)),

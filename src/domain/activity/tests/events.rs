@@ -1,6 +1,7 @@
 //! Webhook events: emitted with the changes that cause them, stamped when the call ends.
 
 use super::*;
+use crate::domain::order::OrderStatus;
 use crate::domain::webhook::{EventData, EventType};
 
 fn events(fx: &Effects) -> Vec<(EventType, Millis, EventData)> {
@@ -49,7 +50,7 @@ fn admission_order_payment_and_sell_out_emit_events_in_the_same_effects() {
     let ev = events(&a.take_effects());
     assert_eq!(ev.len(), 1);
     assert!(
-        matches!(&ev[0].2, EventData::Order(o) if o.status == "paid" && o.version == 2),
+        matches!(&ev[0].2, EventData::Order(o) if o.status == OrderStatus::Paid && o.version == 2),
         "{ev:?}"
     );
     a.order_action(n, OrderAction::Pay(None), Some(&u(1)), T0 + 500)
