@@ -7,6 +7,9 @@
 #   - the seed designs' Redis + Lua stock deduction (EVALSHA: check bought, check
 #     stock, DECRBY, mark user) under redis-benchmark with 50 clients, no pipelining,
 #     in memory only (the required anchor) and again with appendfsync always;
+#   - the server CPU each request cost during those wrk runs (from /proc: sluice's
+#     process; the peer's process and its redis-server apart), which says where the
+#     ratios come from on two shared cores;
 #   - the peer (benches/peer.rs): the seed design's whole purchase path on the same
 #     stack (actix-web, the same JWT check, one EVALSHA that checks the limit and the
 #     stock, decrements, marks the user and XADDs the order), driven by the same wrk
@@ -45,24 +48,34 @@ start_server() { # $1 = commit window in microseconds
     echo "bench.sh: server did not start" >&2; exit 1
 }
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; rm -rf "$store"; }
+# CPU time used so far by the processes $@ (user + system, all threads), in clock ticks.
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+ticks_per_sec=$(getconf CLK_TCK)
+# Microseconds of CPU per request: $1 ticks over $2 requests.
+per_request() { python3 -c "import sys; t, n = map(float, sys.argv[1:]); print(f'{t * 1e6 / $ticks_per_sec / n:.1f}' if n else 0)" "$1" "$2"; }
 
 default_window=$(awk -F' *= *' '/^commit_window_us/ {print $2}' config/default.toml)
 
-noop=0
+noop=0; noop_cpu=0
 if [[ "$PEER_ONLY" != 1 ]]; then
     start_server "$default_window"
     echo "bench.sh: no-op endpoint, wrk -t2 -c64 -d${SECS}s" >&2
-    noop=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
+    before=$(cpu_ticks "$server_pid")
+    noop_out=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$port/healthz")
+    noop_cpu=$(per_request $(($(cpu_ticks "$server_pid") - before)) "$(awk '/requests in/ {print $1}' <<<"$noop_out")")
+    noop=$(awk '/Requests\/sec/ {print $2}' <<<"$noop_out")
     stop_server
 fi
 
-purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec"
+purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec cpu_us_per_purchase"
     start_server "$1"
     local joins
     joins=$("$bench_bin" --prepare "http://127.0.0.1:$port" target/bench/tokens.txt --users "$USERS" --clients 64 \
         | sed -n 's/.*joins \([0-9]*\)\/s.*/\1/p')
-    local out
+    local out before cpu
+    before=$(cpu_ticks "$server_pid")
     out=$(wrk -t2 -c64 -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$port" -- target/bench/tokens.txt 2 | tail -n 1)
+    cpu=$(($(cpu_ticks "$server_pid") - before))
     echo "bench.sh: window ${1} us: $out" >&2
     fresh_users_only "sluice's purchase run" "$out"
     local sold
@@ -71,7 +84,7 @@ purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec"
     local created
     created=$(sed -n 's/.*created=\([0-9]*\).*/\1/p' <<<"$out")
     [[ "$sold" -ge "$created" ]] || { echo "bench.sh: sold $sold < acknowledged $created" >&2; exit 1; }
-    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out") $joins"
+    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out") $joins $(per_request "$cpu" "$created")"
 }
 # A run whose clients used up the pre-issued users (wrk then replays bought ones)
 # measured less than the server can do: refuse its figure rather than print it.
@@ -83,15 +96,15 @@ fresh_users_only() { # $1 = what ran, $2 = wrk's summary line
 p0=0; p0_p99=0; evalsha=0; evalsha_fsync=0
 if [[ "$PEER_ONLY" != 1 ]]; then
     echo "bench.sh: durable purchases, wrk, window 0 and ${default_window} us" >&2
-    read -r p0 p0_p99 _ < <(purchase 0)
+    read -r p0 p0_p99 _ _ < <(purchase 0)
 fi
-read -r pd pd_p99 joins < <(purchase "$default_window")
+read -r pd pd_p99 joins pd_cpu < <(purchase "$default_window")
 
 # The peer, on the tokens of the last purchase run (their JWTs are its users). Each
 # run is a subshell (`< <(peer_run)`) whose EXIT trap stops its Redis and peer and
 # removes its directory, also when it fails.
-peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_ms"
-    local rport pport out created orders
+peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_ms peer_cpu_us redis_cpu_us"
+    local rport pport out created orders before_peer before_redis
     rport=$(free_port); dir=$(mktemp -d); rpid=""; ppid=""
     trap 'kill $ppid $rpid 2>/dev/null || true; wait $ppid $rpid 2>/dev/null || true; rm -rf "$dir"' EXIT
     redis-server --port "$rport" --bind 127.0.0.1 --dir "$dir" --save '' "$@" >"$dir/redis.log" 2>&1 &
@@ -102,17 +115,20 @@ peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_
     ppid=$!
     for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$pport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     curl -fsS "http://127.0.0.1:$pport/healthz" >/dev/null || { echo "bench.sh: peer did not start: $(cat "$dir/peer.log")" >&2; exit 1; }
+    before_peer=$(cpu_ticks "$ppid"); before_redis=$(cpu_ticks "$rpid")
     out=$(wrk -t2 -c64 -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$pport" -- target/bench/tokens.txt 2 | tail -n 1)
+    before_peer=$(($(cpu_ticks "$ppid") - before_peer)); before_redis=$(($(cpu_ticks "$rpid") - before_redis))
     echo "bench.sh: peer, redis $*: $out" >&2
     fresh_users_only "the peer" "$out"
     created=$(sed -n 's/.*created=\([0-9]*\).*/\1/p' <<<"$out")
     orders=$(redis-cli -p "$rport" XLEN peer:orders)
     [[ "$orders" -ge "$created" && "$created" -gt 0 ]] || { echo "bench.sh: peer streamed $orders orders, acknowledged $created" >&2; exit 1; }
-    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")"
+    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")" \
+        "$(per_request "$before_peer" "$created") $(per_request "$before_redis" "$created")"
 }
 echo "bench.sh: the peer (benches/peer.rs), Redis in memory, then appendfsync always" >&2
-read -r peer_mem peer_mem_p99 < <(peer_run --appendonly no)
-read -r peer_fsync peer_fsync_p99 < <(peer_run --appendonly yes --appendfsync always)
+read -r peer_mem peer_mem_p99 peer_mem_cpu redis_mem_cpu < <(peer_run --appendonly no)
+read -r peer_fsync peer_fsync_p99 peer_fsync_cpu redis_fsync_cpu < <(peer_run --appendonly yes --appendfsync always)
 [[ -n "$peer_mem" && -n "$peer_fsync" ]] || { echo "bench.sh: a peer run failed" >&2; exit 1; }
 rm -f target/bench/tokens.txt
 
@@ -146,11 +162,13 @@ return 1'
 fi
 
 python3 - "$noop" "$p0" "$p0_p99" "$pd" "$pd_p99" "$joins" "$evalsha" "$evalsha_fsync" "$default_window" \
-    "$peer_mem" "$peer_mem_p99" "$peer_fsync" "$peer_fsync_p99" <<'PY'
+    "$peer_mem" "$peer_mem_p99" "$peer_fsync" "$peer_fsync_p99" \
+    "$noop_cpu" "$pd_cpu" "$peer_mem_cpu" "$redis_mem_cpu" "$peer_fsync_cpu" "$redis_fsync_cpu" <<'PY'
 import json, sys
 noop, p0, p0_p99, pd, pd_p99, joins, evalsha, evalsha_fsync = map(float, sys.argv[1:9])
 w = sys.argv[9]
 peer_mem, peer_mem_p99, peer_fsync, peer_fsync_p99 = map(float, sys.argv[10:14])
+noop_cpu, pd_cpu, peer_mem_cpu, redis_mem_cpu, peer_fsync_cpu, redis_fsync_cpu = map(float, sys.argv[14:20])
 rows = [
     ("no-op endpoint /healthz (wrk)", noop, ""),
     ("HTTP join, durable (bench client)", joins, ""),
@@ -176,10 +194,20 @@ ratio("durable purchase / peer, Redis in memory (>= 1.0):", pd, peer_mem)
 ratio("durable purchase / peer, appendfsync always (>= 1.0):", pd, peer_fsync)
 if p0:
     print(f"group commit speed-up (window {w} us vs 0):    {pd / p0:.1f}x")
+print()
+print("server CPU per request during the wrk runs (wrk itself takes the rest of the two cores):")
+if noop_cpu:
+    print(f"  no-op endpoint                                 {noop_cpu:>6.1f} us")
+print(f"  sluice durable purchase, window {w} us          {pd_cpu:>6.1f} us")
+print(f"  peer, Redis in memory: peer + redis-server     {peer_mem_cpu + redis_mem_cpu:>6.1f} us ({peer_mem_cpu:.1f} + {redis_mem_cpu:.1f})")
+print(f"  peer, appendfsync always: peer + redis-server  {peer_fsync_cpu + redis_fsync_cpu:>6.1f} us ({peer_fsync_cpu:.1f} + {redis_fsync_cpu:.1f})")
 json.dump({"noop_rps": noop, "join_rps": joins, "purchase_window0_rps": p0, "purchase_window0_p99_ms": p0_p99,
            "purchase_default_rps": pd, "purchase_default_p99_ms": pd_p99, "default_window_us": int(w),
            "redis_evalsha_rps": evalsha, "redis_evalsha_fsync_always_rps": evalsha_fsync,
            "peer_memory_rps": peer_mem, "peer_memory_p99_ms": peer_mem_p99,
-           "peer_fsync_always_rps": peer_fsync, "peer_fsync_always_p99_ms": peer_fsync_p99},
+           "peer_fsync_always_rps": peer_fsync, "peer_fsync_always_p99_ms": peer_fsync_p99,
+           "cpu_us_per_request": {"noop": noop_cpu, "purchase_default": pd_cpu,
+                                  "peer_memory": [peer_mem_cpu, redis_mem_cpu],
+                                  "peer_fsync_always": [peer_fsync_cpu, redis_fsync_cpu]}},
           open("target/bench/results.json", "w"), indent=2)
 PY
