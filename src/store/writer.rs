@@ -15,6 +15,7 @@ use super::journal::{self, Frame, Journal};
 use super::layout::outbox_key;
 use super::memtable::Writes;
 use super::{Inner, Job, KvOp, StoreError, FAILED, RECOVERING, WRITABLE};
+use rustix::process::Pid;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -30,8 +31,10 @@ const CHECKPOINT_SLICE: usize = 1024;
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(1);
 /// The smallest spare journal segment, and the unit spares are sized in.
 const SPARE_MIN: u64 = 1 << 20;
-/// The checkpoint thread's nice value (`in_background`).
-const CHECKPOINT_NICE: i32 = 10;
+/// The checkpoint thread's nice value where it can be raised again when behind
+/// (`CheckpointPriority`), and how much lower than the writer's it runs otherwise.
+const CHECKPOINT_IDLE_NICE: i32 = 19;
+const CHECKPOINT_BACKGROUND_STEP: i32 = 10;
 
 /// How often a recovering writer tries to re-establish the journal.
 pub(super) const RETRY: Duration = Duration::from_millis(100);
@@ -80,15 +83,17 @@ pub(super) fn run(
     journal_dir: PathBuf,
 ) {
     let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<u64>();
+    let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
     let checkpointer = {
         let (inner, db, dir) = (Arc::clone(&inner), db.clone(), journal_dir.clone());
         std::thread::Builder::new()
             .name("sluice-store-checkpoint".into())
             .spawn(move || {
-                in_background();
+                let _ = tid_tx.send(rustix::thread::gettid());
                 checkpoint_loop(&inner, &db, &dir, &checkpoint_rx)
             })
     };
+    let mut priority = tid_rx.recv().ok().map(CheckpointPriority::lower);
     let mut w = Writer {
         inner,
         db,
@@ -119,8 +124,13 @@ pub(super) fn run(
             let due = w.journal.bytes() >= SEGMENT_BYTES
                 || (w.journal.bytes() > 0 && last_checkpoint.elapsed() >= settings.checkpoint);
             // Rotation and freezing go together: the closed segments hold exactly what
-            // sled and the frozen writes hold. Skipped while a checkpoint still runs.
-            if due && w.inner.mem.frozen().is_none() {
+            // sled and the frozen writes hold. Skipped while a checkpoint still runs,
+            // which then has the request threads' priority until it is done.
+            let running = w.inner.mem.frozen().is_some();
+            if let Some(p) = &mut priority {
+                p.update(due && running, running);
+            }
+            if due && !running {
                 match w.journal.rotate() {
                     Ok(closed) => {
                         if w.inner.mem.freeze().is_some() {
@@ -371,18 +381,78 @@ impl Writer {
     }
 }
 
-/// Lowers the calling thread's priority to `CHECKPOINT_NICE`. A checkpoint competes
-/// for the same cores as the threads a purchase passes through; at nice 0 it delayed
-/// their replies. Lowered, it takes the CPU they leave idle and still gets about a
-/// tenth of a busy core, so it keeps up under sustained load.
-fn in_background() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), CHECKPOINT_NICE) {
-        tracing::debug!(error = %e, "checkpoint thread keeps its priority");
+/// The writer's hold on the checkpoint thread's priority. A checkpoint competes for
+/// the cores the threads a purchase passes through use: at the writer's priority it
+/// delayed their replies, ten steps lower it still took a tenth of a busy core. At
+/// nice 19 it takes only the CPU they leave idle; one still running when the next is
+/// due (a whole interval behind, under sustained load) is raised to the writer's
+/// priority until it is done, so the memtable and the journal stay bounded. Raising
+/// needs `CAP_SYS_NICE` or `RLIMIT_NICE`: without them the thread stays ten steps
+/// lower, which keeps up by itself.
+struct CheckpointPriority {
+    tid: Pid,
+    /// The writer's nice value, which a checkpoint that fell behind is raised to.
+    own: i32,
+    /// The nice value it runs at otherwise.
+    low: i32,
+    can_raise: bool,
+    raised: bool,
+}
+
+impl CheckpointPriority {
+    fn lower(tid: Pid) -> Self {
+        let own = rustix::process::getpriority_process(None).unwrap_or(0);
+        let can_raise = may_raise(own);
+        let low = if can_raise {
+            CHECKPOINT_IDLE_NICE
+        } else {
+            (own + CHECKPOINT_BACKGROUND_STEP).min(CHECKPOINT_IDLE_NICE)
+        };
+        set_nice(tid, low);
+        Self {
+            tid,
+            own,
+            low,
+            can_raise,
+            raised: false,
+        }
+    }
+
+    fn update(&mut self, behind: bool, running: bool) {
+        if !self.can_raise {
+            return;
+        }
+        if behind && !self.raised {
+            tracing::debug!("checkpoint a whole interval behind: raised to the writer's priority");
+            self.raised = set_nice(self.tid, self.own);
+        } else if !running && self.raised {
+            set_nice(self.tid, self.low);
+            self.raised = false;
+        }
     }
 }
 
-/// Runs the checkpoints the writer asks for, each once the disk has room for it.
+/// Whether this process may give a thread back the priority `own` once lowered
+/// (tried on a thread of its own, which is then gone).
+fn may_raise(own: i32) -> bool {
+    std::thread::spawn(move || {
+        let tid = rustix::thread::gettid();
+        set_nice(tid, CHECKPOINT_IDLE_NICE) && set_nice(tid, own)
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+fn set_nice(tid: Pid, nice: i32) -> bool {
+    match rustix::process::setpriority_process(Some(tid), nice) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, nice, "checkpoint thread keeps its priority");
+            false
+        }
+    }
+}
+
 fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>) {
     let mut waiting: Option<u64> = None;
     let mut spare = SPARE_MIN;
@@ -489,5 +559,55 @@ fn checkpoint(inner: &Inner, db: &sled::Db, dir: &Path, upto: u64) {
         if inner.state.swap(FAILED, Ordering::AcqRel) != FAILED {
             tracing::error!(error = %e, "checkpoint failed; refusing writes until a restart");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::process::getpriority_process;
+
+    fn nice_of(tid: Pid) -> i32 {
+        getpriority_process(Some(tid)).expect("the thread's nice value")
+    }
+
+    #[test]
+    fn a_checkpoint_that_falls_behind_runs_at_the_writers_priority_until_it_is_done() {
+        let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(0);
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let checkpointer = std::thread::spawn(move || {
+            tid_tx
+                .send(rustix::thread::gettid())
+                .expect("the test waits");
+            let _ = stop_rx.recv();
+        });
+        let tid = tid_rx.recv().expect("the thread says its id");
+        let own = getpriority_process(None).expect("this thread's nice value");
+        let mut priority = CheckpointPriority::lower(tid);
+        if rustix::process::geteuid().is_root() {
+            assert!(priority.can_raise, "root may raise a priority back");
+        }
+        if priority.can_raise {
+            assert_eq!(nice_of(tid), CHECKPOINT_IDLE_NICE);
+            priority.update(false, true);
+            assert_eq!(nice_of(tid), CHECKPOINT_IDLE_NICE, "running, not behind");
+            priority.update(true, true);
+            assert_eq!(nice_of(tid), own, "behind: raised");
+            priority.update(false, true);
+            assert_eq!(nice_of(tid), own, "raised until the checkpoint is done");
+            priority.update(false, false);
+            assert_eq!(nice_of(tid), CHECKPOINT_IDLE_NICE, "done: lowered again");
+        } else {
+            let low = (own + CHECKPOINT_BACKGROUND_STEP).min(CHECKPOINT_IDLE_NICE);
+            assert_eq!(nice_of(tid), low);
+            priority.update(true, true);
+            assert_eq!(
+                nice_of(tid),
+                low,
+                "cannot be raised: stays where it can keep up"
+            );
+        }
+        drop(stop_tx);
+        checkpointer.join().expect("the thread ends");
     }
 }
