@@ -15,8 +15,11 @@
 #     stock, decrements, marks the user and XADDs the order), driven by the same wrk
 #     script and tokens as sluice's purchase, against its own throwaway Redis in
 #     memory and then one with appendfsync always.
-# PEER_ONLY=1 runs only sluice's purchase at the default window and the peer.
-# Writes target/bench/results.json.
+# sluice's purchase at the default window and the two peer runs go in ROUNDS (3)
+# rounds, one after another, each on fresh tokens: a single run of either moved by
+# 10-20% between runs with nothing changed, so the table gives the median of each
+# figure and the ratios are medians of each round's own ratio.
+# PEER_ONLY=1 runs only those rounds. Writes target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USERS=${USERS:-400000}   # tokens pre-issued per purchase run (more than 5 s can use)
@@ -24,6 +27,7 @@ USERS=${USERS:-400000}   # tokens pre-issued per purchase run (more than 5 s can
 server_bin=${SLUICE_BIN:-target/release/sluice}
 SECS=${SECS:-5}
 PEER_ONLY=${PEER_ONLY:-0}
+ROUNDS=${ROUNDS:-3}
 mkdir -p target/bench
 
 # shellcheck source=scripts/services.sh
@@ -95,10 +99,9 @@ fresh_users_only() { # $1 = what ran, $2 = wrk's summary line
 }
 p0=0; p0_p99=0; evalsha=0; evalsha_fsync=0
 if [[ "$PEER_ONLY" != 1 ]]; then
-    echo "bench.sh: durable purchases, wrk, window 0 and ${default_window} us" >&2
+    echo "bench.sh: durable purchases, wrk, window 0" >&2
     read -r p0 p0_p99 _ _ < <(purchase 0)
 fi
-read -r pd pd_p99 joins pd_cpu < <(purchase "$default_window")
 
 # The peer, on the tokens of the last purchase run (their JWTs are its users). Each
 # run is a subshell (`< <(peer_run)`) whose EXIT trap stops its Redis and peer and
@@ -126,11 +129,18 @@ peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_
     echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")" \
         "$(per_request "$before_peer" "$created") $(per_request "$before_redis" "$created")"
 }
-echo "bench.sh: the peer (benches/peer.rs), Redis in memory, then appendfsync always" >&2
-read -r peer_mem peer_mem_p99 peer_mem_cpu redis_mem_cpu < <(peer_run --appendonly no)
-read -r peer_fsync peer_fsync_p99 peer_fsync_cpu redis_fsync_cpu < <(peer_run --appendonly yes --appendfsync always)
-[[ -n "$peer_mem" && -n "$peer_fsync" ]] || { echo "bench.sh: a peer run failed" >&2; exit 1; }
-rm -f target/bench/tokens.txt
+# Each round: "purchase p99 joins cpu | peer in memory: rate p99 peer_cpu redis_cpu |
+# peer always: the same", twelve fields.
+rounds=""
+for round in $(seq 1 "$ROUNDS"); do
+    echo "bench.sh: round $round of $ROUNDS: sluice's purchase (window ${default_window} us), then the peer (benches/peer.rs), Redis in memory and appendfsync always" >&2
+    read -r pd pd_p99 joins pd_cpu < <(purchase "$default_window")
+    read -r pm pm_p99 pm_cpu rm_cpu < <(peer_run --appendonly no)
+    read -r pf pf_p99 pf_cpu rf_cpu < <(peer_run --appendonly yes --appendfsync always)
+    [[ -n "$pd" && -n "$pm" && -n "$pf" ]] || { echo "bench.sh: a run of round $round failed" >&2; exit 1; }
+    rounds+="$pd $pd_p99 $joins $pd_cpu $pm $pm_p99 $pm_cpu $rm_cpu $pf $pf_p99 $pf_cpu $rf_cpu;"
+    rm -f target/bench/tokens.txt
+done
 
 if [[ "$PEER_ONLY" != 1 ]]; then
     redis_port=${SLUICE_TEST_REDIS_URL##*:}
@@ -161,14 +171,22 @@ return 1'
     rcli CONFIG SET appendonly no >/dev/null
 fi
 
-python3 - "$noop" "$p0" "$p0_p99" "$pd" "$pd_p99" "$joins" "$evalsha" "$evalsha_fsync" "$default_window" \
-    "$peer_mem" "$peer_mem_p99" "$peer_fsync" "$peer_fsync_p99" \
-    "$noop_cpu" "$pd_cpu" "$peer_mem_cpu" "$redis_mem_cpu" "$peer_fsync_cpu" "$redis_fsync_cpu" <<'PY'
-import json, sys
-noop, p0, p0_p99, pd, pd_p99, joins, evalsha, evalsha_fsync = map(float, sys.argv[1:9])
-w = sys.argv[9]
-peer_mem, peer_mem_p99, peer_fsync, peer_fsync_p99 = map(float, sys.argv[10:14])
-noop_cpu, pd_cpu, peer_mem_cpu, redis_mem_cpu, peer_fsync_cpu, redis_fsync_cpu = map(float, sys.argv[14:20])
+python3 - "$noop" "$p0" "$p0_p99" "$evalsha" "$evalsha_fsync" "$default_window" "$noop_cpu" "$rounds" <<'PY'
+import json, statistics, sys
+noop, p0, p0_p99, evalsha, evalsha_fsync = map(float, sys.argv[1:6])
+w = sys.argv[6]
+noop_cpu = float(sys.argv[7])
+rounds = [list(map(float, r.split())) for r in sys.argv[8].split(";") if r.strip()]
+med = lambda i: statistics.median(r[i] for r in rounds)
+pd, pd_p99, joins, pd_cpu = med(0), med(1), med(2), med(3)
+peer_mem, peer_mem_p99, peer_mem_cpu, redis_mem_cpu = med(4), med(5), med(6), med(7)
+peer_fsync, peer_fsync_p99, peer_fsync_cpu, redis_fsync_cpu = med(8), med(9), med(10), med(11)
+print()
+print(f"{len(rounds)} rounds (sluice's purchase, peer in memory, peer appendfsync always):")
+for n, r in enumerate(rounds, 1):
+    print(f"  round {n}: {r[0]:>7.0f}/s {r[4]:>7.0f}/s {r[8]:>7.0f}/s   "
+          f"ratios {r[0] / r[4]:.2f} {r[0] / r[8]:.2f}   CPU {r[3]:.1f} / {r[6] + r[7]:.1f} / {r[10] + r[11]:.1f} us")
+print("the figures below are the rounds' medians")
 rows = [
     ("no-op endpoint /healthz (wrk)", noop, ""),
     ("HTTP join, durable (bench client)", joins, ""),
@@ -190,8 +208,10 @@ def ratio(name, num, den):
 ratio("durable purchase / no-op (target >= 0.7):", pd, noop)
 ratio("durable purchase / EVALSHA (target >= 1.0):", pd, evalsha)
 ratio("durable purchase / EVALSHA, appendfsync always:", pd, evalsha_fsync)
-ratio("durable purchase / peer, Redis in memory (>= 1.0):", pd, peer_mem)
-ratio("durable purchase / peer, appendfsync always (>= 1.0):", pd, peer_fsync)
+ratio_mem = statistics.median(r[0] / r[4] for r in rounds)
+ratio_fsync = statistics.median(r[0] / r[8] for r in rounds)
+print(f"{'durable purchase / peer, Redis in memory (>= 1.0):':52} {ratio_mem:.2f} (median of the rounds')")
+print(f"{'durable purchase / peer, appendfsync always (>= 1.0):':52} {ratio_fsync:.2f} (median of the rounds')")
 if p0:
     print(f"group commit speed-up (window {w} us vs 0):    {pd / p0:.1f}x")
 print()
@@ -208,6 +228,11 @@ json.dump({"noop_rps": noop, "join_rps": joins, "purchase_window0_rps": p0, "pur
            "peer_fsync_always_rps": peer_fsync, "peer_fsync_always_p99_ms": peer_fsync_p99,
            "cpu_us_per_request": {"noop": noop_cpu, "purchase_default": pd_cpu,
                                   "peer_memory": [peer_mem_cpu, redis_mem_cpu],
-                                  "peer_fsync_always": [peer_fsync_cpu, redis_fsync_cpu]}},
+                                  "peer_fsync_always": [peer_fsync_cpu, redis_fsync_cpu]},
+           "ratio_peer_memory": ratio_mem, "ratio_peer_fsync_always": ratio_fsync,
+           "rounds": [dict(zip(["purchase_rps", "purchase_p99_ms", "join_rps", "purchase_cpu_us",
+                                "peer_memory_rps", "peer_memory_p99_ms", "peer_memory_cpu_us", "redis_memory_cpu_us",
+                                "peer_fsync_always_rps", "peer_fsync_always_p99_ms", "peer_fsync_always_cpu_us",
+                                "redis_fsync_always_cpu_us"], r)) for r in rounds]},
           open("target/bench/results.json", "w"), indent=2)
 PY
