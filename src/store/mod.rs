@@ -101,6 +101,10 @@ impl Job {
     }
 }
 
+/// How long `shutdown` waits for sled's file lock to be let go, and how often it looks.
+const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(5);
+const LOCK_RELEASE_POLL: Duration = Duration::from_millis(2);
+
 /// `Inner::state`: commits are acknowledged.
 const WRITABLE: u8 = 0;
 /// A journal write failed: nothing is acknowledged until the writer has re-established
@@ -350,7 +354,26 @@ impl Store {
         {
             let _ = db.flush();
         }
+        await_lock_released(&Path::new(&self.inner.path).join("db"));
     }
+}
+
+/// Waits (at most `LOCK_RELEASE_WAIT`) until nothing holds the lock sled takes on its
+/// file. sled lets go of it when the last of its I/O threads drops the file, which
+/// can be after the `Db` is flushed and dropped; a store reopened in this process
+/// right after a shutdown (a test, a supervisor's quick restart) must find it free.
+fn await_lock_released(file: &Path) {
+    use rustix::fs::{flock, FlockOperation};
+    let Ok(f) = std::fs::File::open(file) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + LOCK_RELEASE_WAIT;
+    while flock(&f, FlockOperation::NonBlockingLockExclusive).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(LOCK_RELEASE_POLL);
+    }
+    // Dropping `f` releases the lock just taken.
 }
 
 fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
