@@ -107,7 +107,7 @@ fi
 # run is a subshell (`< <(peer_run)`) whose EXIT trap stops its Redis and peer and
 # removes its directory, also when it fails.
 peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_ms peer_cpu_us redis_cpu_us"
-    local rport pport out created orders before_peer before_redis
+    local rport pport out created orders peer_ticks redis_ticks
     rport=$(free_port); dir=$(mktemp -d); rpid=""; ppid=""
     trap 'kill $ppid $rpid 2>/dev/null || true; wait $ppid $rpid 2>/dev/null || true; rm -rf "$dir"' EXIT
     redis-server --port "$rport" --bind 127.0.0.1 --dir "$dir" --save '' "$@" >"$dir/redis.log" 2>&1 &
@@ -118,16 +118,16 @@ peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_
     ppid=$!
     for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$pport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     curl -fsS "http://127.0.0.1:$pport/healthz" >/dev/null || { echo "bench.sh: peer did not start: $(cat "$dir/peer.log")" >&2; exit 1; }
-    before_peer=$(cpu_ticks "$ppid"); before_redis=$(cpu_ticks "$rpid")
+    peer_ticks=$(cpu_ticks "$ppid"); redis_ticks=$(cpu_ticks "$rpid")
     out=$(wrk -t2 -c64 -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$pport" -- target/bench/tokens.txt 2 | tail -n 1)
-    before_peer=$(($(cpu_ticks "$ppid") - before_peer)); before_redis=$(($(cpu_ticks "$rpid") - before_redis))
+    peer_ticks=$(($(cpu_ticks "$ppid") - peer_ticks)); redis_ticks=$(($(cpu_ticks "$rpid") - redis_ticks))
     echo "bench.sh: peer, redis $*: $out" >&2
     fresh_users_only "the peer" "$out"
     created=$(sed -n 's/.*created=\([0-9]*\).*/\1/p' <<<"$out")
     orders=$(redis-cli -p "$rport" XLEN peer:orders)
     [[ "$orders" -ge "$created" && "$created" -gt 0 ]] || { echo "bench.sh: peer streamed $orders orders, acknowledged $created" >&2; exit 1; }
     echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")" \
-        "$(per_request "$before_peer" "$created") $(per_request "$before_redis" "$created")"
+        "$(per_request "$peer_ticks" "$created") $(per_request "$redis_ticks" "$created")"
 }
 # Each round: "purchase p99 joins cpu | peer in memory: rate p99 peer_cpu redis_cpu |
 # peer always: the same", twelve fields.

@@ -453,6 +453,7 @@ fn set_nice(tid: Pid, nice: i32) -> bool {
     }
 }
 
+/// Runs the checkpoints the writer asks for, each once the disk has room for it.
 fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>) {
     let mut waiting: Option<u64> = None;
     let mut spare = SPARE_MIN;

@@ -225,27 +225,13 @@ async fn an_owner_killed_mid_sale_loses_no_acknowledged_order_and_relayed_places
 /// activity sold: no unit sold twice, none acknowledged and lost.
 async fn all_orders_present(via: &[&Node], id: &str, orders: &[String]) {
     for (i, order) in orders.iter().enumerate() {
-        let got = order_when_available(via[i % via.len()], order).await;
+        let got = via[i % via.len()]
+            .get_when_available(&format!("/api/orders/{order}"))
+            .await;
         assert_eq!(got.status, 200, "order {order}: {}", got.body);
     }
     let v = via[0].assert_invariant_when_available(id).await;
     assert_eq!(v["sold"].as_u64(), Some(orders.len() as u64), "{v}");
-}
-
-/// `GET /api/orders/{order}` through `via`, waiting out the contract's
-/// `503 unavailable` (with `Retry-After`) while the activity is between owners, as a
-/// client would; an order still unavailable after 10 s fails the test.
-async fn order_when_available(via: &Node, order: &str) -> Resp {
-    let path = format!("/api/orders/{order}");
-    for _ in 0..400 {
-        let got = via.request("GET", &path, Some(ADMIN_KEY), None).await;
-        if got.status != 503 {
-            return got;
-        }
-        assert_eq!(got.code(), "unavailable", "order {order}: {}", got.body);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("order {order} stayed unavailable through {}", via.id);
 }
 
 #[actix_web::test]

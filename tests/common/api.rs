@@ -258,15 +258,26 @@ impl Api {
     /// The activity's admin view, retried while it answers `unavailable` (an activity
     /// moving between cluster nodes).
     pub async fn view_when_available(&self, id: &str) -> Value {
+        let r = self
+            .get_when_available(&format!("/api/admin/activities/{id}"))
+            .await;
+        assert_eq!(r.status, 200, "view {id}: {}", r.body);
+        r.body
+    }
+
+    /// `GET path` with the admin key, waiting out the contract's `503 unavailable`
+    /// (an activity between owners answers so, with `Retry-After`) as a client would;
+    /// still unavailable after 10 s fails the test.
+    pub async fn get_when_available(&self, path: &str) -> Resp {
         for _ in 0..400 {
-            let r = self.admin("GET", &format!("/activities/{id}"), None).await;
-            if r.status == 200 {
-                return r.body;
+            let r = self.request("GET", path, Some(ADMIN_KEY), None).await;
+            if r.status != 503 {
+                return r;
             }
-            assert_eq!(r.code(), "unavailable", "view {id}: {}", r.body);
+            assert_eq!(r.code(), "unavailable", "GET {path}: {}", r.body);
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("activity {id} did not come back");
+        panic!("GET {path} stayed unavailable");
     }
 
     /// The admin view, after asserting its counters add up (see `check_invariant`).
