@@ -9,7 +9,9 @@
 #     in memory only (the required anchor) and again with appendfsync always;
 #   - the server CPU each request cost during those wrk runs (from /proc: sluice's
 #     process; the peer's process and its redis-server apart), which says where the
-#     ratios come from on two shared cores;
+#     ratios come from on two shared cores; for sluice also until its checkpoint
+#     has put the window's writes into sled (each purchase window starts on a
+#     settled store: scripts/settle.sh);
 #   - the peer (benches/peer.rs): the seed design's whole purchase path on the same
 #     stack (actix-web, the same JWT check, one EVALSHA that checks the limit and the
 #     stock, decrements, marks the user and XADDs the order), driven by the same wrk
@@ -32,6 +34,8 @@ mkdir -p target/bench
 
 # shellcheck source=scripts/services.sh
 source scripts/services.sh >/dev/null
+# shellcheck source=scripts/settle.sh
+source scripts/settle.sh
 command -v wrk >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q
 cargo bench --bench throughput --bench peer --no-run -q 2>/dev/null
@@ -71,15 +75,21 @@ if [[ "$PEER_ONLY" != 1 ]]; then
     stop_server
 fi
 
-purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec cpu_us_per_purchase"
+# The window starts on a settled store (the preparation's joins checkpointed: the
+# peer has no such work to carry into its window), and the CPU is counted twice: over
+# the window, and until the window's own writes are in sled too.
+purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec cpu_us_per_purchase cpu_us_settled"
     start_server "$1"
     local joins
     joins=$("$bench_bin" --prepare "http://127.0.0.1:$port" target/bench/tokens.txt --users "$USERS" --clients 64 \
         | sed -n 's/.*joins \([0-9]*\)\/s.*/\1/p')
-    local out before cpu
+    settle "$port"
+    local out before cpu settled
     before=$(cpu_ticks "$server_pid")
     out=$(wrk -t2 -c64 -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$port" -- target/bench/tokens.txt 2 | tail -n 1)
     cpu=$(($(cpu_ticks "$server_pid") - before))
+    settle "$port"
+    settled=$(($(cpu_ticks "$server_pid") - before))
     echo "bench.sh: window ${1} us: $out" >&2
     fresh_users_only "sluice's purchase run" "$out"
     local sold
@@ -88,7 +98,8 @@ purchase() { # $1 = window; prints "created_per_sec p99_ms joins_per_sec cpu_us_
     local created
     created=$(sed -n 's/.*created=\([0-9]*\).*/\1/p' <<<"$out")
     [[ "$sold" -ge "$created" ]] || { echo "bench.sh: sold $sold < acknowledged $created" >&2; exit 1; }
-    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out") $joins $(per_request "$cpu" "$created")"
+    echo "$(sed -n 's/.*created_per_sec=\([0-9]*\).*/\1/p' <<<"$out") $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out") $joins" \
+        "$(per_request "$cpu" "$created") $(per_request "$settled" "$created")"
 }
 # A run whose clients used up the pre-issued users (wrk then replays bought ones)
 # measured less than the server can do: refuse its figure rather than print it.
@@ -100,7 +111,7 @@ fresh_users_only() { # $1 = what ran, $2 = wrk's summary line
 p0=0; p0_p99=0; evalsha=0; evalsha_fsync=0
 if [[ "$PEER_ONLY" != 1 ]]; then
     echo "bench.sh: durable purchases, wrk, window 0" >&2
-    read -r p0 p0_p99 _ _ < <(purchase 0)
+    read -r p0 p0_p99 _ _ _ < <(purchase 0)
 fi
 
 # The peer, on the tokens of the last purchase run (their JWTs are its users). Each
@@ -130,15 +141,15 @@ peer_run() { # $@ = redis-server persistence flags; prints "created_per_sec p99_
         "$(per_request "$peer_ticks" "$created") $(per_request "$redis_ticks" "$created")"
 }
 # Each round: "purchase p99 joins cpu | peer in memory: rate p99 peer_cpu redis_cpu |
-# peer always: the same", twelve fields.
+# peer always: the same | purchase cpu until settled", thirteen fields.
 rounds=""
 for round in $(seq 1 "$ROUNDS"); do
     echo "bench.sh: round $round of $ROUNDS: sluice's purchase (window ${default_window} us), then the peer (benches/peer.rs), Redis in memory and appendfsync always" >&2
-    read -r pd pd_p99 joins pd_cpu < <(purchase "$default_window")
+    read -r pd pd_p99 joins pd_cpu pd_settled < <(purchase "$default_window")
     read -r pm pm_p99 pm_cpu rm_cpu < <(peer_run --appendonly no)
     read -r pf pf_p99 pf_cpu rf_cpu < <(peer_run --appendonly yes --appendfsync always)
     [[ -n "$pd" && -n "$pm" && -n "$pf" ]] || { echo "bench.sh: a run of round $round failed" >&2; exit 1; }
-    rounds+="$pd $pd_p99 $joins $pd_cpu $pm $pm_p99 $pm_cpu $rm_cpu $pf $pf_p99 $pf_cpu $rf_cpu;"
+    rounds+="$pd $pd_p99 $joins $pd_cpu $pm $pm_p99 $pm_cpu $rm_cpu $pf $pf_p99 $pf_cpu $rf_cpu $pd_settled;"
     rm -f target/bench/tokens.txt
 done
 
@@ -181,6 +192,7 @@ med = lambda i: statistics.median(r[i] for r in rounds)
 pd, pd_p99, joins, pd_cpu = med(0), med(1), med(2), med(3)
 peer_mem, peer_mem_p99, peer_mem_cpu, redis_mem_cpu = med(4), med(5), med(6), med(7)
 peer_fsync, peer_fsync_p99, peer_fsync_cpu, redis_fsync_cpu = med(8), med(9), med(10), med(11)
+pd_settled = med(12)
 print()
 print(f"{len(rounds)} rounds (sluice's purchase, peer in memory, peer appendfsync always):")
 for n, r in enumerate(rounds, 1):
@@ -218,7 +230,7 @@ print()
 print("server CPU per request during the wrk runs (wrk itself takes the rest of the two cores):")
 if noop_cpu:
     print(f"  no-op endpoint                                 {noop_cpu:>6.1f} us")
-print(f"  sluice durable purchase, window {w} us          {pd_cpu:>6.1f} us")
+print(f"  sluice durable purchase, window {w} us          {pd_cpu:>6.1f} us ({pd_settled:.1f} until its checkpoint is done)")
 print(f"  peer, Redis in memory: peer + redis-server     {peer_mem_cpu + redis_mem_cpu:>6.1f} us ({peer_mem_cpu:.1f} + {redis_mem_cpu:.1f})")
 print(f"  peer, appendfsync always: peer + redis-server  {peer_fsync_cpu + redis_fsync_cpu:>6.1f} us ({peer_fsync_cpu:.1f} + {redis_fsync_cpu:.1f})")
 json.dump({"noop_rps": noop, "join_rps": joins, "purchase_window0_rps": p0, "purchase_window0_p99_ms": p0_p99,
@@ -227,12 +239,13 @@ json.dump({"noop_rps": noop, "join_rps": joins, "purchase_window0_rps": p0, "pur
            "peer_memory_rps": peer_mem, "peer_memory_p99_ms": peer_mem_p99,
            "peer_fsync_always_rps": peer_fsync, "peer_fsync_always_p99_ms": peer_fsync_p99,
            "cpu_us_per_request": {"noop": noop_cpu, "purchase_default": pd_cpu,
+                                  "purchase_default_until_settled": pd_settled,
                                   "peer_memory": [peer_mem_cpu, redis_mem_cpu],
                                   "peer_fsync_always": [peer_fsync_cpu, redis_fsync_cpu]},
            "ratio_peer_memory": ratio_mem, "ratio_peer_fsync_always": ratio_fsync,
            "rounds": [dict(zip(["purchase_rps", "purchase_p99_ms", "join_rps", "purchase_cpu_us",
                                 "peer_memory_rps", "peer_memory_p99_ms", "peer_memory_cpu_us", "redis_memory_cpu_us",
                                 "peer_fsync_always_rps", "peer_fsync_always_p99_ms", "peer_fsync_always_cpu_us",
-                                "redis_fsync_always_cpu_us"], r)) for r in rounds]},
+                                "redis_fsync_always_cpu_us", "purchase_cpu_us_until_settled"], r)) for r in rounds]},
           open("target/bench/results.json", "w"), indent=2)
 PY

@@ -2,7 +2,9 @@
 # profile-purchase.sh: one durable-purchase run as scripts/bench.sh makes it (same
 # server settings, pre-issued tokens, wrk script), with what docs/performance.md
 # reads off it: the server's CPU per thread, its context switches and its commit
-# metrics over the wrk window. Optional, during the window:
+# metrics over the wrk window, and the process's CPU until the window's writes are
+# checkpointed (the window starts on a settled store: scripts/settle.sh). Optional,
+# during the window:
 #   PERF=1   perf record of the server (PERF_ARGS, default: --call-graph dwarf at 299 Hz)
 #            into target/bench/purchase.perf.data;
 #   PSTAT=1  perf stat of the server's syscalls per thread (target/bench/purchase.pstat).
@@ -33,6 +35,9 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$store" "$tokens"' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 "$bench_bin" --prepare "http://127.0.0.1:$port" "$tokens" --users "$USERS" --clients 64 | tail -n 1
+# shellcheck source=scripts/settle.sh
+source scripts/settle.sh
+settle "$port"
 
 recorder=""
 if [[ "${PSTAT:-0}" == 1 ]]; then
@@ -53,14 +58,18 @@ snapshot() { # per thread: "tid(name) cpu_ticks context_switches"
 commit_metrics() {
     curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^sluice_commit_(seconds|jobs)_(count|sum) ' | tr ' \n' '= '
 }
-before=$(snapshot); metrics_before=$(commit_metrics)
+process_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; } # every thread's, the exited too
+before=$(snapshot); metrics_before=$(commit_metrics); ticks_before=$(process_ticks)
 out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" -s scripts/wrk/purchase.lua "http://127.0.0.1:$port" -- "$tokens" 2 | tail -n 1)
-after=$(snapshot); metrics_after=$(commit_metrics)
+after=$(snapshot); metrics_after=$(commit_metrics); ticks_after=$(process_ticks)
 [[ -n "$recorder" ]] && wait "$recorder"
 echo "$out"
-python3 - "$out" "$before" "$after" "$metrics_before" "$metrics_after" <<'PY'
+settle "$port"
+ticks_settled=$(process_ticks)
+python3 - "$out" "$before" "$after" "$metrics_before" "$metrics_after" "$ticks_before" "$ticks_after" "$ticks_settled" <<'PY'
 import re, sys
 out, before, after, mb, ma = sys.argv[1:6]
+p0, p1, p2 = map(int, sys.argv[6:9])  # the whole process, in ticks
 created = int(re.search(r"created=(\d+)", out).group(1))
 def rows(s):
     d = {}
@@ -80,6 +89,8 @@ print(f"\n{'threads':28} {'CPU us/purchase':>16} {'switches/purchase':>18}")
 for kind, (t, c, n) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
     if t:
         print(f"{kind + f' (x{n})':28} {t * 10000 / created:>16.1f} {c / created:>18.3f}")
+print(f"{'process, window':28} {(p1 - p0) * 10000 / created:>16.1f}")
+print(f"{'process, until checkpointed':28} {(p2 - p0) * 10000 / created:>16.1f}")
 def metrics(s):
     return {k: float(v) for k, v in (kv.split("=") for kv in s.split())}
 m0, m1 = metrics(mb), metrics(ma)

@@ -77,6 +77,7 @@ pub(crate) async fn readyz(st: Data<AppState>) -> HttpResponse {
 )]
 pub(crate) async fn metrics(st: Data<AppState>) -> HttpResponse {
     metrics::gauge!("sluice_outbox_backlog").set(st.store.outbox_len() as f64);
+    metrics::gauge!("sluice_journal_bytes").set(st.store.journal_bytes() as f64);
     let mut body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     crate::http::request_metrics::render(&mut body);
     HttpResponse::Ok()

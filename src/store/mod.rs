@@ -125,6 +125,8 @@ struct Inner {
     /// Committed writes sled does not have yet (see `memtable`).
     mem: memtable::Memtable,
     outbox_len: AtomicU64,
+    /// Bytes of journal frames sled does not hold yet: what a restart would replay.
+    journal_bytes: AtomicU64,
     outbox_notify: tokio::sync::Notify,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -166,6 +168,7 @@ impl Store {
             faults,
             mem: memtable::Memtable::default(),
             outbox_len: AtomicU64::new(outbox_len),
+            journal_bytes: AtomicU64::new(0),
             outbox_notify: tokio::sync::Notify::new(),
             writer: Mutex::new(None),
         });
@@ -298,6 +301,12 @@ impl Store {
 
     pub fn outbox_len(&self) -> u64 {
         self.inner.outbox_len.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of journal frames a checkpoint has not yet put into sled: what a restart
+    /// now would replay. Zero on a quiet store once its checkpoint interval passed.
+    pub fn journal_bytes(&self) -> u64 {
+        self.inner.journal_bytes.load(Ordering::Relaxed)
     }
 
     /// Wakes when new outbox entries were committed.

@@ -252,3 +252,33 @@ async fn webhook_events_are_read_from_a_cursor_and_keep_their_numbering() {
     store.drop_cursors("wh_1").await.expect("writes");
     assert_eq!(store.cursor("wh_1", "a").expect("reads"), None);
 }
+
+#[tokio::test]
+async fn a_quiet_store_checkpoints_its_last_writes_once_the_interval_passes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_with(dir.path(), Duration::from_millis(300));
+    commit(&store, put("a/x/o/0000000000000001", "one")).await;
+    let journaled = store.journal_bytes();
+    assert!(journaled > 0, "a restart now would replay the commit");
+    // No further commit: the writer's idle wait ends when the checkpoint falls due.
+    for _ in 0..1000 {
+        if store.journal_bytes() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.journal_bytes(), 0, "checkpointed within 10 s");
+    let segments: Vec<u64> = segment_lens(dir.path()).iter().map(|s| s.0).collect();
+    assert_eq!(
+        segments,
+        vec![1],
+        "the segment that held the commit is gone"
+    );
+    let (_copy, crashed) = after_a_crash(dir.path());
+    assert_eq!(crashed.len(), 0, "the journal replays nothing");
+    assert_eq!(
+        store.get(b"a/x/o/0000000000000001").expect("reads"),
+        Some(b"one".to_vec())
+    );
+    store.shutdown();
+}

@@ -18,7 +18,7 @@ use super::{Inner, Job, KvOp, StoreError, FAILED, RECOVERING, WRITABLE};
 use rustix::process::Pid;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,38 @@ struct Writer {
     next_outbox: u64,
     pending: Pending,
     last_try: Instant,
+    rotation: Rotation,
+}
+
+/// A closed segment for the checkpoint: its number (it and every earlier one go once
+/// sled holds their writes) and the bytes of frames appended since the rotation
+/// before it, which then leave `Inner::journal_bytes`.
+type Closed = (u64, u64);
+
+/// When the writer closes the segment and hands its writes to a checkpoint.
+struct Rotation {
+    every: Duration,
+    last: Instant,
+    /// Frame bytes appended since the last rotation.
+    unsettled: u64,
+    checkpoints: Sender<Closed>,
+    priority: Option<CheckpointPriority>,
+}
+
+impl Rotation {
+    /// How long a writer with no job may wait before it must look at rotating: not at
+    /// all with nothing to checkpoint; while a checkpoint runs, until it may be over.
+    fn idle_wait(&self, checkpoint_running: bool) -> Option<Duration> {
+        if self.unsettled == 0 {
+            return None;
+        }
+        let due_in = self.every.saturating_sub(self.last.elapsed());
+        Some(if checkpoint_running {
+            due_in.max(RETRY)
+        } else {
+            due_in
+        })
+    }
 }
 
 pub(super) fn run(
@@ -82,7 +114,7 @@ pub(super) fn run(
     journal: Journal,
     journal_dir: PathBuf,
 ) {
-    let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<u64>();
+    let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel::<Closed>();
     let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
     let checkpointer = {
         let (inner, db, dir) = (Arc::clone(&inner), db.clone(), journal_dir.clone());
@@ -93,7 +125,7 @@ pub(super) fn run(
                 checkpoint_loop(&inner, &db, &dir, &checkpoint_rx)
             })
     };
-    let mut priority = tid_rx.recv().ok().map(CheckpointPriority::lower);
+    let priority = tid_rx.recv().ok().map(CheckpointPriority::lower);
     let mut w = Writer {
         inner,
         db,
@@ -101,8 +133,14 @@ pub(super) fn run(
         next_outbox,
         pending: Pending::default(),
         last_try: Instant::now(),
+        rotation: Rotation {
+            every: settings.checkpoint,
+            last: Instant::now(),
+            unsettled: 0,
+            checkpoints,
+            priority,
+        },
     };
-    let mut last_checkpoint = Instant::now();
     while let Some(first) = w.next_job(&rx) {
         let mut jobs = vec![first];
         let deadline = Instant::now() + settings.window;
@@ -121,28 +159,7 @@ pub(super) fn run(
         metrics::histogram!("sluice_commit_jobs").record(jobs.len() as f64);
         metrics::histogram!("sluice_commit_seconds").record(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            let due = w.journal.bytes() >= SEGMENT_BYTES
-                || (w.journal.bytes() > 0 && last_checkpoint.elapsed() >= settings.checkpoint);
-            // Rotation and freezing go together: the closed segments hold exactly what
-            // sled and the frozen writes hold. Skipped while a checkpoint still runs,
-            // which then has the request threads' priority until it is done.
-            let running = w.inner.mem.frozen().is_some();
-            if let Some(p) = &mut priority {
-                p.update(due && running, running);
-            }
-            if due && !running {
-                match w.journal.rotate() {
-                    Ok(closed) => {
-                        if w.inner.mem.freeze().is_some() {
-                            let _ = checkpoints.send(closed);
-                        }
-                        last_checkpoint = Instant::now();
-                    }
-                    // This window is durable all the same; the next is not taken until
-                    // a new segment exists.
-                    Err(e) => w.journal_failed(&e),
-                }
-            }
+            w.rotate_if_due();
         }
         match result {
             Ok(outboxed) => {
@@ -158,7 +175,7 @@ pub(super) fn run(
             }
         }
     }
-    drop(checkpoints);
+    drop(w.rotation.checkpoints);
     if let Ok(h) = checkpointer {
         let _ = h.join();
     }
@@ -171,23 +188,73 @@ pub(super) fn run(
         .frozen()
         .is_none_or(|f| has_room(&journal_dir, &f))
     {
-        checkpoint(&w.inner, &w.db, &journal_dir, w.journal.seq());
+        let bytes = w.inner.journal_bytes.load(Ordering::Relaxed);
+        checkpoint(&w.inner, &w.db, &journal_dir, w.journal.seq(), bytes);
     }
 }
 
 impl Writer {
     /// The next job; while recovering, tries to re-establish the journal between jobs.
+    /// A quiet store still checkpoints: with journal bytes sled does not hold, the
+    /// wait for a job ends when the checkpoint falls due, so a restart after a burst
+    /// replays nothing and the last segment does not wait for the next commit.
     fn next_job(&mut self, rx: &Receiver<Job>) -> Option<Job> {
         loop {
-            if self.inner.state.load(Ordering::Acquire) != RECOVERING {
+            let state = self.inner.state.load(Ordering::Acquire);
+            let recovering = state == RECOVERING;
+            let wait = match state {
+                RECOVERING => Some(RETRY),
+                WRITABLE => self.rotation.idle_wait(self.inner.mem.frozen().is_some()),
+                _ => None,
+            };
+            let Some(wait) = wait else {
                 return rx.recv().ok();
-            }
-            match rx.recv_timeout(RETRY) {
+            };
+            match rx.recv_timeout(wait) {
                 Ok(job) => return Some(job),
-                Err(RecvTimeoutError::Timeout) => self.try_recover(),
+                Err(RecvTimeoutError::Timeout) if recovering => self.try_recover(),
+                Err(RecvTimeoutError::Timeout) => self.rotate_if_due(),
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
+    }
+
+    /// Closes the segment and freezes the memtable for a checkpoint once the segment
+    /// is full or the interval has passed. Rotation and freezing go together: the
+    /// closed segments hold exactly what sled and the frozen writes hold. Skipped while
+    /// a checkpoint still runs, which then has the request threads' priority until it
+    /// is done.
+    fn rotate_if_due(&mut self) {
+        let r = &mut self.rotation;
+        let due = self.journal.bytes() >= SEGMENT_BYTES
+            || (self.journal.bytes() > 0 && r.last.elapsed() >= r.every);
+        let running = self.inner.mem.frozen().is_some();
+        if let Some(p) = &mut r.priority {
+            p.update(due && running, running);
+        }
+        if !due || running {
+            return;
+        }
+        match self.journal.rotate() {
+            Ok(closed) => {
+                let bytes = std::mem::take(&mut r.unsettled);
+                if self.inner.mem.freeze().is_some() {
+                    let _ = r.checkpoints.send((closed, bytes));
+                }
+                r.last = Instant::now();
+            }
+            // This window is durable all the same; the next is not taken until a new
+            // segment exists.
+            Err(e) => self.journal_failed(&e),
+        }
+    }
+
+    /// Counts a frame made durable towards the next checkpoint.
+    fn appended(&mut self, bytes: usize) {
+        self.rotation.unsettled += bytes as u64;
+        self.inner
+            .journal_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Journals the window (durable on return), then hands its writes to the memtable,
@@ -213,8 +280,10 @@ impl Writer {
             writes,
             outboxed,
         } = window;
-        match self.journal.append(&frame.finish()) {
+        let frame = frame.finish();
+        match self.journal.append(&frame) {
             Ok(()) => {
+                self.appended(frame.len());
                 self.inner.mem.apply(writes);
                 Ok(outboxed)
             }
@@ -359,11 +428,13 @@ impl Writer {
                     None => frame.del(k),
                 }
             }
-            if let Err(e) = next.append(&frame.finish()) {
+            let frame = frame.finish();
+            if let Err(e) = next.append(&frame) {
                 // That segment failed in turn: it is the one sealed next time.
                 self.journal = next;
                 return Err(e);
             }
+            self.appended(frame.len());
         }
         self.journal = next;
         let kept = std::mem::take(&mut self.pending);
@@ -454,8 +525,8 @@ fn set_nice(tid: Pid, nice: i32) -> bool {
 }
 
 /// Runs the checkpoints the writer asks for, each once the disk has room for it.
-fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>) {
-    let mut waiting: Option<u64> = None;
+fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<Closed>) {
+    let mut waiting: Option<Closed> = None;
     let mut spare = SPARE_MIN;
     loop {
         // A spare only where it leaves the room a checkpoint needs: it must never be
@@ -470,7 +541,7 @@ fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>)
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match got {
-            Ok(upto) => {
+            Ok((upto, bytes)) => {
                 // The next spare is as large as the segment just closed (cut back to its
                 // frames): a trickle of commits does not rewrite 64 MiB of zeros each
                 // rotation, a sale gets a whole segment.
@@ -479,18 +550,20 @@ fn checkpoint_loop(inner: &Inner, db: &sled::Db, dir: &Path, rx: &Receiver<u64>)
                 spare = used
                     .next_multiple_of(SPARE_MIN)
                     .clamp(SPARE_MIN, SEGMENT_BYTES);
-                waiting = Some(upto);
+                waiting = Some((upto, bytes));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        let Some(upto) = waiting else { continue };
+        let Some((upto, bytes)) = waiting else {
+            continue;
+        };
         let Some(frozen) = inner.mem.frozen() else {
             waiting = None;
             continue;
         };
         if has_room(dir, &frozen) {
-            checkpoint(inner, db, dir, upto);
+            checkpoint(inner, db, dir, upto, bytes);
             waiting = None;
         }
     }
@@ -529,12 +602,12 @@ fn has_room(dir: &Path, frozen: &Writes) -> bool {
 }
 
 /// Copies the frozen writes into sled, flushes it, then deletes the journal segments
-/// up to `upto`, which the flush made redundant. A failure keeps the segments
-/// (nothing is lost) and stops further writes.
-fn checkpoint(inner: &Inner, db: &sled::Db, dir: &Path, upto: u64) {
+/// up to `upto`, which the flush made redundant (`bytes` of frames). A failure keeps
+/// the segments (nothing is lost) and stops further writes.
+fn checkpoint(inner: &Inner, db: &sled::Db, dir: &Path, upto: u64, bytes: u64) {
     let started = Instant::now();
     let frozen = inner.mem.frozen();
-    let done = (|| {
+    let done = (|| -> Result<(), StoreError> {
         // In slices, pausing between them: one batch of everything doubled the
         // memory it copies and took both cores in a burst (admission latency p99 at
         // 18,000 waiting 157 -> 369 ms). Atomicity is not needed here: until the
@@ -553,7 +626,9 @@ fn checkpoint(inner: &Inner, db: &sled::Db, dir: &Path, upto: u64) {
         }
         db.flush()?;
         inner.mem.thaw();
-        journal::delete_upto(dir, upto)
+        journal::delete_upto(dir, upto)?;
+        inner.journal_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        Ok(())
     })();
     metrics::histogram!("sluice_checkpoint_seconds").record(started.elapsed().as_secs_f64());
     if let Err(e) = done {

@@ -137,6 +137,10 @@ async fn metrics_follow_a_sale() {
         text.contains("sluice_commit_seconds_bucket"),
         "commit latency histogram"
     );
+    assert!(
+        series(&text, "sluice_journal_bytes", "").is_some(),
+        "what a restart would replay"
+    );
     let r = app.request("GET", "/readyz", None, None).await;
     assert_eq!((r.status, r.body["store"].as_str()), (200, Some("ok")));
 }
