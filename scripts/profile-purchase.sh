@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USERS=${USERS:-250000}; SECS=${SECS:-5}; CONNS=${CONNS:-64}; WORKERS=${WORKERS:-2}
+[[ "$USERS" -le 1000000 ]] || { echo "profile-purchase.sh: USERS is at most 1000000 (admission.max_active)" >&2; exit 2; }
 WINDOW=${WINDOW:-$(awk -F' *= *' '/^commit_window_us/ {print $2}' config/default.toml)}
 server_bin=${SLUICE_BIN:-target/release/sluice}
 mkdir -p target/bench
