@@ -261,13 +261,7 @@ async fn a_quiet_store_checkpoints_its_last_writes_once_the_interval_passes() {
     let journaled = store.journal_bytes();
     assert!(journaled > 0, "a restart now would replay the commit");
     // No further commit: the writer's idle wait ends when the checkpoint falls due.
-    for _ in 0..1000 {
-        if store.journal_bytes() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(store.journal_bytes(), 0, "checkpointed within 10 s");
+    until_settled(&store).await;
     let segments: Vec<u64> = segment_lens(dir.path()).iter().map(|s| s.0).collect();
     assert_eq!(
         segments,
@@ -280,5 +274,42 @@ async fn a_quiet_store_checkpoints_its_last_writes_once_the_interval_passes() {
         store.get(b"a/x/o/0000000000000001").expect("reads"),
         Some(b"one".to_vec())
     );
+    store.shutdown();
+}
+
+/// Waits (bounded) until the store's journal is all in sled.
+async fn until_settled(store: &Store) {
+    for _ in 0..1000 {
+        if store.journal_bytes() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{} journal bytes still not checkpointed after 10 s",
+        store.journal_bytes()
+    );
+}
+
+#[tokio::test]
+async fn after_a_failed_fsync_a_quiet_store_checkpoints_the_sealed_and_the_new_segment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_with(dir.path(), Duration::from_millis(300));
+    commit(&store, put("k/acked", "1")).await;
+    store.faults().fail_syncs(1);
+    let failed = store.commit(put("k/failed", "2")).expect("queued");
+    assert!(failed.await.expect("answered").is_err());
+    until_writable(&store).await;
+    assert!(store.journal_bytes() > 0, "both segments hold frames");
+    // No commit after the recovery: the idle writer still checkpoints both.
+    until_settled(&store).await;
+    let (_copy, crashed) = after_a_crash(dir.path());
+    assert_eq!(crashed.len(), 0, "the journal replays nothing");
+    for (k, v) in [("k/acked", "1"), ("k/failed", "2")] {
+        assert_eq!(
+            store.get(k.as_bytes()).expect("reads"),
+            Some(v.as_bytes().to_vec())
+        );
+    }
     store.shutdown();
 }

@@ -226,8 +226,11 @@ impl Writer {
     /// is done.
     fn rotate_if_due(&mut self) {
         let r = &mut self.rotation;
+        // `unsettled`, not the open segment's bytes: after a journal failure the frames
+        // to checkpoint can be in the sealed segment while the new one is empty (and
+        // the idle wait, which also counts `unsettled`, would otherwise spin).
         let due = self.journal.bytes() >= SEGMENT_BYTES
-            || (self.journal.bytes() > 0 && r.last.elapsed() >= r.every);
+            || (r.unsettled > 0 && r.last.elapsed() >= r.every);
         let running = self.inner.mem.frozen().is_some();
         if let Some(p) = &mut r.priority {
             p.update(due && running, running);
