@@ -55,6 +55,12 @@ fn args() -> Args {
             _ => {} // cargo bench passes --bench
         }
     }
+    // Every user is admitted and holds a unit at once, and the contract bounds
+    // `admission.max_active` at 1,000,000: more would leave users without a token.
+    assert!(
+        a.users <= 1_000_000,
+        "--users is at most 1000000 (admission.max_active)"
+    );
     a
 }
 
