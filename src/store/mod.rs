@@ -402,6 +402,18 @@ fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
                     supported: SCHEMA_VERSION,
                 });
             }
+            if found < SCHEMA_VERSION {
+                // Schema 1 data reads as it is (`layout`); the mark keeps older
+                // builds, which cannot read schema 2's spent holds, from opening it.
+                db.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+                db.flush()?;
+                tracing::info!(
+                    path,
+                    from = found,
+                    to = SCHEMA_VERSION,
+                    "store schema upgraded"
+                );
+            }
             Ok(())
         }
         None if db.is_empty() => {

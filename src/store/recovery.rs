@@ -1,5 +1,6 @@
 //! Reading every activity back from the store at start-up.
 
+use super::codec::{decode_hold_slot, HoldSlot};
 use super::layout::{parse_activity_key, ActivityKey};
 use super::StoreError;
 use crate::domain::activity::{ActivityRecord, Restored};
@@ -15,10 +16,14 @@ fn decode<T: serde::de::DeserializeOwned>(
     key: &[u8],
     v: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+    serde_json::from_slice(v).map_err(|e| corrupt(path, key, e))
+}
+
+fn corrupt(path: &str, key: &[u8], e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         path: path.into(),
         detail: format!("entry {}: {e}", String::from_utf8_lossy(key)),
-    })
+    }
 }
 
 /// Decodes activities from their entries (every `a/...` key, or one activity's).
@@ -46,7 +51,10 @@ pub(super) fn load(
                 match kind {
                     'p' => d.places.push((n, decode(path, &k, &v)?)),
                     'q' => d.pre.push((n, decode(path, &k, &v)?)),
-                    'h' => d.holds.push(decode(path, &k, &v)?),
+                    'h' => match decode_hold_slot(&v).map_err(|e| corrupt(path, &k, e))? {
+                        HoldSlot::Unspent(h) => d.holds.push(h),
+                        HoldSlot::Spent(o) => d.orders.push(o),
+                    },
                     'o' => d.orders.push(decode(path, &k, &v)?),
                     'l' => d.lines.push((n, decode(path, &k, &v)?)),
                     'm' => d.minutes.push((n, decode(path, &k, &v)?)),
@@ -69,6 +77,9 @@ pub(super) fn load(
             detail: format!("entries for activity {orphan} without its record"),
         });
     }
+    for d in data.values_mut() {
+        newest_orders(&mut d.orders);
+    }
     Ok(records
         .into_iter()
         .map(|(id, record)| LoadedActivity {
@@ -76,4 +87,11 @@ pub(super) fn load(
             data: data.remove(&id).unwrap_or_default(),
         })
         .collect())
+}
+
+/// One order per number, its newest version: a schema 1 order rewritten since has
+/// its old `o/` key and its hold's key (`layout`).
+fn newest_orders(orders: &mut Vec<crate::domain::order::Order>) {
+    orders.sort_unstable_by(|a, b| a.n.cmp(&b.n).then(b.version.cmp(&a.version)));
+    orders.dedup_by_key(|o| o.n);
 }

@@ -313,3 +313,71 @@ async fn after_a_failed_fsync_a_quiet_store_checkpoints_the_sealed_and_the_new_s
     }
     store.shutdown();
 }
+
+/// A store written before orders moved to their holds' keys: its schema is marked 2
+/// on open, its orders and holds read as they are, and an order rewritten since (at
+/// its hold's key, with its old `o/` key still there) reads at its newest version.
+#[tokio::test]
+async fn a_schema_1_store_reads_on_and_a_rewritten_order_keeps_its_newest_version() {
+    use crate::domain::activity::{Activity, Mutation};
+    use crate::domain::order::OrderStatus;
+    use crate::domain::spec::CreateActivity;
+    use codec::tests::{hold, order};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = ActivityId::parse("x").expect("valid");
+    let body: CreateActivity =
+        serde_json::from_str(r#"{"id":"x","name":"X","kind":"sale","stock":5}"#).expect("json");
+    let (spec, slots) = body.validate(1).expect("valid spec");
+    let record = Activity::new(
+        spec,
+        &slots,
+        crate::domain::token::TokenKey::new(b"k"),
+        1,
+        [0; 32],
+    )
+    .record();
+    {
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .expect("sled opens");
+        let put = |k: Vec<u8>, v: Vec<u8>| db.insert(k, v).map(|_| ()).expect("insert");
+        put(SCHEMA_KEY.to_vec(), b"1".to_vec());
+        put(
+            layout::activity_key(&id, "rec"),
+            serde_json::to_vec(&record).expect("json"),
+        );
+        for o in [order(1, 1, 1), order(2, 2, 1)] {
+            put(
+                layout::numbered(&id, 'o', o.n),
+                serde_json::to_vec(&o).expect("json"),
+            );
+        }
+        put(
+            layout::numbered(&id, 'h', 3),
+            serde_json::to_vec(&hold(3)).expect("json"),
+        );
+        db.flush().expect("flush");
+    }
+
+    let store = open(dir.path());
+    assert_eq!(store.get(SCHEMA_KEY).expect("reads"), Some(b"2".to_vec()));
+    let mut paid = order(2, 2, 2);
+    paid.status = OrderStatus::Paid;
+    let ops = codec::encode(
+        &id,
+        None,
+        &[Mutation::PutOrder(paid.clone())],
+        false,
+        &mut codec::EventLog::default(),
+    );
+    commit(&store, ops).await;
+    for store in [Some(store), None] {
+        let store = store.unwrap_or_else(|| open(dir.path()));
+        let loaded = store.load_activity(&id).expect("loads").expect("found");
+        assert_eq!(loaded.data.orders, vec![order(1, 1, 1), paid.clone()]);
+        assert_eq!(loaded.data.holds, vec![hold(3)]);
+        store.shutdown();
+    }
+}
