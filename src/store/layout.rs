@@ -32,8 +32,9 @@
 //! An order lives at the key of the hold it spent (schema 2): a purchase then
 //! overwrites one key where it used to delete one and insert another, which cut
 //! what sled's checkpoint costs per purchase by about two thirds (deletes shrink
-//! leaves into merges, appended orders split them). Schema 1 stores kept orders under `o/`; they are read
-//! as they are, and an order rewritten since has both keys (the newer `version` wins).
+//! leaves into merges, appended orders split them). Schema 1 stores kept orders
+//! under `o/`; they are read as they are, and an order rewritten since has both
+//! keys (the newer `version` wins).
 
 use crate::domain::ids::ActivityId;
 
