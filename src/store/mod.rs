@@ -385,6 +385,13 @@ fn await_lock_released(file: &Path) {
     // Dropping `f` releases the lock just taken.
 }
 
+/// Records (durably) that the store holds this build's schema.
+fn mark_schema(db: &sled::Db) -> Result<(), StoreError> {
+    db.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+    db.flush()?;
+    Ok(())
+}
+
 fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
     match db.get(SCHEMA_KEY)? {
         Some(v) => {
@@ -405,8 +412,7 @@ fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
             if found < SCHEMA_VERSION {
                 // Schema 1 data reads as it is (`layout`); the mark keeps older
                 // builds, which cannot read schema 2's spent holds, from opening it.
-                db.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
-                db.flush()?;
+                mark_schema(db)?;
                 tracing::info!(
                     path,
                     from = found,
@@ -416,11 +422,7 @@ fn check_schema(db: &sled::Db, path: &str) -> Result<(), StoreError> {
             }
             Ok(())
         }
-        None if db.is_empty() => {
-            db.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
-            db.flush()?;
-            Ok(())
-        }
+        None if db.is_empty() => mark_schema(db),
         None => Err(StoreError::Corrupt {
             path: path.into(),
             detail: "data without a schema version".into(),
