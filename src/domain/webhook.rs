@@ -8,6 +8,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
@@ -64,7 +65,7 @@ impl EventType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EventData {
-    Order(#[serde(serialize_with = "order_view")] Box<Order>),
+    Order(#[serde(serialize_with = "order_view")] Arc<Order>),
     Phase {
         activity_id: String,
         phase: String,
@@ -430,7 +431,7 @@ mod tests {
         let e = Event {
             kind: EventType::OrderCreated,
             at: 1_700_000_000_000,
-            data: EventData::Order(Box::new(order.clone())),
+            data: EventData::Order(Arc::new(order.clone())),
         };
         let v: serde_json::Value = serde_json::from_slice(&e.body()).expect("json");
         assert_eq!(v["type"], "order.created");

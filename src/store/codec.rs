@@ -108,7 +108,7 @@ pub fn encode(
             Mutation::PutOrder(o) => {
                 ops.push(KvOp::Put(
                     numbered(id, 'h', o.hold),
-                    json(&Spent { order: o }),
+                    json(&Spent { order: &**o }),
                 ));
                 if outbox {
                     ops.push(KvOp::Outbox(json(&o.view())));
@@ -186,7 +186,7 @@ pub(super) mod tests {
         let id = ActivityId::parse("x").expect("valid");
         let purchase = [
             Mutation::DelHold { id: 7 },
-            Mutation::PutOrder(order(1, 7, 1)),
+            Mutation::PutOrder(order(1, 7, 1).into()),
             Mutation::DelHold { id: 8 },
         ];
         let ops = encode(&id, None, &purchase, false, &mut EventLog::default());

@@ -368,7 +368,7 @@ async fn a_schema_1_store_reads_on_and_a_rewritten_order_keeps_its_newest_versio
     let ops = codec::encode(
         &id,
         None,
-        &[Mutation::PutOrder(paid.clone())],
+        &[Mutation::PutOrder(paid.clone().into())],
         false,
         &mut codec::EventLog::default(),
     );

@@ -9,6 +9,7 @@ use crate::domain::ids::UserId;
 use crate::domain::order::Order;
 use crate::domain::webhook::{Event, EventData, EventType};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A place as persisted (connection state is not: after a restart every place starts
 /// its reconnect grace afresh).
@@ -63,7 +64,7 @@ pub enum Mutation {
     DelHold {
         id: u64,
     },
-    PutOrder(Order),
+    PutOrder(Arc<Order>),
     PutShuffle(ShuffleAudit),
     /// A place of the public line (the fairness log), by sequence number.
     PutLine {

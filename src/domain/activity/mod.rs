@@ -19,6 +19,7 @@ mod holds;
 mod joins;
 mod lifecycle;
 mod notify;
+mod numbered;
 mod order_book;
 pub mod orders;
 mod queue;

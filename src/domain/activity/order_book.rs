@@ -1,6 +1,7 @@
 //! The order book: every order of the activity, by number and by the hold (token) it
 //! spent, the payment deadlines of pending ones, and the paid/cancelled/pending counts.
 
+use super::numbered::Numbered;
 use super::{ActivityError, Effects, Mutation};
 use crate::domain::clock::Millis;
 use crate::domain::ids::UserId;
@@ -8,7 +9,8 @@ use crate::domain::order::{
     CancelReason, Order, OrderStatus, PaymentRef, Transition, TransitionError,
 };
 use crate::domain::webhook::{EventData, EventType};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 fn no_such_order() -> ActivityError {
     ActivityError::NotFound("no such order".into())
@@ -24,9 +26,11 @@ fn may_act(order: &Order, user: Option<&UserId>) -> Result<(), ActivityError> {
     }
 }
 
+/// Orders are shared (`Arc`) with the commit that persists them, the event that
+/// announces them and the purchase's answer: one allocation per order, not four.
 #[derive(Debug)]
 pub(super) struct OrderBook {
-    orders: BTreeMap<u64, Order>,
+    orders: Numbered<Arc<Order>>,
     /// Hold id -> order number: a spent token finds its order (idempotent purchase).
     by_hold: HashMap<u64, u64>,
     pay_deadlines: BTreeSet<(Millis, u64)>,
@@ -39,7 +43,7 @@ pub(super) struct OrderBook {
 impl Default for OrderBook {
     fn default() -> Self {
         Self {
-            orders: BTreeMap::new(),
+            orders: Numbered::default(),
             by_hold: HashMap::new(),
             pay_deadlines: BTreeSet::new(),
             next_n: 1,
@@ -52,21 +56,24 @@ impl Default for OrderBook {
 
 impl OrderBook {
     pub(super) fn get(&self, n: u64) -> Option<&Order> {
-        self.orders.get(&n)
+        self.orders.get(n).map(Arc::as_ref)
     }
 
     /// The order a purchase token (hold) already bought.
-    pub(super) fn of_hold(&self, hold: u64) -> Option<&Order> {
-        self.by_hold.get(&hold).and_then(|n| self.orders.get(n))
+    pub(super) fn of_hold(&self, hold: u64) -> Option<&Arc<Order>> {
+        self.by_hold.get(&hold).and_then(|&n| self.orders.get(n))
     }
 
     pub(super) fn of_user<'a>(&'a self, user: &'a UserId) -> impl Iterator<Item = &'a Order> + 'a {
-        self.orders.values().filter(move |o| &o.user == user)
+        self.orders
+            .values()
+            .map(Arc::as_ref)
+            .filter(move |o| &o.user == user)
     }
 
     /// The order, if `user` may act on it (`None` is an operator).
     pub(super) fn owned(&self, n: u64, user: Option<&UserId>) -> Result<&Order, ActivityError> {
-        let order = self.orders.get(&n).ok_or_else(no_such_order)?;
+        let order = self.get(n).ok_or_else(no_such_order)?;
         may_act(order, user)?;
         Ok(order)
     }
@@ -96,19 +103,20 @@ impl OrderBook {
     }
 
     /// Books a new pending order numbered `next_n()` and persists it.
-    pub(super) fn open(&mut self, order: Order, fx: &mut Effects) -> &Order {
+    pub(super) fn open(&mut self, order: Order, fx: &mut Effects) -> Arc<Order> {
         debug_assert_eq!(order.n, self.next_n, "orders are numbered in turn");
         let n = order.n;
         self.next_n += 1;
         self.pay_deadlines.insert((order.pay_by, n));
         self.pending += 1;
         self.by_hold.insert(order.hold, n);
-        fx.mutations.push(Mutation::PutOrder(order.clone()));
+        let order = Arc::new(order);
+        fx.mutations.push(Mutation::PutOrder(Arc::clone(&order)));
         fx.event(
             EventType::OrderCreated,
-            EventData::Order(Box::new(order.clone())),
+            EventData::Order(Arc::clone(&order)),
         );
-        self.orders.entry(n).or_insert(order)
+        Arc::clone(self.orders.insert(n, order))
     }
 
     /// The owner (or an operator, `user = None`) pays a pending order.
@@ -119,22 +127,20 @@ impl OrderBook {
         payment_ref: Option<&PaymentRef>,
         fx: &mut Effects,
     ) -> Result<Order, ActivityError> {
-        let order = self.orders.get_mut(&n).ok_or_else(no_such_order)?;
+        let order = self.orders.get_mut(n).ok_or_else(no_such_order)?;
         may_act(order, user)?;
-        match order.pay(payment_ref) {
+        // A copy only while the commit or event of an earlier change still shares it.
+        match Arc::make_mut(order).pay(payment_ref) {
             Ok(t) => {
-                let (order, pay_by, q) = (order.clone(), order.pay_by, order.quantity);
+                let (pay_by, q) = (order.pay_by, order.quantity);
                 if t == Transition::Changed {
                     self.pay_deadlines.remove(&(pay_by, n));
                     self.pending -= 1;
                     self.paid_units += u64::from(q);
-                    fx.mutations.push(Mutation::PutOrder(order.clone()));
-                    fx.event(
-                        EventType::OrderPaid,
-                        EventData::Order(Box::new(order.clone())),
-                    );
+                    fx.mutations.push(Mutation::PutOrder(Arc::clone(order)));
+                    fx.event(EventType::OrderPaid, EventData::Order(Arc::clone(order)));
                 }
-                Ok(order)
+                Ok(Order::clone(order))
             }
             Err(TransitionError::AlreadyCancelled) => Err(ActivityError::Conflict(
                 "the order was cancelled and cannot be paid".into(),
@@ -150,21 +156,20 @@ impl OrderBook {
         reason: CancelReason,
         fx: &mut Effects,
     ) -> Result<(Order, Transition), ActivityError> {
-        let order = self.orders.get_mut(&n).ok_or_else(no_such_order)?;
-        match order.cancel(reason) {
+        let order = self.orders.get_mut(n).ok_or_else(no_such_order)?;
+        match Arc::make_mut(order).cancel(reason) {
             Ok(Transition::Changed) => {
-                let order = order.clone();
                 self.pay_deadlines.remove(&(order.pay_by, n));
                 self.pending -= 1;
                 self.cancelled_units += u64::from(order.quantity);
-                fx.mutations.push(Mutation::PutOrder(order.clone()));
+                fx.mutations.push(Mutation::PutOrder(Arc::clone(order)));
                 fx.event(
                     EventType::OrderCancelled,
-                    EventData::Order(Box::new(order.clone())),
+                    EventData::Order(Arc::clone(order)),
                 );
-                Ok((order, Transition::Changed))
+                Ok((Order::clone(order), Transition::Changed))
             }
-            Ok(Transition::Unchanged) => Ok((order.clone(), Transition::Unchanged)),
+            Ok(Transition::Unchanged) => Ok((Order::clone(order), Transition::Unchanged)),
             Err(e) => Err(ActivityError::Conflict(e.to_string())),
         }
     }
@@ -181,11 +186,14 @@ impl OrderBook {
 
     /// Recovery: the record's counter, before the orders found raise it.
     pub(super) fn set_next_n(&mut self, next: u64) {
-        self.next_n = next;
+        self.next_n = next.max(1);
     }
 
     /// Recovery: an order found in the store, with its counters and deadline.
     pub(super) fn restore(&mut self, o: Order) {
+        if o.n == 0 {
+            return; // never written: orders are numbered from 1
+        }
         self.next_n = self.next_n.max(o.n + 1);
         match o.status {
             OrderStatus::Cancelled => self.cancelled_units += u64::from(o.quantity),
@@ -196,7 +204,7 @@ impl OrderBook {
             }
         }
         self.by_hold.insert(o.hold, o.n);
-        self.orders.insert(o.n, o);
+        self.orders.insert(o.n, Arc::new(o));
     }
 }
 

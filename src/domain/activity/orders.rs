@@ -9,6 +9,7 @@ use crate::domain::ledger::LedgerError;
 use crate::domain::order::{CancelReason, Order, OrderStatus, PaymentRef, Transition};
 use crate::domain::spec::Kind;
 use crate::domain::token::TokenClaims;
+use std::sync::Arc;
 
 /// A purchase request whose token signature has already been checked.
 #[derive(Debug, Clone)]
@@ -22,7 +23,7 @@ pub struct PurchaseRequest {
 /// The order, and whether this call created it (201) or found it (200).
 #[derive(Debug, Clone)]
 pub struct Purchased {
-    pub order: Order,
+    pub order: Arc<Order>,
     pub created: bool,
 }
 
@@ -70,7 +71,7 @@ impl Activity {
         // Idempotency first: a spent token returns its order, even after expiry.
         if let Some(order) = self.orders.of_hold(req.claims.hold) {
             return Ok(Purchased {
-                order: order.clone(),
+                order: Arc::clone(order),
                 created: false,
             });
         }
@@ -144,7 +145,7 @@ impl Activity {
             ticket,
             payment_ref: None,
         };
-        let order = self.orders.open(order, &mut self.fx).clone();
+        let order = self.orders.open(order, &mut self.fx);
         self.users.purchased(&order.user, order.quantity, n);
         self.report.ordered(now);
         // Units a smaller purchase returned go to whoever waits.

@@ -112,7 +112,7 @@ fn blank(fx: Effects) -> String {
                 line.receipt = crate::domain::activity::fairness::Receipt::of(&key(), "");
                 Mutation::PutLine { seq, line }
             }
-            Mutation::PutOrder(o) => Mutation::PutOrder(blank_order(o)),
+            Mutation::PutOrder(o) => Mutation::PutOrder(blank_order((*o).clone()).into()),
             m => m,
         })
         .collect();
@@ -219,8 +219,8 @@ proptest! {
                     new.detach(&u(i), now);
                 }
                 JoinOp::Buy(i) => if let Some(t) = tokens.get(&i) {
-                    let a = buy(&mut old, &u(i), t, now).map(|p| blank_order(p.order));
-                    let b = buy(&mut new, &u(i), t, now).map(|p| blank_order(p.order));
+                    let a = buy(&mut old, &u(i), t, now).map(|p| blank_order((*p.order).clone()));
+                    let b = buy(&mut new, &u(i), t, now).map(|p| blank_order((*p.order).clone()));
                     prop_assert_eq!(a, b);
                 },
                 JoinOp::Tick(dt) => {

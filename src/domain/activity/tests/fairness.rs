@@ -141,7 +141,7 @@ impl Store {
                 Mutation::DelPre { n } => drop(self.pre.remove(&n)),
                 Mutation::PutHold(h) => drop(self.holds.insert(h.id, h)),
                 Mutation::DelHold { id } => drop(self.holds.remove(&id)),
-                Mutation::PutOrder(o) => drop(self.orders.insert(o.n, o)),
+                Mutation::PutOrder(o) => drop(self.orders.insert(o.n, (*o).clone())),
                 Mutation::PutLine { seq, line } => drop(self.lines.insert(seq, line)),
                 // Not part of the line this property checks.
                 _ => {}

@@ -450,7 +450,7 @@ fn restore_rebuilds_places_holds_and_orders() {
                 holds.remove(&id);
             }
             Mutation::PutOrder(o) => {
-                orders.insert(o.n, o);
+                orders.insert(o.n, (*o).clone());
             }
             _ => {}
         }
