@@ -4,15 +4,14 @@
 //! sale the order book's node splits were the largest single source of fresh pages
 //! faulted in on the request path (docs/performance.md, Session 14). Here a value
 //! costs its own size, and storage grows in fixed chunks, so growing never copies
-//! what is already there (one `Vec` of a million orders would move 200 MB at once on
-//! the actor's thread). The chunks are found by their first number in a small map
-//! (244 of them for a million orders), so a number far beyond the rest, which a
+//! what is already there. The chunks are found by their first number in a small map
+//! (245 of them for a million orders), so a number far beyond the rest, which a
 //! damaged store might hold, costs one chunk and not the numbers before it.
 
 use std::collections::BTreeMap;
 
-/// Values per chunk: 4,096 orders are about 800 KiB, allocated once when the first
-/// of them arrives.
+/// Values per chunk, allocated once when the first of them arrives (32 KiB for the
+/// order book's `Arc<Order>`s).
 const CHUNK: usize = 4096;
 
 #[derive(Debug)]
